@@ -1,0 +1,245 @@
+/*
+ * tiercache — a multi-layer cache: an in-process L1, Redis as L2, and a loader
+ * that reaches the source of truth.
+ *
+ * This header is the whole public API of the cache engine. The engine knows
+ * nothing of HTTP or of any application: keys and tags are strings, values are
+ * opaque bytes with a content hash. docs/cache.md explains the guarantees and
+ * names the tests that prove each of them.
+ *
+ * Threads: every function may be called from any number of threads at once,
+ * except tc_cache_destroy(), which must be the last call on a cache.
+ *
+ * Errors: functions return 0 on success or a negative TC_E* code;
+ * tc_strerror() names it.
+ */
+#ifndef TIERCACHE_CACHE_H
+#define TIERCACHE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes. */
+enum {
+    TC_OK = 0,
+    TC_ENOMEM = -1,    /* out of memory */
+    TC_EINVAL = -2,    /* invalid argument (key too long, bad policy, ...) */
+    TC_ENOTFOUND = -3, /* tc_get(): no usable entry */
+    TC_ELOAD = -4,     /* the loader failed and no stale value could be served */
+    TC_EREDIS = -5,    /* Redis unreachable, timed out, or answered an error */
+    TC_ETIMEDOUT = -6, /* waited too long for another caller's load */
+    TC_ECLOSED = -7,   /* the cache is being destroyed */
+};
+
+const char *tc_strerror(int err);
+
+/* Limits. */
+#define TC_KEY_MAX 512 /* bytes in a key */
+#define TC_TAG_MAX 128 /* bytes in a tag */
+#define TC_TAGS_MAX 8  /* tags on one entry */
+
+/* --------------------------------------------------------------------------
+ * Values: immutable, reference-counted bytes.
+ *
+ * A value handed out by the cache belongs to the caller until it calls
+ * tc_value_release(); the bytes stay valid until then, whatever the cache does
+ * (eviction, invalidation, destroy).
+ */
+typedef struct tc_value {
+    const char *data;
+    size_t len;
+    uint64_t hash; /* 64-bit content hash of data (XXH3); equal bytes, equal hash */
+} tc_value;
+
+void tc_value_retain(const tc_value *v);
+void tc_value_release(const tc_value *v); /* NULL is a no-op */
+
+/* Writes the content hash as 16 lower-case hex digits and a NUL (17 bytes). */
+void tc_hash_hex(uint64_t hash, char out[17]);
+
+/* --------------------------------------------------------------------------
+ * Configuration.
+ */
+typedef uint64_t (*tc_clock_fn)(void *ctx); /* wall-clock milliseconds */
+
+typedef struct tc_config {
+    const char *redis_host;     /* NULL: no L2 and no bus (L1 only, one process) */
+    int redis_port;             /* default 6379 */
+    int redis_db;               /* SELECT index, default 0 */
+    const char *redis_password; /* AUTH, or NULL */
+    const char *prefix;         /* every Redis key starts with it; default "tc:" */
+
+    size_t l1_max_bytes; /* L1 memory limit; default 64 MiB; 0 disables L1 */
+    int l1_shards;       /* power of two; default 16 */
+
+    int redis_timeout_ms;   /* per command; default 50 */
+    int connect_timeout_ms; /* default 100 */
+    int redis_pool_max;     /* connections for commands; default 16 */
+    int breaker_failures;   /* consecutive failures that open the breaker; default 5 */
+    int breaker_open_ms;    /* how long it stays open before one probe; default 1000 */
+
+    int refresh_workers; /* background refresh threads; default 2 */
+    int refresh_queue;   /* bounded queue of refreshes; default 1024 */
+    int wait_timeout_ms; /* how long a caller waits for another's load; default 5000 */
+    int lock_ms;         /* cross-process single-flight lock (0: off); default 0 */
+
+    /* When true, this is the only process that writes through this prefix:
+     * L1 stays trusted while the invalidation bus is down. */
+    int single_instance;
+    /* Invalidations that could not reach Redis are kept and replayed before
+     * L2 is used again; past this many, the whole cache is cleared instead. */
+    int pending_invalidations_max; /* default 4096 */
+
+    tc_clock_fn clock; /* NULL: CLOCK_REALTIME */
+    void *clock_ctx;
+} tc_config;
+
+/* Fills *cfg with the defaults above. */
+void tc_config_init(tc_config *cfg);
+
+typedef struct tc_cache tc_cache;
+
+/* Creates a cache. Redis being down is not an error: the cache starts with
+ * the breaker open and connects when Redis is back. On failure returns NULL
+ * and, if err is not NULL, sets *err. */
+tc_cache *tc_cache_create(const tc_config *cfg, int *err);
+
+/* Stops the workers and the bus, frees everything. NULL is a no-op. Values
+ * the caller still holds stay valid. */
+void tc_cache_destroy(tc_cache *c);
+
+/* --------------------------------------------------------------------------
+ * Policies and loading.
+ */
+
+/* A growable output buffer for loaders. */
+typedef struct tc_buf {
+    char *data;
+    size_t len, cap, max;
+} tc_buf;
+
+int tc_buf_append(tc_buf *b, const void *data, size_t len);
+int tc_buf_printf(tc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * A loader reads the source of truth for a key and appends the value to out.
+ * Returns 0, or a negative code (its own, or TC_ELOAD) on failure.
+ * ctx is the policy's loader_ctx; it must stay valid for the life of the cache,
+ * since a background refresh may call the loader after the caller has left.
+ * Everything a loader needs about the request must be derivable from the key.
+ */
+typedef int (*tc_loader_fn)(void *ctx, const char *key, tc_buf *out);
+
+#define TC_POLICY_NO_L1 0x1 /* keep this entry out of L1 */
+#define TC_POLICY_NO_L2 0x2 /* keep this entry out of Redis */
+
+typedef struct tc_policy {
+    uint32_t fresh_ms; /* served as fresh for this long */
+    uint32_t stale_ms; /* then served stale (with one background refresh),
+                          or on loader error, for this much longer */
+    const char *tags[TC_TAGS_MAX];
+    int ntags;
+    double xfetch_beta; /* >0: probabilistic early refresh (XFetch), 1.0 typical */
+    unsigned flags;     /* TC_POLICY_* */
+    tc_loader_fn loader;
+    void *loader_ctx;
+} tc_policy;
+
+/* Where an answer came from. */
+typedef enum tc_source {
+    TC_SRC_L1 = 0,
+    TC_SRC_L2 = 1,
+    TC_SRC_LOADER = 2, /* this caller's own load, or one it waited for */
+} tc_source;
+
+typedef struct tc_result {
+    const tc_value *value; /* owned by the caller: tc_value_release() */
+    tc_source source;
+    int stale;      /* 1: past its fresh time (a refresh was started) */
+    int64_t ttl_ms; /* time left fresh (negative when stale) */
+    int64_t age_ms; /* time since the value was loaded */
+} tc_result;
+
+/*
+ * L1 -> L2 -> loader. One load per key at a time in this process (the others
+ * wait for it); across processes too when lock_ms is set. On success fills
+ * *res; the caller releases res->value.
+ */
+int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
+
+/* L1 -> L2 only; TC_ENOTFOUND when there is no fresh or stale-allowed entry.
+ * p gives the tags the entry must carry (NULL: no tags). No refresh is run. */
+int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
+
+/* Stores a value computed by the caller under p's times and tags. An
+ * invalidation of one of the tags that lands while the caller computed the
+ * value is NOT detected; use tc_get_or_load for that guarantee. */
+int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p);
+
+/*
+ * Invalidation. When these return 0 no later read in this process returns the
+ * old entry, and every other process drops it when the bus delivers the
+ * message. An invalidated entry is never served stale. If Redis cannot be
+ * reached the invalidation is applied locally, kept, and replayed before
+ * Redis is read again; the return is then TC_EREDIS.
+ */
+int tc_invalidate_key(tc_cache *c, const char *key);
+int tc_invalidate_tag(tc_cache *c, const char *tag);
+int tc_delete(tc_cache *c, const char *key); /* = tc_invalidate_key */
+/* Every entry under the prefix, in every process: one counter and one message,
+ * no FLUSHDB, no scan of the keyspace. */
+int tc_clear(tc_cache *c);
+
+/* --------------------------------------------------------------------------
+ * Metrics. A namespace is the part of a key before its first ':'
+ * ("user" for "user:42"); keys without ':' count under "-".
+ */
+#define TC_NS_MAX 32
+#define TC_NS_NAME_MAX 32
+#define TC_HIST_BUCKETS 24 /* bucket i counts latencies < 2^i microseconds; the last is +Inf */
+
+typedef struct tc_histogram {
+    uint64_t buckets[TC_HIST_BUCKETS];
+    uint64_t count;
+    uint64_t sum_us;
+} tc_histogram;
+
+typedef struct tc_ns_metrics {
+    char name[TC_NS_NAME_MAX];
+    uint64_t l1_hits, l2_hits;
+    uint64_t misses;           /* loads this process ran for a caller */
+    uint64_t coalesced;        /* callers that waited for another caller's load */
+    uint64_t stale_served;     /* answers past their fresh time */
+    uint64_t refreshes;        /* background refreshes run */
+    uint64_t refresh_dropped;  /* refreshes not queued: the queue was full */
+    uint64_t load_errors;      /* loader failures, foreground or background */
+    uint64_t invalidations;    /* keys invalidated in this namespace */
+    tc_histogram hit_latency;  /* L1 or L2 hit, microseconds */
+    tc_histogram load_latency; /* loader run */
+} tc_ns_metrics;
+
+typedef struct tc_metrics {
+    int nns;
+    tc_ns_metrics ns[TC_NS_MAX];
+    uint64_t tag_invalidations, clears, bus_messages, bus_reconnects, pending_invalidations;
+    uint64_t l1_entries, l1_bytes, l1_evictions;
+    uint64_t redis_errors, breaker_opens;
+    int breaker_open; /* 1 while L2 is skipped */
+    int bus_connected;
+    tc_histogram redis_latency;
+} tc_metrics;
+
+/* Copies the current counters into *m (no allocation). */
+void tc_metrics_snapshot(tc_cache *c, tc_metrics *m);
+
+/* Estimated percentile (0..100) of a histogram, in microseconds. */
+double tc_histogram_percentile(const tc_histogram *h, double pct);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1099 @@
+/*
+ * The engine: get-or-load through L1 and L2, single-flight, stale-while-
+ * revalidate, tags and invalidation. The modules beside it do the mechanics
+ * (l1.c, tags.c, redis.c, bus.c, pool.c); this file holds the rules.
+ *
+ * DESIGN — why a stale answer can never follow an invalidation.
+ *
+ * Every entry carries tags: [0] the global tag "*" (tc_clear and the bus
+ * going down bump it), [1] the key's own tag "#key" (tc_invalidate_key), then
+ * the policy's tags. Each tag has two counters:
+ *   - a local generation (tags.c), bumped in this process by an invalidation
+ *     made here or received on the bus;
+ *   - a version in Redis (<prefix>~t:<tag>), bumped by the INVALIDATE script,
+ *     which publishes on the bus in the same step.
+ * A load first records both (local generations, then — in the same round
+ * trip that reads L2 — the Redis versions), then reads L2 or runs the loader.
+ * The result is stored in L1 only with the generations recorded before, and
+ * in Redis only by a script that checks the versions recorded before. So an
+ * invalidation that lands while a load runs leaves its result born invalid:
+ * it is never served, here or anywhere (guarantee 2), and a hit is checked
+ * by comparing counters, never clocks.
+ *
+ * A caller that finds a load in flight for its key joins it only if the
+ * flight's recorded generations are still current; otherwise that load began
+ * before an invalidation this caller may already have seen returned, so the
+ * caller starts its own (read-your-writes, guarantee 3).
+ *
+ * Stale serving (guarantee 4) only applies to entries that are still valid:
+ * an invalidated entry fails the counter check before its times are looked at
+ * (guarantee 5).
+ *
+ * Threads: any caller thread; background refreshes on the pool's threads;
+ * bus messages on the bus thread. Shared state: L1 and tags (sharded locks),
+ * flights (sharded locks below), pending invalidations (one lock).
+ */
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "cache/internal.h"
+
+#define FLIGHT_SHARDS 64
+#define REFRESH_RETRY_MS 1000 /* after a failed background refresh */
+#define TAG_TTL_SLACK_MS 60000
+
+typedef struct flight {
+    struct flight *next;
+    uint64_t khash;
+    char *key;
+    int ntags;
+    tc__tag *tags[TC_TAGS_MAX + 2];
+    uint64_t gens[TC_TAGS_MAX + 2];
+    int refs; /* the leader and each waiter; guarded by the shard lock */
+    bool linked, done;
+    int err;
+    tc_result res;
+    pthread_cond_t cond;
+} flight;
+
+typedef struct flight_shard {
+    pthread_mutex_t lock;
+    flight *head;
+} flight_shard;
+
+struct tc_cache {
+    tc_config cfg;
+    char *prefix, *host, *password;
+    size_t prefix_len;
+    char channel[256];
+    char instance[17];
+    tc__l1 *l1;
+    tc__tags *tags;
+    tc__tag *global;
+    tc__redis *redis;
+    tc__bus *bus;
+    _Atomic bool bus_up;
+    tc__pool *pool;
+    tc__metrics metrics;
+    flight_shard flights[FLIGHT_SHARDS];
+
+    pthread_mutex_t pending_lock;
+    char **pending; /* tag names whose invalidation has not reached Redis */
+    int npending;
+    _Atomic int pending_count;
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t now_ms(tc_cache *c)
+{
+    if (c->cfg.clock != NULL)
+        return c->cfg.clock(c->cfg.clock_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = tc__now_monotonic_us() * 0x9e3779b97f4a7c15ull;
+    return v;
+}
+
+static double random_unit(void) /* (0, 1] */
+{
+    static _Thread_local uint64_t s;
+    if (s == 0)
+        s = random_u64() | 1;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return ((double)(s >> 11) + 1.0) / 9007199254740992.0;
+}
+
+/* "<prefix><infix><name>" into out (size TC_KEY_MAX + 256). */
+static size_t redis_key(tc_cache *c, char *out, const char *infix, const char *name)
+{
+    return (size_t)snprintf(out, TC_KEY_MAX + 256, "%s%s%s", c->prefix, infix, name);
+}
+
+static bool key_ok(const char *key)
+{
+    size_t n = key != NULL ? strlen(key) : 0;
+    return n > 0 && n <= TC_KEY_MAX && key[0] != '~';
+}
+
+static bool policy_ok(const tc_policy *p, bool need_loader)
+{
+    if (p == NULL)
+        return !need_loader;
+    if (p->ntags < 0 || p->ntags > TC_TAGS_MAX || (need_loader && p->loader == NULL))
+        return false;
+    for (int i = 0; i < p->ntags; i++) {
+        size_t n = p->tags[i] != NULL ? strlen(p->tags[i]) : 0;
+        if (n == 0 || n > TC_TAG_MAX || p->tags[i][0] == '#' || strcmp(p->tags[i], "*") == 0)
+            return false;
+    }
+    return true;
+}
+
+static bool l1_usable(tc_cache *c, const tc_policy *p)
+{
+    return c->l1 != NULL && (p == NULL || !(p->flags & TC_POLICY_NO_L1)) &&
+           (c->bus == NULL || atomic_load(&c->bus_up));
+}
+
+/* ---- tags of an entry ----------------------------------------------------- */
+
+/* Interns the entry's tags into tags[] and records their generations. */
+static int capture(tc_cache *c, const char *key, const tc_policy *p, tc__tag **tags, uint64_t *gens,
+                   int *ntags)
+{
+    char self[TC_KEY_MAX + 2];
+    int n = snprintf(self, sizeof(self), "#%s", key);
+    tc__tag_ref(c->global);
+    tags[0] = c->global;
+    tags[1] = tc__tag_get(c->tags, self, (size_t)n);
+    *ntags = tags[1] != NULL ? 2 : 1;
+    for (int i = 0; p != NULL && i < p->ntags && tags[*ntags - 1] != NULL; i++) {
+        tags[*ntags] = tc__tag_get(c->tags, p->tags[i], strlen(p->tags[i]));
+        if (tags[*ntags] != NULL)
+            (*ntags)++;
+    }
+    if (*ntags != 2 + (p != NULL ? p->ntags : 0)) {
+        for (int i = 0; i < *ntags; i++)
+            tc__tag_put(tags[i]);
+        *ntags = 0;
+        return TC_ENOMEM;
+    }
+    for (int i = 0; i < *ntags; i++)
+        gens[i] = atomic_load(&tags[i]->gen);
+    return 0;
+}
+
+static void release_tags(tc__tag **tags, int ntags)
+{
+    for (int i = 0; i < ntags; i++)
+        tc__tag_put(tags[i]);
+}
+
+static bool gens_current(tc__tag *const *tags, const uint64_t *gens, int ntags)
+{
+    for (int i = 0; i < ntags; i++)
+        if (atomic_load(&tags[i]->gen) != gens[i])
+            return false;
+    return true;
+}
+
+/* ---- L1 ------------------------------------------------------------------- */
+
+typedef struct times {
+    uint64_t created, fresh_until, stale_until;
+    uint32_t load_ms;
+} times;
+
+static void fill_result(tc_result *res, const tc_value *v, tc_source src, const times *t,
+                        uint64_t now)
+{
+    tc_value_retain(v);
+    res->value = v;
+    res->source = src;
+    res->stale = now >= t->fresh_until;
+    res->ttl_ms = (int64_t)t->fresh_until - (int64_t)now;
+    res->age_ms = now > t->created ? (int64_t)(now - t->created) : 0;
+}
+
+/* Stores v in L1 under the generations recorded before it was read, unless
+ * one of them has moved since (then it is born invalid). Returns the entry
+ * with a reference for the caller, or NULL. */
+static tc__entry *l1_store(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
+                           const tc_value *v, const times *t, tc__ns *ns, tc__tag *const *tags,
+                           const uint64_t *gens, int ntags)
+{
+    if (!l1_usable(c, p) || !gens_current(tags, gens, ntags))
+        return NULL;
+    tc_value_retain(v);
+    tc__entry *e = tc__entry_new(key, strlen(key), khash, v);
+    if (e == NULL) {
+        tc_value_release(v);
+        return NULL;
+    }
+    e->created_ms = t->created;
+    e->fresh_until = t->fresh_until;
+    e->stale_until = t->stale_until;
+    e->load_ms = t->load_ms;
+    e->ns = ns;
+    for (int i = 0; i < ntags; i++) {
+        tc__tag_ref(tags[i]);
+        e->tags[i] = tags[i];
+        e->gens[i] = gens[i];
+    }
+    e->ntags = ntags;
+    tc__l1_put(c->l1, e);
+    return e;
+}
+
+/* ---- flights -------------------------------------------------------------- */
+
+static flight_shard *fshard(tc_cache *c, uint64_t khash)
+{
+    return &c->flights[(khash >> 8) % FLIGHT_SHARDS];
+}
+
+static flight *flight_find(flight_shard *s, const char *key, uint64_t khash)
+{
+    for (flight *f = s->head; f != NULL; f = f->next)
+        if (f->khash == khash && strcmp(f->key, key) == 0)
+            return f;
+    return NULL;
+}
+
+static void flight_unlink(flight_shard *s, flight *f)
+{
+    if (!f->linked)
+        return;
+    flight **pp = &s->head;
+    while (*pp != f)
+        pp = &(*pp)->next;
+    *pp = f->next;
+    f->linked = false;
+}
+
+/* Drops one reference; the caller holds the shard lock. */
+static void flight_put(flight *f)
+{
+    if (--f->refs > 0)
+        return;
+    tc_value_release(f->res.value);
+    release_tags(f->tags, f->ntags);
+    pthread_cond_destroy(&f->cond);
+    free(f->key);
+    free(f);
+}
+
+/* A new flight for key, linked, with the leader's reference and the tags
+ * recorded; the caller holds the shard lock. */
+static flight *flight_start(tc_cache *c, flight_shard *s, const char *key, uint64_t khash,
+                            const tc_policy *p, int *err)
+{
+    flight *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->key = strdup(key)) == NULL) {
+        free(f);
+        *err = TC_ENOMEM;
+        return NULL;
+    }
+    if ((*err = capture(c, key, p, f->tags, f->gens, &f->ntags)) != 0) {
+        free(f->key);
+        free(f);
+        return NULL;
+    }
+    pthread_cond_init(&f->cond, NULL);
+    f->khash = khash;
+    f->refs = 1;
+    f->linked = true;
+    f->next = s->head;
+    s->head = f;
+    return f;
+}
+
+/* The leader hands its result to the waiters and lets go. */
+static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
+{
+    flight_shard *s = fshard(c, f->khash);
+    pthread_mutex_lock(&s->lock);
+    f->done = true;
+    f->err = err;
+    if (err == 0) {
+        f->res = *res;
+        tc_value_retain(res->value);
+    }
+    flight_unlink(s, f);
+    pthread_cond_broadcast(&f->cond);
+    flight_put(f);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- L2 ------------------------------------------------------------------- */
+
+enum { L2_DOWN, L2_MISS, L2_FRESH, L2_STALE };
+
+typedef struct l2_read {
+    int nversions;
+    char versions[TC_TAGS_MAX + 2][24]; /* as Redis returned them */
+    const tc_value *value;              /* L2_FRESH or L2_STALE: a reference */
+    times t;
+} l2_read;
+
+/* Replays invalidations that could not reach Redis; L2 may be used only when
+ * none is left, or it could serve what they invalidated. */
+static bool flush_pending(tc_cache *c);
+static int send_invalidation(tc_cache *c, const char *tag);
+
+static bool l2_usable(tc_cache *c, const tc_policy *p)
+{
+    return c->redis != NULL && (p == NULL || !(p->flags & TC_POLICY_NO_L2)) && flush_pending(c);
+}
+
+static uint64_t ttl_of(const tc_policy *p)
+{
+    return (uint64_t)p->fresh_ms + p->stale_ms;
+}
+
+/* One round trip: the record under key and the current version of each of
+ * its tags. A record is usable when its tags are the policy's, no version has
+ * moved since it was loaded, and its stale time has not passed. */
+static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t now, l2_read *out)
+{
+    char keys[2 + TC_TAGS_MAX + 1][TC_KEY_MAX + 256];
+    const char *argv[2 + TC_TAGS_MAX + 3];
+    size_t lens[2 + TC_TAGS_MAX + 3];
+    char self[TC_KEY_MAX + 2], epoch[24], tagpx[24];
+    int ntags = p != NULL ? p->ntags : 0, nkeys = 0;
+
+    lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
+    lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
+    snprintf(self, sizeof(self), "#%s", key);
+    lens[nkeys] = redis_key(c, keys[nkeys], "~t:", self), nkeys++;
+    for (int i = 0; i < ntags; i++)
+        lens[nkeys] = redis_key(c, keys[nkeys], "~t:", p->tags[i]), nkeys++;
+    for (int i = 0; i < nkeys; i++)
+        argv[i] = keys[i];
+    snprintf(epoch, sizeof(epoch), "%llu",
+             (unsigned long long)(100000000000000ull + random_u64() % 900000000000000ull));
+    snprintf(tagpx, sizeof(tagpx), "%llu",
+             (unsigned long long)((p != NULL ? ttl_of(p) : 0) + TAG_TTL_SLACK_MS));
+    argv[nkeys] = epoch, lens[nkeys] = strlen(epoch);
+    argv[nkeys + 1] = tagpx, lens[nkeys + 1] = strlen(tagpx);
+
+    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_READ, nkeys, nkeys + 2, argv, lens);
+    if (rep == NULL)
+        return L2_DOWN;
+    int state = L2_DOWN;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)nkeys)
+        goto done;
+    out->nversions = nkeys - 1;
+    int64_t current[TC_TAGS_MAX + 2];
+    for (int i = 0; i < out->nversions; i++) {
+        redisReply *v = rep->element[i + 1];
+        char *end;
+        if (v->type != REDIS_REPLY_STRING || v->len == 0 || v->len >= sizeof(out->versions[i]))
+            goto done;
+        memcpy(out->versions[i], v->str, v->len + 1);
+        current[i] = strtoll(v->str, &end, 10);
+        if (*end != '\0')
+            goto done;
+    }
+    state = L2_MISS;
+    redisReply *val = rep->element[0];
+    tc__record r;
+    if (val->type != REDIS_REPLY_STRING || tc__record_decode(val->str, val->len, &r) != 0 ||
+        r.ntags != ntags || now >= r.stale_until)
+        goto done;
+    for (int i = 0; i < ntags; i++)
+        if (r.taglen[i] != strlen(p->tags[i]) || memcmp(r.tags[i], p->tags[i], r.taglen[i]) != 0)
+            goto done;
+    for (int i = 0; i < out->nversions; i++)
+        if (r.versions[i] != current[i])
+            goto done;
+    if ((out->value = tc__value_new(r.data, r.len, r.hash)) == NULL)
+        goto done;
+    out->t = (times){r.created_ms, r.fresh_until, r.stale_until, r.load_ms};
+    state = now < r.fresh_until ? L2_FRESH : L2_STALE;
+done:
+    freeReplyObject(rep);
+    return state;
+}
+
+/* Writes the record if no tag version moved since rd was read. */
+static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_value *v,
+                     const times *t, const l2_read *rd)
+{
+    tc__record r = {.created_ms = t->created,
+                    .fresh_until = t->fresh_until,
+                    .stale_until = t->stale_until,
+                    .load_ms = t->load_ms,
+                    .hash = v->hash,
+                    .nversions = rd->nversions,
+                    .ntags = p->ntags,
+                    .data = v->data,
+                    .len = v->len};
+    for (int i = 0; i < rd->nversions; i++)
+        r.versions[i] = strtoll(rd->versions[i], NULL, 10);
+    for (int i = 0; i < p->ntags; i++) {
+        r.tags[i] = p->tags[i];
+        r.taglen[i] = (uint8_t)strlen(p->tags[i]);
+    }
+    tc_buf rec = {0};
+    if (tc__record_encode(&r, &rec) != 0) {
+        free(rec.data);
+        return;
+    }
+    char keys[2 + TC_TAGS_MAX + 1][TC_KEY_MAX + 256];
+    const char *argv[2 * (TC_TAGS_MAX + 3) + 3];
+    size_t lens[2 * (TC_TAGS_MAX + 3) + 3];
+    char self[TC_KEY_MAX + 2], px[24], tagpx[24];
+    int nkeys = 0;
+    lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
+    lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
+    snprintf(self, sizeof(self), "#%s", key);
+    lens[nkeys] = redis_key(c, keys[nkeys], "~t:", self), nkeys++;
+    for (int i = 0; i < p->ntags; i++)
+        lens[nkeys] = redis_key(c, keys[nkeys], "~t:", p->tags[i]), nkeys++;
+    int argc = 0;
+    for (; argc < nkeys; argc++)
+        argv[argc] = keys[argc];
+    snprintf(px, sizeof(px), "%llu", (unsigned long long)(t->stale_until - t->created));
+    snprintf(tagpx, sizeof(tagpx), "%llu",
+             (unsigned long long)(t->stale_until - t->created + TAG_TTL_SLACK_MS));
+    argv[argc] = rec.data, lens[argc++] = rec.len;
+    argv[argc] = px, lens[argc++] = strlen(px);
+    argv[argc] = tagpx, lens[argc++] = strlen(tagpx);
+    for (int i = 0; i < rd->nversions; i++)
+        argv[argc] = rd->versions[i], lens[argc++] = strlen(rd->versions[i]);
+    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_WRITE, nkeys, argc, argv, lens);
+    if (rep != NULL)
+        freeReplyObject(rep);
+    free(rec.data);
+}
+
+/* Cross-process single-flight: true if we hold the lock (or locks are off). */
+static bool l2_lock(tc_cache *c, const char *key, const char *token, bool release)
+{
+    char k[TC_KEY_MAX + 256];
+    const char *argv[6];
+    size_t lens[6];
+    char px[16];
+    size_t klen = redis_key(c, k, "~l:", key);
+    redisReply *rep;
+    if (release) {
+        argv[0] = k, lens[0] = klen;
+        argv[1] = token, lens[1] = strlen(token);
+        rep = tc__redis_script(c->redis, TC__SCRIPT_UNLOCK, 1, 2, argv, lens);
+    } else {
+        snprintf(px, sizeof(px), "%d", c->cfg.lock_ms);
+        const char *av[] = {"SET", k, token, "NX", "PX", px};
+        size_t al[] = {3, klen, strlen(token), 2, 2, strlen(px)};
+        rep = tc__redis_command(c->redis, 6, av, al);
+    }
+    bool ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return ok;
+}
+
+/* ---- loading -------------------------------------------------------------- */
+
+static void schedule_refresh(tc_cache *c, tc__entry *e, const char *key, uint64_t khash,
+                             const tc_policy *p, uint64_t now);
+
+/*
+ * Reads L2, then runs the loader, for the flight f; stores what it loaded.
+ * background: a refresh — a stale L2 record is not an answer, only the
+ * fallback if the loader fails.
+ */
+static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bool background,
+                 tc_result *res)
+{
+    tc__ns *ns = tc__metrics_ns(&c->metrics, key);
+    uint64_t now = now_ms(c);
+    l2_read rd = {0};
+    int state = l2_usable(c, p) ? l2_fetch(c, key, p, now, &rd) : L2_DOWN;
+
+    if (state == L2_FRESH || (state == L2_STALE && !background)) {
+        tc__entry *e =
+            l1_store(c, key, f->khash, p, rd.value, &rd.t, ns, f->tags, f->gens, f->ntags);
+        fill_result(res, rd.value, TC_SRC_L2, &rd.t, now);
+        res->source = TC_SRC_L2;
+        TC__INC(ns->l2_hits);
+        if (state == L2_STALE) {
+            TC__INC(ns->stale_served);
+            schedule_refresh(c, e, key, f->khash, p, now);
+        }
+        tc__entry_release(e);
+        tc_value_release(rd.value);
+        return 0;
+    }
+
+    char token[24] = "";
+    bool locked = false;
+    if (c->cfg.lock_ms > 0 && state != L2_DOWN) {
+        snprintf(token, sizeof(token), "%s", c->instance);
+        locked = l2_lock(c, key, token, false);
+        /* Someone else is loading it: wait for their result, up to lock_ms. */
+        for (int waited = 0; !locked && waited < c->cfg.lock_ms; waited += 5) {
+            nanosleep(&(struct timespec){0, 5000000}, NULL);
+            l2_read again = {0};
+            int st = l2_fetch(c, key, p, now_ms(c), &again);
+            if (st == L2_FRESH) {
+                tc_value_release(rd.value);
+                tc__entry *e = l1_store(c, key, f->khash, p, again.value, &again.t, ns, f->tags,
+                                        f->gens, f->ntags);
+                tc__entry_release(e);
+                fill_result(res, again.value, TC_SRC_L2, &again.t, now_ms(c));
+                tc_value_release(again.value);
+                TC__INC(ns->l2_hits);
+                return 0;
+            }
+            tc_value_release(again.value);
+            if (st == L2_DOWN)
+                break;
+        }
+    }
+
+    tc_buf out = {0};
+    uint64_t t0 = tc__now_monotonic_us();
+    int err = p->loader(p->loader_ctx, key, &out);
+    uint64_t took = tc__now_monotonic_us() - t0;
+    tc__hist_add(&ns->load_latency, took);
+    if (locked)
+        l2_lock(c, key, token, true);
+    if (err != 0) {
+        free(out.data);
+        TC__INC(ns->load_errors);
+        if (rd.value != NULL && !background) { /* stale-if-error */
+            fill_result(res, rd.value, TC_SRC_L2, &rd.t, now_ms(c));
+            TC__INC(ns->stale_served);
+            tc_value_release(rd.value);
+            return 0;
+        }
+        tc_value_release(rd.value);
+        return err < 0 ? err : TC_ELOAD;
+    }
+    tc_value_release(rd.value);
+    const tc_value *v = tc__value_new(out.data, out.len, 0);
+    free(out.data);
+    if (v == NULL)
+        return TC_ENOMEM;
+    now = now_ms(c);
+    times t = {now, now + p->fresh_ms, now + ttl_of(p), (uint32_t)(took / 1000)};
+    tc__entry_release(l1_store(c, key, f->khash, p, v, &t, ns, f->tags, f->gens, f->ntags));
+    if (state != L2_DOWN)
+        l2_store(c, key, p, v, &t, &rd);
+    fill_result(res, v, TC_SRC_LOADER, &t, now);
+    tc_value_release(v);
+    TC__INC(*(background ? &ns->refreshes : &ns->misses));
+    return 0;
+}
+
+/* A foreground load: join the flight for key or lead a new one. */
+static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
+                        tc_result *res)
+{
+    flight_shard *s = fshard(c, khash);
+    int err = 0;
+    pthread_mutex_lock(&s->lock);
+    flight *f = flight_find(s, key, khash);
+    if (f != NULL && gens_current(f->tags, f->gens, f->ntags)) {
+        f->refs++;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += c->cfg.wait_timeout_ms / 1000;
+        ts.tv_nsec += (long)(c->cfg.wait_timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        while (!f->done && pthread_cond_timedwait(&f->cond, &s->lock, &ts) == 0)
+            ;
+        if (!f->done)
+            err = TC_ETIMEDOUT;
+        else if ((err = f->err) == 0) {
+            *res = f->res;
+            res->source = TC_SRC_LOADER;
+            tc_value_retain(res->value);
+        }
+        flight_put(f);
+        pthread_mutex_unlock(&s->lock);
+        TC__INC(tc__metrics_ns(&c->metrics, key)->coalesced);
+        return err;
+    }
+    if (f != NULL)
+        flight_unlink(s, f); /* began before an invalidation: its leader finishes alone */
+    f = flight_start(c, s, key, khash, p, &err);
+    pthread_mutex_unlock(&s->lock);
+    if (f == NULL)
+        return err;
+    err = fetch(c, f, key, p, false, res);
+    flight_finish(c, f, err, res);
+    return err;
+}
+
+/* ---- background refresh --------------------------------------------------- */
+
+typedef struct refresh_job {
+    tc_cache *c;
+    flight *f;
+    tc__entry *e; /* the stale entry that asked, or NULL */
+    tc_policy p;
+    char tagbuf[TC_TAGS_MAX][TC_TAG_MAX + 1];
+} refresh_job;
+
+static void refresh_run(void *arg, bool cancelled)
+{
+    refresh_job *j = arg;
+    tc_result res = {0};
+    int err = cancelled ? TC_ECLOSED : fetch(j->c, j->f, j->f->key, &j->p, true, &res);
+    if (err != 0 && j->e != NULL) /* stale-if-error: keep serving it, retry later */
+        atomic_store(&j->e->refresh_at, now_ms(j->c) + REFRESH_RETRY_MS);
+    flight_finish(j->c, j->f, err, &res);
+    tc_value_release(res.value);
+    tc__entry_release(j->e);
+    free(j);
+}
+
+/* Starts one background refresh of key unless one is running. e, if given,
+ * is the stale entry: its refresh_at makes "exactly one" hold even for
+ * readers still holding it after the refresh replaced it. */
+static void schedule_refresh(tc_cache *c, tc__entry *e, const char *key, uint64_t khash,
+                             const tc_policy *p, uint64_t now)
+{
+    if (e != NULL) {
+        uint64_t at = atomic_load(&e->refresh_at);
+        if (at == UINT64_MAX || (at != 0 && now < at) ||
+            !atomic_compare_exchange_strong(&e->refresh_at, &at, UINT64_MAX))
+            return;
+    }
+    tc__ns *ns = tc__metrics_ns(&c->metrics, key);
+    refresh_job *j = calloc(1, sizeof(*j));
+    flight_shard *s = fshard(c, khash);
+    int err = 0;
+    if (j == NULL)
+        goto dropped;
+    j->c = c;
+    j->p = *p;
+    for (int i = 0; i < p->ntags; i++) {
+        snprintf(j->tagbuf[i], sizeof(j->tagbuf[i]), "%s", p->tags[i]);
+        j->p.tags[i] = j->tagbuf[i];
+    }
+    pthread_mutex_lock(&s->lock);
+    if (flight_find(s, key, khash) != NULL) { /* a load is running: it will refresh */
+        pthread_mutex_unlock(&s->lock);
+        free(j);
+        if (e != NULL)
+            atomic_store(&e->refresh_at, 0);
+        return;
+    }
+    j->f = flight_start(c, s, key, khash, p, &err);
+    pthread_mutex_unlock(&s->lock);
+    if (j->f == NULL)
+        goto dropped;
+    if (e != NULL) {
+        atomic_fetch_add(&e->refs, 1);
+        j->e = e;
+    }
+    if (tc__pool_submit(c->pool, refresh_run, j) == 0)
+        return;
+    flight_finish(c, j->f, TC_ECLOSED, NULL);
+    tc__entry_release(j->e);
+dropped:
+    free(j);
+    if (e != NULL)
+        atomic_store(&e->refresh_at, 0);
+    TC__INC(ns->refresh_dropped);
+}
+
+/* ---- public reads --------------------------------------------------------- */
+
+/* The L1 part of a read: 1 (answered), 0 (go on). */
+static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
+                     bool may_refresh, tc_result *res)
+{
+    if (!l1_usable(c, p))
+        return 0;
+    uint64_t t0 = tc__now_monotonic_us();
+    size_t klen = strlen(key);
+    tc__entry *e = tc__l1_get(c->l1, key, klen, khash);
+    if (e == NULL)
+        return 0;
+    uint64_t now = now_ms(c);
+    if (!gens_current(e->tags, e->gens, e->ntags) || now >= e->stale_until) {
+        tc__l1_remove(c->l1, key, klen, khash, e);
+        tc__entry_release(e);
+        return 0;
+    }
+    times t = {e->created_ms, e->fresh_until, e->stale_until, e->load_ms};
+    fill_result(res, e->value, TC_SRC_L1, &t, now);
+    if (may_refresh) {
+        bool early = p->xfetch_beta > 0 && now < e->fresh_until &&
+                     now - (double)e->load_ms * p->xfetch_beta * log(random_unit()) >=
+                         (double)e->fresh_until;
+        if (res->stale || early)
+            schedule_refresh(c, e, key, khash, p, now);
+    }
+    if (res->stale)
+        TC__INC(e->ns->stale_served);
+    TC__INC(e->ns->l1_hits);
+    tc__hist_add(&e->ns->hit_latency, tc__now_monotonic_us() - t0);
+    tc__entry_release(e);
+    return 1;
+}
+
+int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!key_ok(key) || !policy_ok(p, true))
+        return TC_EINVAL;
+    uint64_t khash = tc__hash(key, strlen(key));
+    if (l1_lookup(c, key, khash, p, true, res))
+        return 0;
+    return load_through(c, key, khash, p, res);
+}
+
+int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!key_ok(key) || !policy_ok(p, false))
+        return TC_EINVAL;
+    uint64_t khash = tc__hash(key, strlen(key));
+    if (l1_lookup(c, key, khash, p, false, res))
+        return 0;
+    if (!l2_usable(c, p))
+        return TC_ENOTFOUND;
+    tc__tag *tags[TC_TAGS_MAX + 2];
+    uint64_t gens[TC_TAGS_MAX + 2];
+    int ntags, err = capture(c, key, p, tags, gens, &ntags);
+    if (err != 0)
+        return err;
+    uint64_t now = now_ms(c);
+    l2_read rd = {0};
+    int state = l2_fetch(c, key, p, now, &rd);
+    if (state == L2_FRESH || state == L2_STALE) {
+        tc__ns *ns = tc__metrics_ns(&c->metrics, key);
+        tc__entry_release(l1_store(c, key, khash, p, rd.value, &rd.t, ns, tags, gens, ntags));
+        fill_result(res, rd.value, TC_SRC_L2, &rd.t, now);
+        TC__INC(ns->l2_hits);
+        tc_value_release(rd.value);
+    }
+    release_tags(tags, ntags);
+    return state == L2_FRESH || state == L2_STALE ? 0 : TC_ENOTFOUND;
+}
+
+int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p)
+{
+    if (!key_ok(key) || p == NULL || !policy_ok(p, false) || (data == NULL && len > 0))
+        return TC_EINVAL;
+    uint64_t khash = tc__hash(key, strlen(key));
+    tc__tag *tags[TC_TAGS_MAX + 2];
+    uint64_t gens[TC_TAGS_MAX + 2];
+    int ntags, err = capture(c, key, p, tags, gens, &ntags);
+    if (err != 0)
+        return err;
+    const tc_value *v = tc__value_new(data, len, 0);
+    if (v == NULL) {
+        release_tags(tags, ntags);
+        return TC_ENOMEM;
+    }
+    uint64_t now = now_ms(c);
+    times t = {now, now + p->fresh_ms, now + ttl_of(p), 0};
+    tc__ns *ns = tc__metrics_ns(&c->metrics, key);
+    if (c->l1 != NULL) /* replace what L1 has, even if this value cannot be kept */
+        tc__l1_remove(c->l1, key, strlen(key), khash, NULL);
+    tc__entry_release(l1_store(c, key, khash, p, v, &t, ns, tags, gens, ntags));
+    err = 0;
+    if (l2_usable(c, p)) {
+        l2_read rd = {0};
+        int state = l2_fetch(c, key, p, now, &rd);
+        tc_value_release(rd.value);
+        if (state != L2_DOWN)
+            l2_store(c, key, p, v, &t, &rd);
+        else
+            err = TC_EREDIS;
+    }
+    tc_value_release(v);
+    release_tags(tags, ntags);
+    return err;
+}
+
+/* ---- invalidation --------------------------------------------------------- */
+
+/* Applies an invalidation of tag in this process. */
+static void apply_local(tc_cache *c, const char *tag)
+{
+    tc__tags_bump(c->tags, tag, strlen(tag));
+    if (c->l1 == NULL)
+        return;
+    if (tag[0] == '#') /* free the memory now; the bump already made it invalid */
+        tc__l1_remove(c->l1, tag + 1, strlen(tag + 1), tc__hash(tag + 1, strlen(tag + 1)), NULL);
+    else if (strcmp(tag, "*") == 0)
+        tc__l1_clear(c->l1);
+}
+
+static int send_invalidation(tc_cache *c, const char *tag)
+{
+    char tk[TC_KEY_MAX + 256], vk[TC_KEY_MAX + 256], msg[TC_KEY_MAX + 32];
+    const char *argv[4];
+    size_t lens[4];
+    int nkeys = 0;
+    lens[nkeys] = redis_key(c, tk, "~t:", tag), argv[nkeys++] = tk;
+    if (tag[0] == '#')
+        lens[nkeys] = redis_key(c, vk, "", tag + 1), argv[nkeys++] = vk;
+    int mlen = snprintf(msg, sizeof(msg), "%s %s", c->instance, tag);
+    argv[nkeys] = c->channel, lens[nkeys] = strlen(c->channel);
+    argv[nkeys + 1] = msg, lens[nkeys + 1] = (size_t)mlen;
+    redisReply *rep =
+        tc__redis_script(c->redis, TC__SCRIPT_INVALIDATE, nkeys, nkeys + 2, argv, lens);
+    if (rep == NULL)
+        return TC_EREDIS;
+    freeReplyObject(rep);
+    return 0;
+}
+
+static void push_pending(tc_cache *c, const char *tag)
+{
+    pthread_mutex_lock(&c->pending_lock);
+    for (int i = 0; i < c->npending; i++)
+        if (strcmp(c->pending[i], tag) == 0 || strcmp(c->pending[i], "*") == 0)
+            goto out; /* already covered */
+    char *copy = strdup(tag);
+    if (copy == NULL || c->npending == c->cfg.pending_invalidations_max) {
+        /* Too many to keep: one clear of everything covers them all. */
+        free(copy);
+        for (int i = 0; i < c->npending; i++)
+            free(c->pending[i]);
+        copy = strdup("*");
+        c->npending = 0;
+        if (copy == NULL)
+            abort(); /* cannot record an invalidation: refuse to serve stale data */
+    }
+    c->pending[c->npending++] = copy;
+out:
+    atomic_store(&c->pending_count, c->npending);
+    pthread_mutex_unlock(&c->pending_lock);
+}
+
+static bool flush_pending(tc_cache *c)
+{
+    if (atomic_load(&c->pending_count) == 0)
+        return true;
+    pthread_mutex_lock(&c->pending_lock);
+    while (c->npending > 0 && send_invalidation(c, c->pending[c->npending - 1]) == 0)
+        free(c->pending[--c->npending]);
+    atomic_store(&c->pending_count, c->npending);
+    bool done = c->npending == 0;
+    pthread_mutex_unlock(&c->pending_lock);
+    return done;
+}
+
+static int invalidate(tc_cache *c, const char *tag)
+{
+    apply_local(c, tag);
+    if (c->redis == NULL)
+        return 0;
+    if (!flush_pending(c) || send_invalidation(c, tag) != 0) {
+        push_pending(c, tag);
+        return TC_EREDIS;
+    }
+    return 0;
+}
+
+int tc_invalidate_key(tc_cache *c, const char *key)
+{
+    if (!key_ok(key))
+        return TC_EINVAL;
+    char self[TC_KEY_MAX + 2];
+    snprintf(self, sizeof(self), "#%s", key);
+    TC__INC(tc__metrics_ns(&c->metrics, key)->invalidations);
+    return invalidate(c, self);
+}
+
+int tc_delete(tc_cache *c, const char *key)
+{
+    return tc_invalidate_key(c, key);
+}
+
+int tc_invalidate_tag(tc_cache *c, const char *tag)
+{
+    tc_policy one = {.ntags = 1, .tags = {tag}};
+    if (tag == NULL || !policy_ok(&one, false))
+        return TC_EINVAL;
+    TC__INC(c->metrics.tag_invalidations);
+    return invalidate(c, tag);
+}
+
+int tc_clear(tc_cache *c)
+{
+    TC__INC(c->metrics.clears);
+    return invalidate(c, "*");
+}
+
+/* ---- the bus -------------------------------------------------------------- */
+
+static void bus_connected(void *ctx)
+{
+    tc_cache *c = ctx;
+    /* Anything loaded while we were deaf may predate a missed message. */
+    atomic_fetch_add(&c->global->gen, 1);
+    if (c->l1 != NULL)
+        tc__l1_clear(c->l1);
+    atomic_store(&c->bus_up, true);
+}
+
+static void bus_lost(void *ctx)
+{
+    tc_cache *c = ctx;
+    atomic_store(&c->bus_up, false);
+    atomic_fetch_add(&c->global->gen, 1);
+    if (c->l1 != NULL)
+        tc__l1_clear(c->l1);
+}
+
+static void bus_message(void *ctx, const char *msg, size_t len)
+{
+    tc_cache *c = ctx;
+    const char *sp = memchr(msg, ' ', len);
+    if (sp == NULL || sp + 1 == msg + len)
+        return;
+    if ((size_t)(sp - msg) == strlen(c->instance) &&
+        memcmp(msg, c->instance, strlen(c->instance)) == 0)
+        return; /* our own: already applied */
+    char tag[TC_KEY_MAX + 2];
+    size_t n = (size_t)(msg + len - (sp + 1));
+    if (n >= sizeof(tag))
+        return;
+    memcpy(tag, sp + 1, n);
+    tag[n] = '\0';
+    apply_local(c, tag);
+}
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+void tc_config_init(tc_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->redis_port = 6379;
+    cfg->prefix = "tc:";
+    cfg->l1_max_bytes = 64u << 20;
+    cfg->l1_shards = 16;
+    cfg->redis_timeout_ms = 50;
+    cfg->connect_timeout_ms = 100;
+    cfg->redis_pool_max = 16;
+    cfg->breaker_failures = 5;
+    cfg->breaker_open_ms = 1000;
+    cfg->refresh_workers = 2;
+    cfg->refresh_queue = 1024;
+    cfg->wait_timeout_ms = 5000;
+    cfg->pending_invalidations_max = 4096;
+}
+
+tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
+{
+    int err = TC_EINVAL;
+    tc_cache *c = NULL;
+    if (cfg == NULL || cfg->prefix == NULL || strlen(cfg->prefix) > 200 ||
+        cfg->redis_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 || cfg->redis_pool_max <= 0 ||
+        cfg->breaker_failures <= 0 || cfg->breaker_open_ms <= 0 || cfg->refresh_workers <= 0 ||
+        cfg->refresh_queue <= 0 || cfg->wait_timeout_ms <= 0 || cfg->lock_ms < 0 ||
+        cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 ||
+        (cfg->l1_max_bytes > 0 && (cfg->l1_shards <= 0 || (cfg->l1_shards & (cfg->l1_shards - 1)))))
+        goto fail;
+    err = TC_ENOMEM;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        goto fail;
+    c->cfg = *cfg;
+    tc__metrics_init(&c->metrics);
+    pthread_mutex_init(&c->pending_lock, NULL);
+    for (int i = 0; i < FLIGHT_SHARDS; i++)
+        pthread_mutex_init(&c->flights[i].lock, NULL);
+    c->prefix = strdup(cfg->prefix);
+    c->prefix_len = strlen(cfg->prefix);
+    c->pending = calloc((size_t)cfg->pending_invalidations_max, sizeof(char *));
+    c->tags = tc__tags_new();
+    if (c->prefix == NULL || c->pending == NULL || c->tags == NULL ||
+        (c->global = tc__tag_get(c->tags, "*", 1)) == NULL)
+        goto fail;
+    c->cfg.prefix = c->prefix;
+    tc_hash_hex(random_u64(), c->instance);
+    snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
+    if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
+        goto fail;
+    if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
+        goto fail;
+    if (cfg->redis_host != NULL) {
+        if ((c->redis = tc__redis_new(cfg, &c->metrics)) == NULL)
+            goto fail;
+        c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
+        if (!cfg->single_instance) {
+            tc__bus_handler h = {bus_connected, bus_lost, bus_message, c};
+            if ((c->bus = tc__bus_start(cfg, c->channel, h, &c->metrics)) == NULL)
+                goto fail;
+            tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2);
+        }
+    }
+    return c;
+fail:
+    tc_cache_destroy(c);
+    if (errp != NULL)
+        *errp = err;
+    return NULL;
+}
+
+void tc_cache_destroy(tc_cache *c)
+{
+    if (c == NULL)
+        return;
+    tc__bus_stop(c->bus);
+    tc__pool_free(c->pool); /* finishes or cancels every refresh, so no flight is left */
+    tc__l1_free(c->l1);
+    tc__tag_put(c->global);
+    tc__tags_free(c->tags);
+    tc__redis_free(c->redis);
+    for (int i = 0; c->pending != NULL && i < c->npending; i++)
+        free(c->pending[i]);
+    free(c->pending);
+    for (int i = 0; i < FLIGHT_SHARDS; i++)
+        pthread_mutex_destroy(&c->flights[i].lock);
+    pthread_mutex_destroy(&c->pending_lock);
+    tc__metrics_destroy(&c->metrics);
+    free(c->prefix);
+    free(c);
+}
+
+/* ---- metrics -------------------------------------------------------------- */
+
+void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    int n = atomic_load(&c->metrics.nns);
+    const tc__ns *all[TC_NS_MAX];
+    for (int i = 0; i < n; i++)
+        all[i] = &c->metrics.ns[i];
+    all[n++] = &c->metrics.ns[TC_NS_MAX - 1]; /* "other" */
+    for (int i = 0; i < n; i++) {
+        const tc__ns *s = all[i];
+        tc_ns_metrics *d = &m->ns[m->nns];
+        if (i == n - 1 && atomic_load(&s->l1_hits) + atomic_load(&s->misses) +
+                                  atomic_load(&s->l2_hits) + atomic_load(&s->invalidations) ==
+                              0)
+            break; /* "other" unused */
+        snprintf(d->name, sizeof(d->name), "%s", s->name);
+        d->l1_hits = atomic_load(&s->l1_hits);
+        d->l2_hits = atomic_load(&s->l2_hits);
+        d->misses = atomic_load(&s->misses);
+        d->coalesced = atomic_load(&s->coalesced);
+        d->stale_served = atomic_load(&s->stale_served);
+        d->refreshes = atomic_load(&s->refreshes);
+        d->refresh_dropped = atomic_load(&s->refresh_dropped);
+        d->load_errors = atomic_load(&s->load_errors);
+        d->invalidations = atomic_load(&s->invalidations);
+        tc__hist_copy(&s->hit_latency, &d->hit_latency);
+        tc__hist_copy(&s->load_latency, &d->load_latency);
+        m->nns++;
+    }
+    m->tag_invalidations = atomic_load(&c->metrics.tag_invalidations);
+    m->clears = atomic_load(&c->metrics.clears);
+    m->bus_messages = atomic_load(&c->metrics.bus_messages);
+    m->bus_reconnects = atomic_load(&c->metrics.bus_reconnects);
+    m->pending_invalidations = (uint64_t)atomic_load(&c->pending_count);
+    if (c->l1 != NULL)
+        tc__l1_stats(c->l1, &m->l1_entries, &m->l1_bytes, &m->l1_evictions);
+    m->redis_errors = atomic_load(&c->metrics.redis_errors);
+    m->breaker_opens = atomic_load(&c->metrics.breaker_opens);
+    m->breaker_open = c->redis != NULL && tc__redis_breaker_open(c->redis);
+    m->bus_connected = c->bus != NULL && atomic_load(&c->bus_up);
+    tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
+}

@@ -1,0 +1,201 @@
+/*
+ * What the cache engine's modules share with each other and with nobody else.
+ * A library user includes <tiercache/cache.h>; tests and fuzz targets may
+ * include this header to reach a module directly.
+ *
+ *   value.c    reference-counted values, output buffers, hashing, errors
+ *   codec.c    the L2 record format (a pure parser: fuzz/codec.c)
+ *   tags.c     interned tags with their local generation counters
+ *   l1.c       the sharded in-process table with its byte limit
+ *   metrics.c  per-namespace counters and histograms
+ *   pool.c     a fixed set of threads over a bounded queue
+ *   redis.c    pooled hiredis connections, timeouts, circuit breaker
+ *   bus.c      the invalidation subscriber thread
+ *   cache.c    get-or-load, single-flight, refresh, invalidation
+ */
+#ifndef TC_CACHE_INTERNAL_H
+#define TC_CACHE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "tiercache/cache.h"
+
+/* ---- value.c ------------------------------------------------------------ */
+
+uint64_t tc__hash(const void *data, size_t len);
+/* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
+const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
+uint64_t tc__now_monotonic_us(void);
+
+/* ---- codec.c ------------------------------------------------------------ */
+
+/* The record stored in Redis under <prefix><key>. Versions are those of the
+ * entry's tags as read before its loader ran: [0] the global tag, [1] the
+ * key's own tag, [2..] the policy's tags in order. */
+typedef struct tc__record {
+    uint64_t created_ms, fresh_until, stale_until;
+    uint32_t load_ms;
+    uint64_t hash;
+    int nversions;
+    int64_t versions[TC_TAGS_MAX + 2];
+    int ntags;                     /* policy tags */
+    const char *tags[TC_TAGS_MAX]; /* point into the decoded bytes, not NUL-terminated */
+    uint8_t taglen[TC_TAGS_MAX];
+    const char *data; /* points into the decoded bytes */
+    size_t len;
+} tc__record;
+
+/* Appends the encoding of r to out. */
+int tc__record_encode(const tc__record *r, tc_buf *out);
+/* Parses buf; pointers in *r point into buf. Returns 0 or TC_EINVAL. Pure. */
+int tc__record_decode(const char *buf, size_t len, tc__record *r);
+
+/* ---- tags.c ------------------------------------------------------------- */
+
+typedef struct tc__tag tc__tag;
+typedef struct tc__tags tc__tags;
+
+struct tc__tag {
+    _Atomic uint64_t gen; /* bumped by every invalidation of the tag seen here */
+    /* private to tags.c */
+    tc__tags *owner;
+    tc__tag *next;
+    uint64_t hash;
+    unsigned refs;
+    char name[];
+};
+
+tc__tags *tc__tags_new(void);
+void tc__tags_free(tc__tags *t);
+/* Interns name and returns it with a reference; NULL on ENOMEM. */
+tc__tag *tc__tag_get(tc__tags *t, const char *name, size_t len);
+void tc__tag_ref(tc__tag *tag); /* one more reference to an interned tag */
+void tc__tag_put(tc__tag *tag); /* NULL is a no-op */
+/* Bumps the generation of name if it is interned here; returns whether it was. */
+bool tc__tags_bump(tc__tags *t, const char *name, size_t len);
+
+/* ---- metrics.c ---------------------------------------------------------- */
+
+typedef struct tc__hist {
+    _Atomic uint64_t buckets[TC_HIST_BUCKETS];
+    _Atomic uint64_t count, sum_us;
+} tc__hist;
+
+typedef struct tc__ns {
+    char name[TC_NS_NAME_MAX];
+    _Atomic uint64_t l1_hits, l2_hits, misses, coalesced, stale_served, refreshes, refresh_dropped,
+        load_errors, invalidations;
+    tc__hist hit_latency, load_latency;
+} tc__ns;
+
+typedef struct tc__metrics {
+    pthread_mutex_t lock; /* guards adding a namespace */
+    _Atomic int nns;
+    tc__ns ns[TC_NS_MAX];
+    _Atomic uint64_t tag_invalidations, clears, bus_messages, bus_reconnects;
+    _Atomic uint64_t redis_errors, breaker_opens;
+    tc__hist redis_latency;
+} tc__metrics;
+
+void tc__metrics_init(tc__metrics *m);
+void tc__metrics_destroy(tc__metrics *m);
+/* The namespace of key (the part before ':'), added on first sight; when the
+ * table is full, the last slot ("other") counts the rest. Never NULL. */
+tc__ns *tc__metrics_ns(tc__metrics *m, const char *key);
+void tc__hist_add(tc__hist *h, uint64_t us);
+void tc__hist_copy(const tc__hist *h, tc_histogram *out);
+
+#define TC__INC(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+
+/* ---- l1.c --------------------------------------------------------------- */
+
+typedef struct tc__lru {
+    struct tc__lru *prev, *next;
+} tc__lru;
+
+typedef struct tc__entry {
+    _Atomic unsigned refs;
+    /* Refresh state: 0 none yet; UINT64_MAX one is running or done; any other
+     * value: the clock time after which a failed refresh may be tried again. */
+    _Atomic uint64_t refresh_at;
+    const tc_value *value;
+    uint64_t created_ms, fresh_until, stale_until;
+    uint32_t load_ms;
+    tc__ns *ns;
+    int ntags; /* [0] global, [1] the key's own, then policy tags */
+    tc__tag *tags[TC_TAGS_MAX + 2];
+    uint64_t gens[TC_TAGS_MAX + 2]; /* their generations before the load began */
+    /* private to l1.c */
+    struct tc__entry *hnext;
+    tc__lru lru;
+    uint64_t khash;
+    size_t charge;
+    uint16_t klen;
+    char key[];
+} tc__entry;
+
+typedef struct tc__l1 tc__l1;
+
+tc__l1 *tc__l1_new(size_t max_bytes, int nshards);
+void tc__l1_free(tc__l1 *l1);
+/* A new unlinked entry (refs 1) taking over one reference to value and to each tag. */
+tc__entry *tc__entry_new(const char *key, size_t klen, uint64_t khash, const tc_value *value);
+void tc__entry_release(tc__entry *e); /* NULL is a no-op */
+/* The entry under key with a reference for the caller, or NULL. */
+tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash);
+/* Inserts e (the table takes its own reference), replacing any entry under
+ * the same key, then evicts from the least recently used end to fit. */
+void tc__l1_put(tc__l1 *l1, tc__entry *e);
+/* Unlinks the entry under key; if only is not NULL, only when it is that entry. */
+void tc__l1_remove(tc__l1 *l1, const char *key, size_t klen, uint64_t khash, tc__entry *only);
+void tc__l1_clear(tc__l1 *l1);
+void tc__l1_stats(tc__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+
+/* ---- pool.c ------------------------------------------------------------- */
+
+typedef struct tc__pool tc__pool;
+typedef void (*tc__job_fn)(void *arg, bool cancelled);
+
+tc__pool *tc__pool_new(int nthreads, int queue_max);
+/* Queues fn(arg, false); returns -1 at once when the queue is full. */
+int tc__pool_submit(tc__pool *p, tc__job_fn fn, void *arg);
+/* Runs the jobs already running to the end, calls the queued ones with
+ * cancelled = true, joins the threads. */
+void tc__pool_free(tc__pool *p);
+
+/* ---- redis.c ------------------------------------------------------------ */
+
+typedef struct tc__redis tc__redis;
+struct redisReply;
+
+tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m);
+void tc__redis_free(tc__redis *r);
+/* Runs one command. Returns the reply (free with freeReplyObject) or NULL when
+ * Redis is unreachable, timed out, the breaker is open, or it answered an
+ * error (that counts as a failure too). */
+struct redisReply *tc__redis_command(tc__redis *r, int argc, const char **argv, const size_t *lens);
+/* Runs one of the engine's Lua scripts (EVALSHA, loading it when Redis lost it). */
+struct redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc,
+                                    const char **argv, const size_t *lens);
+enum { TC__SCRIPT_READ, TC__SCRIPT_WRITE, TC__SCRIPT_INVALIDATE, TC__SCRIPT_UNLOCK, TC__NSCRIPTS };
+bool tc__redis_breaker_open(tc__redis *r);
+
+/* ---- bus.c -------------------------------------------------------------- */
+
+typedef struct tc__bus tc__bus;
+typedef struct tc__bus_handler {
+    void (*connected)(void *ctx); /* subscribed: invalidations from now on arrive */
+    void (*lost)(void *ctx);      /* subscription lost: messages may be missed */
+    void (*message)(void *ctx, const char *msg, size_t len);
+    void *ctx;
+} tc__bus_handler;
+
+tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handler h,
+                       tc__metrics *m);
+/* Waits up to ms for the first subscription; returns whether it is up. */
+bool tc__bus_wait_connected(tc__bus *b, int ms);
+void tc__bus_stop(tc__bus *b);
+
+#endif
