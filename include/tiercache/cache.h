@@ -175,6 +175,11 @@ int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *
  * p gives the tags the entry must carry (NULL: no tags). No refresh is run. */
 int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
 
+/* L1 only, and never blocks on I/O: for an event-loop thread that must not
+ * wait for Redis or a loader. A stale entry is returned (and, if p has a
+ * loader, one background refresh queued). TC_ENOTFOUND otherwise. */
+int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
+
 /* Stores a value computed by the caller under p's times and tags. An
  * invalidation of one of the tags that lands while the caller computed the
  * value is NOT detected; use tc_get_or_load for that guarantee. */

@@ -744,6 +744,15 @@ int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *
     return load_through(c, key, khash, p, res);
 }
 
+int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!key_ok(key) || !policy_ok(p, false))
+        return TC_EINVAL;
+    bool may_refresh = p != NULL && p->loader != NULL;
+    return l1_lookup(c, key, tc__hash(key, strlen(key)), p, may_refresh, res) ? 0 : TC_ENOTFOUND;
+}
+
 int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
 {
     memset(res, 0, sizeof(*res));
