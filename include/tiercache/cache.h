@@ -153,7 +153,7 @@ typedef struct tc_policy {
 typedef enum tc_source {
     TC_SRC_L1 = 0,
     TC_SRC_L2 = 1,
-    TC_SRC_LOADER = 2, /* this caller's own load, or one it waited for */
+    TC_SRC_LOADER = 2, /* the loader ran (for this caller, or for one it waited for) */
 } tc_source;
 
 typedef struct tc_result {

@@ -115,6 +115,8 @@ static bool listen_loop(tc__bus *b, redisContext *ctx)
             if (ctx->err)
                 return false;
         }
+        if (b->h.tick != NULL)
+            b->h.tick(b->h.ctx);
         uint64_t now = tc__now_monotonic_us();
         if (now - last_pong > DEAD_AFTER_US)
             return false;
@@ -134,6 +136,8 @@ static void *bus_thread(void *arg)
     while (!stopping) {
         redisContext *ctx = subscribe(b);
         if (ctx == NULL) {
+            if (b->h.tick != NULL)
+                b->h.tick(b->h.ctx);
             stopping = nap(b, backoff);
             backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
             continue;

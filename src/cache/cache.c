@@ -496,10 +496,12 @@ static void schedule_refresh(tc_cache *c, tc__entry *e, const char *key, uint64_
 /*
  * Reads L2, then runs the loader, for the flight f; stores what it loaded.
  * background: a refresh — a stale L2 record is not an answer, only the
- * fallback if the loader fails.
+ * fallback if the loader fails. When the answer is a stale L2 record, *stale
+ * is set (with the L1 entry made of it, if any, in *stale_entry) and the
+ * caller schedules the refresh once its own flight is over.
  */
 static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bool background,
-                 tc_result *res)
+                 tc_result *res, bool *stale, tc__entry **stale_entry)
 {
     tc__ns *ns = tc__metrics_ns(&c->metrics, key);
     uint64_t now = now_ms(c);
@@ -514,9 +516,11 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
         TC__INC(ns->l2_hits);
         if (state == L2_STALE) {
             TC__INC(ns->stale_served);
-            schedule_refresh(c, e, key, f->khash, p, now);
+            *stale = true;
+            *stale_entry = e;
+        } else {
+            tc__entry_release(e);
         }
-        tc__entry_release(e);
         tc_value_release(rd.value);
         return 0;
     }
@@ -526,12 +530,16 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
     if (c->cfg.lock_ms > 0 && state != L2_DOWN) {
         snprintf(token, sizeof(token), "%s", c->instance);
         locked = l2_lock(c, key, token, false);
-        /* Someone else is loading it: wait for their result, up to lock_ms. */
-        for (int waited = 0; !locked && waited < c->cfg.lock_ms; waited += 5) {
-            nanosleep(&(struct timespec){0, 5000000}, NULL);
+        /* Locked: look once more, the previous holder may have just stored it. Not
+         * locked: someone else is loading it; wait for their result, up to lock_ms. */
+        for (int waited = 0; waited < c->cfg.lock_ms; waited += 5) {
+            if (!locked)
+                nanosleep(&(struct timespec){0, 5000000}, NULL);
             l2_read again = {0};
             int st = l2_fetch(c, key, p, now_ms(c), &again);
             if (st == L2_FRESH) {
+                if (locked)
+                    l2_lock(c, key, token, true);
                 tc_value_release(rd.value);
                 tc__entry *e = l1_store(c, key, f->khash, p, again.value, &again.t, ns, f->tags,
                                         f->gens, f->ntags);
@@ -542,7 +550,7 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
                 return 0;
             }
             tc_value_release(again.value);
-            if (st == L2_DOWN)
+            if (locked || st == L2_DOWN)
                 break;
         }
     }
@@ -604,7 +612,6 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
             err = TC_ETIMEDOUT;
         else if ((err = f->err) == 0) {
             *res = f->res;
-            res->source = TC_SRC_LOADER;
             tc_value_retain(res->value);
         }
         flight_put(f);
@@ -618,8 +625,13 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
     pthread_mutex_unlock(&s->lock);
     if (f == NULL)
         return err;
-    err = fetch(c, f, key, p, false, res);
+    bool stale = false;
+    tc__entry *stale_entry = NULL;
+    err = fetch(c, f, key, p, false, res, &stale, &stale_entry);
     flight_finish(c, f, err, res);
+    if (stale) /* now that our flight is gone, one refresh may start */
+        schedule_refresh(c, stale_entry, key, khash, p, now_ms(c));
+    tc__entry_release(stale_entry);
     return err;
 }
 
@@ -637,7 +649,10 @@ static void refresh_run(void *arg, bool cancelled)
 {
     refresh_job *j = arg;
     tc_result res = {0};
-    int err = cancelled ? TC_ECLOSED : fetch(j->c, j->f, j->f->key, &j->p, true, &res);
+    bool stale = false; /* never set for a background fetch */
+    tc__entry *stale_entry = NULL;
+    int err = cancelled ? TC_ECLOSED
+                        : fetch(j->c, j->f, j->f->key, &j->p, true, &res, &stale, &stale_entry);
     if (err != 0 && j->e != NULL) /* stale-if-error: keep serving it, retry later */
         atomic_store(&j->e->refresh_at, now_ms(j->c) + REFRESH_RETRY_MS);
     flight_finish(j->c, j->f, err, &res);
@@ -897,6 +912,10 @@ static int invalidate(tc_cache *c, const char *tag)
         push_pending(c, tag);
         return TC_EREDIS;
     }
+    /* Again, now that Redis has the new version: a load here that recorded the
+     * first bump may have read L2 before the INCR, i.e. the old record (other
+     * processes bump only on the bus message, which follows the INCR). */
+    apply_local(c, tag);
     return 0;
 }
 
@@ -969,6 +988,14 @@ static void bus_message(void *ctx, const char *msg, size_t len)
     apply_local(c, tag);
 }
 
+/* On the bus thread: replay invalidations that could not reach Redis as soon as it answers
+ * again, not only when this process next reads L2 — until then every other process would
+ * still be served the records they invalidate (guarantee 3). */
+static void bus_tick(void *ctx)
+{
+    flush_pending(ctx);
+}
+
 /* ---- life cycle ----------------------------------------------------------- */
 
 void tc_config_init(tc_config *cfg)
@@ -1027,7 +1054,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
             goto fail;
         c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
         if (!cfg->single_instance) {
-            tc__bus_handler h = {bus_connected, bus_lost, bus_message, c};
+            tc__bus_handler h = {bus_connected, bus_lost, bus_message, c, bus_tick};
             if ((c->bus = tc__bus_start(cfg, c->channel, h, &c->metrics)) == NULL)
                 goto fail;
             tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2);

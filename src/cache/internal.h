@@ -190,6 +190,7 @@ typedef struct tc__bus_handler {
     void (*lost)(void *ctx);      /* subscription lost: messages may be missed */
     void (*message)(void *ctx, const char *msg, size_t len);
     void *ctx;
+    void (*tick)(void *ctx); /* about every 250 ms, up or down (NULL: none): deferred work */
 } tc__bus_handler;
 
 tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handler h,

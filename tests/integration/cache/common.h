@@ -1,0 +1,352 @@
+/* common.h: helpers shared by the cache engine's integration tests (tests/integration/cache).
+ * Not a framework: a source of truth with a counting loader, a fake clock, cache and Redis
+ * connection set-up, bounded waits, and a few hiredis shortcuts to inspect Redis directly.
+ * Everything is static inline; every wait has a deadline and reports failure, never hangs. */
+#ifndef TC_IT_CACHE_COMMON_H
+#define TC_IT_CACHE_COMMON_H
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "check.h"
+#include "redis_server.h"
+#include "tiercache/cache.h"
+
+/* A generous bound for "returns promptly": a guarantee, not a benchmark. */
+#define IT_CALL_BOUND_MS 2000
+/* How long to wait for something asynchronous (bus delivery, reconnect) before failing. */
+#define IT_DEADLINE_MS 10000
+
+/* ---- time ------------------------------------------------------------------------------ */
+
+static inline int64_t it_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline void it_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* Polls cond every 10 ms until it holds or ms pass; sets ok to whether it held. */
+#define IT_WAIT_UNTIL(ok, cond, ms)                                                                \
+    do {                                                                                           \
+        int64_t it__end = it_now_ms() + (ms);                                                      \
+        while (!((ok) = !!(cond)) && it_now_ms() < it__end)                                        \
+            it_sleep_ms(10);                                                                       \
+    } while (0)
+
+/* A fake wall clock (tc_config.clock) shared by several caches: tests move time by hand. */
+typedef struct it_clock {
+    _Atomic uint64_t ms;
+} it_clock;
+
+static inline uint64_t it_clock_fn(void *ctx)
+{
+    return atomic_load(&((it_clock *)ctx)->ms);
+}
+
+static inline void it_clock_init(it_clock *k)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store(&k->ms, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* ---- the source of truth and its loader -------------------------------------------------- */
+
+/* What a loader reads: a version string, a count of loads, an optional delay and an optional
+ * hook run inside the loader (to land an invalidation while a load is in flight). */
+typedef struct it_source {
+    pthread_mutex_t lock;
+    char version[64];
+    atomic_int loads;
+    int delay_ms;
+    void (*hook)(struct it_source *s, const char *key);
+    void *hook_ctx;
+} it_source;
+
+static inline void it_source_init(it_source *s, const char *version)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    snprintf(s->version, sizeof(s->version), "%s", version);
+}
+
+static inline void it_source_set(it_source *s, const char *version)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->version, sizeof(s->version), "%s", version);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The bytes the loader produces for key at version: "key=version". */
+static inline void it_expect(char *out, size_t n, const char *key, const char *version)
+{
+    snprintf(out, n, "%s=%s", key, version);
+}
+
+static inline int it_loader(void *ctx, const char *key, tc_buf *out)
+{
+    it_source *s = ctx;
+    atomic_fetch_add(&s->loads, 1);
+    if (s->delay_ms > 0)
+        it_sleep_ms(s->delay_ms);
+    char v[64];
+    pthread_mutex_lock(&s->lock);
+    snprintf(v, sizeof(v), "%s", s->version);
+    pthread_mutex_unlock(&s->lock);
+    if (s->hook != NULL)
+        s->hook(s, key);
+    return tc_buf_printf(out, "%s=%s", key, v);
+}
+
+/* A policy over source s: fresh/stale times and at most one tag (NULL: none). */
+static inline tc_policy it_policy(it_source *s, uint32_t fresh_ms, uint32_t stale_ms,
+                                  const char *tag)
+{
+    tc_policy p = {
+        .fresh_ms = fresh_ms, .stale_ms = stale_ms, .loader = it_loader, .loader_ctx = s};
+    if (tag != NULL)
+        p.tags[p.ntags++] = tag;
+    return p;
+}
+
+/* ---- caches ------------------------------------------------------------------------------ */
+
+static inline void it_config(tc_config *cfg, int port, int db, const char *prefix)
+{
+    tc_config_init(cfg);
+    cfg->redis_host = "127.0.0.1";
+    cfg->redis_port = port;
+    cfg->redis_db = db;
+    cfg->prefix = prefix;
+    cfg->l1_max_bytes = 1u << 20;
+    cfg->l1_shards = 4;
+    /* Generous for sanitizer builds on a loaded machine; the outage tests set their own. */
+    cfg->redis_timeout_ms = 1000;
+    cfg->connect_timeout_ms = 1000;
+}
+
+static inline tc_cache *it_cache(const tc_config *cfg)
+{
+    int err = 0;
+    tc_cache *c = tc_cache_create(cfg, &err);
+    if (c == NULL)
+        fprintf(stderr, "tc_cache_create: %s\n", tc_strerror(err));
+    return c;
+}
+
+static inline int it_bus_connected(tc_cache *c)
+{
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    return m.bus_connected;
+}
+
+static inline uint64_t it_pending(tc_cache *c)
+{
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    return m.pending_invalidations;
+}
+
+/* One read: rc; on success the value's bytes (NUL-terminated, truncated to n), its source
+ * and hash. The value is released here. */
+typedef struct it_read {
+    int rc;
+    tc_source source;
+    int stale;
+    uint64_t hash;
+    char data[256];
+    int64_t took_ms;
+} it_read;
+
+static inline it_read it_get_or_load(tc_cache *c, const char *key, const tc_policy *p)
+{
+    it_read r = {0};
+    tc_result res;
+    int64_t t0 = it_now_ms();
+    r.rc = tc_get_or_load(c, key, p, &res);
+    r.took_ms = it_now_ms() - t0;
+    if (r.rc == 0) {
+        size_t n = res.value->len < sizeof(r.data) - 1 ? res.value->len : sizeof(r.data) - 1;
+        memcpy(r.data, res.value->data, n);
+        r.source = res.source;
+        r.stale = res.stale;
+        r.hash = res.value->hash;
+        tc_value_release(res.value);
+    }
+    return r;
+}
+
+static inline it_read it_get(tc_cache *c, const char *key, const tc_policy *p)
+{
+    it_read r = {0};
+    tc_result res;
+    int64_t t0 = it_now_ms();
+    r.rc = tc_get(c, key, p, &res);
+    r.took_ms = it_now_ms() - t0;
+    if (r.rc == 0) {
+        size_t n = res.value->len < sizeof(r.data) - 1 ? res.value->len : sizeof(r.data) - 1;
+        memcpy(r.data, res.value->data, n);
+        r.source = res.source;
+        r.stale = res.stale;
+        r.hash = res.value->hash;
+        tc_value_release(res.value);
+    }
+    return r;
+}
+
+/* Reads key on c (get_or_load) until it answers want, at most ms; returns the last read.
+ * first_new, if not NULL, gets the first read that answered want. */
+static inline it_read it_read_until(tc_cache *c, const char *key, const tc_policy *p,
+                                    const char *want, int ms, it_read *first_new)
+{
+    int64_t end = it_now_ms() + ms;
+    it_read r;
+    for (;;) {
+        r = it_get_or_load(c, key, p);
+        if (r.rc == 0 && strcmp(r.data, want) == 0) {
+            if (first_new != NULL)
+                *first_new = r;
+            return r;
+        }
+        if (it_now_ms() >= end)
+            return r;
+        it_sleep_ms(10);
+    }
+}
+
+static inline const char *it_source_name(tc_source s)
+{
+    return s == TC_SRC_L1 ? "L1" : s == TC_SRC_L2 ? "L2" : s == TC_SRC_LOADER ? "LOADER" : "?";
+}
+
+/* ---- Redis ------------------------------------------------------------------------------- */
+
+/* The shared test Redis (scripts/test.sh) if there is one, else a private one in *own.
+ * Returns the port, or -1. */
+static inline int it_redis_port(tct_redis *own)
+{
+    memset(own, 0, sizeof(*own));
+    int port = tct_env_redis_port();
+    if (port > 0)
+        return port;
+    return tct_redis_start(own) == 0 ? own->port : -1;
+}
+
+/* A direct connection for inspection, on database db; NULL on failure. */
+static inline redisContext *it_redis(int port, int db)
+{
+    struct timeval tv = {5, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (r == NULL || r->err || redisSetTimeout(r, tv) != REDIS_OK) {
+        fprintf(stderr, "it_redis: cannot connect to port %d\n", port);
+        redisFree(r);
+        return NULL;
+    }
+    redisReply *rep = redisCommand(r, "SELECT %d", db);
+    int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (!ok) {
+        redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Runs a command; returns its integer reply, or LLONG_MIN when it is not an integer. */
+static inline long long it_rint(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    long long v = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : LLONG_MIN;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Runs a command; copies a string/status reply into out (empty when nil or another type).
+ * Returns the reply's length, or -1 when it was not a string or status. */
+static inline long it_rstr(redisContext *r, char *out, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    long len = -1;
+    out[0] = '\0';
+    if (rep != NULL && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)) {
+        len = (long)rep->len;
+        size_t m = rep->len < n - 1 ? rep->len : n - 1;
+        memcpy(out, rep->str, m);
+        out[m] = '\0';
+    }
+    freeReplyObject(rep);
+    return len;
+}
+
+/* Every key of the current database (SCAN, bounded), as a malloc'd array of strdup'd
+ * names; *n set. The caller frees with it_free_keys. */
+static inline char **it_keys(redisContext *r, size_t *n)
+{
+    char **keys = NULL;
+    size_t cap = 0;
+    char cursor[32] = "0";
+    *n = 0;
+    for (int rounds = 0; rounds < 10000; rounds++) {
+        redisReply *rep = redisCommand(r, "SCAN %s COUNT 1000", cursor);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            freeReplyObject(rep);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        redisReply *list = rep->element[1];
+        for (size_t i = 0; i < list->elements; i++) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                keys = realloc(keys, cap * sizeof(*keys));
+                if (keys == NULL)
+                    abort();
+            }
+            keys[(*n)++] = strdup(list->element[i]->str);
+        }
+        freeReplyObject(rep);
+        if (strcmp(cursor, "0") == 0)
+            break;
+    }
+    return keys;
+}
+
+static inline void it_free_keys(char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+static inline int it_starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+#endif

@@ -1,0 +1,362 @@
+/* keys.c: where the cache engine puts its data in a real, shared Redis — and what it leaves
+ * alone. Runs against its own redis-server (it reads INFO commandstats and database 0).
+ *
+ * Proves, from DESIGN.md "The cache engine: what it must get right":
+ *   8  every key (and the bus channel) is under the configured prefix, in the configured
+ *      database index (3; database 0 stays untouched); keys of another application in the
+ *      same database — a job queue list, a hash, a string with a TTL — keep their type, value
+ *      and TTL through get_or_load, get, set, delete, invalidate_tag, invalidate_key and
+ *      clear; nothing ever issues FLUSHDB or FLUSHALL, and clear does not scan the keyspace.
+ *   2  an entry's Redis TTL is its fresh + stale time; its tag counters live at least as
+ *      long as it does, and start at a random epoch, not at 1.
+ *   1  L2: a second instance (its own L1) is answered from Redis with the same bytes and
+ *      hash (source L2), without running its loader; then from its own L1.
+ */
+#include "cache/internal.h" /* tc__record_decode: read the engine's record as stored */
+#include "common.h"
+
+#define DB 3
+#define PREFIX "app1:"
+#define FRESH_MS 100000u
+#define STALE_MS 200000u
+
+static tct_redis server;
+static redisContext *db3, *db0;
+
+/* ---- another application's keys, and a snapshot of them ------------------------------ */
+
+typedef struct foreign {
+    const char *key;
+    char type[16];
+    char value[256];
+    long long pttl;
+} foreign;
+
+static foreign foreigners[] = {{.key = "bull:queue:1"},
+                               {.key = "bull:x"},
+                               {.key = "other:y"},
+                               {.key = "app1"},
+                               {.key = "app1-not-ours"}};
+#define NFOREIGN (sizeof(foreigners) / sizeof(foreigners[0]))
+
+/* "type|value" of key as one string: lists and hashes joined with ','. */
+static void describe(redisContext *r, const char *key, char *type, size_t tn, char *value,
+                     size_t vn)
+{
+    it_rstr(r, type, tn, "TYPE %s", key);
+    value[0] = '\0';
+    redisReply *rep = NULL;
+    if (strcmp(type, "string") == 0)
+        rep = redisCommand(r, "GET %s", key);
+    else if (strcmp(type, "list") == 0)
+        rep = redisCommand(r, "LRANGE %s 0 -1", key);
+    else if (strcmp(type, "hash") == 0)
+        rep = redisCommand(r, "HGETALL %s", key);
+    if (rep == NULL)
+        return;
+    if (rep->type == REDIS_REPLY_STRING) {
+        snprintf(value, vn, "%s", rep->str);
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        size_t used = 0;
+        for (size_t i = 0; i < rep->elements && used < vn; i++)
+            used += (size_t)snprintf(value + used, vn - used, "%s%s", i ? "," : "",
+                                     rep->element[i]->str);
+    }
+    freeReplyObject(rep);
+}
+
+static void setup_foreign_keys(void)
+{
+    freeReplyObject(redisCommand(db3, "RPUSH bull:queue:1 job-1 job-2 job-3"));
+    freeReplyObject(redisCommand(db3, "HSET bull:x state active attempts 2"));
+    freeReplyObject(redisCommand(db3, "SET other:y hello PX 600000"));
+    /* Share the prefix's first characters without being under it. */
+    freeReplyObject(redisCommand(db3, "SET app1 bare"));
+    freeReplyObject(redisCommand(db3, "SADD app1-not-ours m1 m2"));
+    for (size_t i = 0; i < NFOREIGN; i++) {
+        foreign *f = &foreigners[i];
+        describe(db3, f->key, f->type, sizeof(f->type), f->value, sizeof(f->value));
+        f->pttl = it_rint(db3, "PTTL %s", f->key);
+    }
+    CHECK_EQ_STR(foreigners[0].type, "list");
+    CHECK_EQ_STR(foreigners[1].type, "hash");
+    CHECK_EQ_STR(foreigners[2].type, "string");
+    CHECK(foreigners[2].pttl > 0);
+    freeReplyObject(redisCommand(db0, "SET db0:marker untouched"));
+}
+
+/* Every foreign key has its type, value and TTL (never extended, never dropped). */
+static void check_foreign_untouched(const char *after)
+{
+    for (size_t i = 0; i < NFOREIGN; i++) {
+        const foreign *f = &foreigners[i];
+        char type[16], value[256];
+        describe(db3, f->key, type, sizeof(type), value, sizeof(value));
+        long long pttl = it_rint(db3, "PTTL %s", f->key);
+        int ok = strcmp(type, f->type) == 0 && strcmp(value, f->value) == 0 &&
+                 (f->pttl < 0 ? pttl == f->pttl : (pttl > 0 && pttl <= f->pttl));
+        if (!CHECK(ok))
+            fprintf(stderr, "    after %s: %s is %s '%s' pttl %lld (was %s '%s' pttl %lld)\n",
+                    after, f->key, type, value, pttl, f->type, f->value, f->pttl);
+    }
+    char v[64];
+    it_rstr(db0, v, sizeof(v), "GET db0:marker");
+    CHECK_EQ_STR(v, "untouched");
+    if (!CHECK(it_rint(db0, "DBSIZE") == 1))
+        fprintf(stderr, "    after %s: database 0 holds keys of ours\n", after);
+}
+
+static int is_foreign(const char *key)
+{
+    for (size_t i = 0; i < NFOREIGN; i++)
+        if (strcmp(key, foreigners[i].key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Every key of database 3 is either another application's or under the prefix. */
+static void check_only_prefixed_keys(const char *after)
+{
+    size_t n;
+    char **keys = it_keys(db3, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!is_foreign(keys[i]) && !CHECK(it_starts_with(keys[i], PREFIX)))
+            fprintf(stderr, "    after %s: key '%s' is outside the prefix\n", after, keys[i]);
+    it_free_keys(keys, n);
+}
+
+/* ---- the tests ----------------------------------------------------------------------- */
+
+static it_source source_a, source_b;
+
+static void test_entries_live_under_prefix_in_db_with_ttl(void)
+{
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, PREFIX);
+    tc_cache *a = it_cache(&cfg);
+    REQUIRE(a != NULL);
+    tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
+
+    int64_t t0 = it_now_ms();
+    it_read r = it_get_or_load(a, "user:1", &p);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.source, TC_SRC_LOADER);
+    CHECK_EQ_STR(r.data, "user:1=v1");
+
+    /* Exactly the documented keys: the value and one counter per tag. */
+    static const char *const expected[] = {PREFIX "user:1", PREFIX "~t:*", PREFIX "~t:#user:1",
+                                           PREFIX "~t:team:7"};
+    size_t n;
+    char **keys = it_keys(db3, &n);
+    size_t ours = 0;
+    for (size_t i = 0; i < n; i++)
+        ours += !is_foreign(keys[i]);
+    it_free_keys(keys, n);
+    CHECK_EQ_INT(ours, 4);
+    for (size_t i = 0; i < 4; i++)
+        if (!CHECK(it_rint(db3, "EXISTS %s", expected[i]) == 1))
+            fprintf(stderr, "    missing %s\n", expected[i]);
+    check_only_prefixed_keys("get_or_load");
+    check_foreign_untouched("get_or_load");
+
+    /* The value is one binary record holding the loaded bytes, hash, times and tags. */
+    char type[16];
+    it_rstr(db3, type, sizeof(type), "TYPE %s", PREFIX "user:1");
+    CHECK_EQ_STR(type, "string");
+    redisReply *rep = redisCommand(db3, "GET %s", PREFIX "user:1");
+    REQUIRE(rep != NULL && rep->type == REDIS_REPLY_STRING);
+    tc__record rec;
+    CHECK_EQ_INT(tc__record_decode(rep->str, rep->len, &rec), 0);
+    CHECK(rec.len == strlen("user:1=v1") && memcmp(rec.data, "user:1=v1", rec.len) == 0);
+    CHECK(rec.hash == r.hash);
+    CHECK_EQ_INT(rec.stale_until - rec.created_ms, FRESH_MS + STALE_MS);
+    CHECK_EQ_INT(rec.ntags, 1);
+    CHECK(rec.ntags == 1 && rec.taglen[0] == 6 && memcmp(rec.tags[0], "team:7", 6) == 0);
+    freeReplyObject(rep);
+
+    /* Redis TTL = fresh + stale, less only the time this test has taken since the load. */
+    long long pttl = it_rint(db3, "PTTL %s", PREFIX "user:1");
+    int64_t elapsed = it_now_ms() - t0;
+    if (!CHECK(pttl <= FRESH_MS + STALE_MS && pttl >= FRESH_MS + STALE_MS - elapsed - 2))
+        fprintf(stderr, "    PTTL %lld, want %u - [0, %lld]\n", pttl, FRESH_MS + STALE_MS,
+                (long long)elapsed + 2);
+
+    /* Tag counters outlive the entry, and start at a random epoch (not 1). */
+    for (size_t i = 1; i < 4; i++) {
+        long long tp = it_rint(db3, "PTTL %s", expected[i]);
+        if (!CHECK(tp == -1 || tp >= pttl))
+            fprintf(stderr, "    %s PTTL %lld < entry's %lld\n", expected[i], tp, pttl);
+        char v[32];
+        it_rstr(db3, v, sizeof(v), "GET %s", expected[i]);
+        if (!CHECK(strtoll(v, NULL, 10) > 1000000000LL))
+            fprintf(stderr, "    %s = '%s': not a random epoch\n", expected[i], v);
+    }
+
+    /* Nothing in database 0 but its own marker; the bus channel is under the prefix too. */
+    CHECK_EQ_INT(it_rint(db0, "DBSIZE"), 1);
+    rep = redisCommand(db3, "PUBSUB CHANNELS *");
+    REQUIRE(rep != NULL && rep->type == REDIS_REPLY_ARRAY);
+    int bus_seen = 0;
+    for (size_t i = 0; i < rep->elements; i++) {
+        CHECK(it_starts_with(rep->element[i]->str, PREFIX));
+        bus_seen += strcmp(rep->element[i]->str, PREFIX "~bus:3") == 0;
+    }
+    CHECK_EQ_INT(bus_seen, 1);
+    freeReplyObject(rep);
+    tc_cache_destroy(a);
+}
+
+static void test_l2_hit_from_second_instance(void)
+{
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, PREFIX);
+    tc_cache *a = it_cache(&cfg), *b = it_cache(&cfg);
+    REQUIRE(a != NULL && b != NULL);
+    tc_policy pa = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
+    tc_policy pb = it_policy(&source_b, FRESH_MS, STALE_MS, "team:7");
+
+    it_read ra = it_get_or_load(a, "user:2", &pa);
+    CHECK_EQ_INT(ra.rc, 0);
+    CHECK_EQ_STR(ra.data, "user:2=v1");
+
+    /* b's loader would say "b-would-load": it must not run. */
+    int loads_b = atomic_load(&source_b.loads);
+    it_read rb = it_get_or_load(b, "user:2", &pb);
+    CHECK_EQ_INT(rb.rc, 0);
+    CHECK_EQ_INT(rb.source, TC_SRC_L2);
+    CHECK_EQ_STR(rb.data, ra.data);
+    CHECK(rb.hash == ra.hash);
+    CHECK_EQ_INT(atomic_load(&source_b.loads), loads_b);
+
+    /* ... and it now sits in b's own L1. */
+    rb = it_get_or_load(b, "user:2", &pb);
+    CHECK_EQ_INT(rb.source, TC_SRC_L1);
+    CHECK_EQ_STR(rb.data, ra.data);
+    CHECK(rb.hash == ra.hash);
+    CHECK_EQ_INT(atomic_load(&source_b.loads), loads_b);
+
+    tc_metrics m;
+    tc_metrics_snapshot(b, &m);
+    int user = -1;
+    for (int i = 0; i < m.nns; i++)
+        if (strcmp(m.ns[i].name, "user") == 0)
+            user = i;
+    REQUIRE(user >= 0);
+    CHECK_EQ_INT(m.ns[user].l2_hits, 1);
+    CHECK_EQ_INT(m.ns[user].l1_hits, 1);
+    CHECK_EQ_INT(m.ns[user].misses, 0);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+static void test_foreign_keys_untouched_by_every_operation(void)
+{
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, PREFIX);
+    tc_cache *a = it_cache(&cfg);
+    REQUIRE(a != NULL);
+    tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
+
+    it_read r = it_get_or_load(a, "user:3", &p);
+    CHECK_EQ_INT(r.rc, 0);
+    check_foreign_untouched("get_or_load");
+
+    r = it_get(a, "user:3", &p);
+    CHECK_EQ_INT(r.rc, 0);
+    check_foreign_untouched("get");
+
+    CHECK_EQ_INT(tc_set(a, "user:4", "four", 4, &p), 0);
+    CHECK_EQ_INT(it_rint(db3, "EXISTS %s", PREFIX "user:4"), 1);
+    check_foreign_untouched("set");
+
+    CHECK_EQ_INT(tc_delete(a, "user:4"), 0);
+    CHECK_EQ_INT(it_rint(db3, "EXISTS %s", PREFIX "user:4"), 0);
+    check_foreign_untouched("delete");
+
+    CHECK_EQ_INT(tc_invalidate_tag(a, "team:7"), 0);
+    check_foreign_untouched("invalidate_tag");
+
+    CHECK_EQ_INT(tc_invalidate_key(a, "user:3"), 0);
+    check_foreign_untouched("invalidate_key");
+
+    /* Tags and keys that look like another application's data are still ours, prefixed. */
+    CHECK_EQ_INT(tc_invalidate_tag(a, "bull:queue:1"), 0);
+    CHECK_EQ_INT(tc_invalidate_key(a, "bull:x"), 0);
+    check_foreign_untouched("invalidate of look-alike names");
+
+    r = it_get_or_load(a, "user:3", &p);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(tc_clear(a), 0);
+    check_foreign_untouched("clear");
+
+    /* Cleared means gone from L1 and L2 alike. */
+    tc_cache *b = it_cache(&cfg);
+    REQUIRE(b != NULL);
+    CHECK_EQ_INT(it_get(b, "user:3", &p).rc, TC_ENOTFOUND);
+    r = it_get_or_load(a, "user:3", &p);
+    CHECK_EQ_INT(r.source, TC_SRC_LOADER);
+    check_only_prefixed_keys("every operation");
+    check_foreign_untouched("every operation");
+    tc_cache_destroy(b);
+    tc_cache_destroy(a);
+    check_foreign_untouched("destroy");
+}
+
+/* calls=N of cmdstat_<cmd> in INFO commandstats; 0 when the command never ran, -1 on error. */
+static long long command_calls(const char *cmd)
+{
+    redisReply *rep = redisCommand(db0, "INFO commandstats");
+    long long calls = -1;
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
+        char want[64];
+        snprintf(want, sizeof(want), "cmdstat_%s:calls=", cmd);
+        const char *at = strstr(rep->str, want);
+        calls = at != NULL ? strtoll(at + strlen(want), NULL, 10) : 0;
+    }
+    freeReplyObject(rep);
+    return calls;
+}
+
+static void test_no_flush_and_clear_scans_nothing(void)
+{
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, PREFIX);
+    tc_cache *a = it_cache(&cfg);
+    REQUIRE(a != NULL);
+    tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
+    CHECK_EQ_INT(it_get_or_load(a, "user:5", &p).rc, 0);
+
+    long long scans = command_calls("scan"), keys = command_calls("keys");
+    CHECK_EQ_INT(tc_clear(a), 0);
+    CHECK_EQ_INT(tc_invalidate_tag(a, "team:7"), 0);
+    CHECK_EQ_INT(tc_clear(a), 0);
+    CHECK_EQ_INT(command_calls("scan"), scans);
+    CHECK_EQ_INT(command_calls("keys"), keys);
+    tc_cache_destroy(a);
+
+    /* Over the whole test, in this private server: */
+    CHECK_EQ_INT(command_calls("flushdb"), 0);
+    CHECK_EQ_INT(command_calls("flushall"), 0);
+    CHECK(command_calls("get") > 0); /* the stats are there to read */
+}
+
+int main(void)
+{
+    REQUIRE(tct_redis_start(&server) == 0);
+    db3 = it_redis(server.port, DB);
+    db0 = it_redis(server.port, 0);
+    REQUIRE(db3 != NULL && db0 != NULL);
+    it_source_init(&source_a, "v1");
+    it_source_init(&source_b, "b-would-load");
+    setup_foreign_keys();
+
+    test_entries_live_under_prefix_in_db_with_ttl();
+    test_l2_hit_from_second_instance();
+    test_foreign_keys_untouched_by_every_operation();
+    test_no_flush_and_clear_scans_nothing();
+
+    redisFree(db3);
+    redisFree(db0);
+    tct_redis_stop(&server);
+    return check_report();
+}
