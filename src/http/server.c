@@ -1,0 +1,1235 @@
+/*
+ * The HTTP server over libmicrohttpd 0.9.75 (see server.h for the API and for
+ * what runs on which thread). This file is the glue: request life cycle, limits,
+ * offloading, the watchdog, the graceful stop. It parses nothing itself
+ * except Content-Length; it has no routes and no policy.
+ *
+ * DESIGN — the life of one request, and the libmicrohttpd traps it avoids
+ *
+ *   uri log callback    request line read: allocate the exchange (refs = 1, held
+ *                       by libmicrohttpd until the completed callback), copy the
+ *                       raw target (libmicrohttpd decodes the URL in place later),
+ *                       start the whole-request deadline.
+ *   access call #1      headers complete. Decide the body limit; a Content-Length
+ *                       over it is answered 413 now, before any body byte is
+ *                       read. Nothing else is queued on this call: 0.9.75 sends
+ *                       "Connection: close" on every response queued on the first
+ *                       call (the documented two-call pattern keeps keep-alive).
+ *   access calls #2..   body bytes, counted (chunked bodies have no length) and
+ *                       copied into a buffer that never grows past the limit.
+ *   access call (last)  upload_data_size == 0: run the handler. Either queue the
+ *                       response, or (offload) suspend the connection and push the
+ *                       exchange on the bounded worker queue (full: 503 now).
+ *   worker              runs the blocking function, publishes "done" (release
+ *                       store), resumes the connection, drops its reference.
+ *   access call (again) after the resume: queue the response the worker filled.
+ *   completed callback  response sent or connection lost: drop libmicrohttpd's
+ *                       reference. The exchange is freed by whichever of the
+ *                       worker and this callback lets go last, so a client that
+ *                       disconnects while its request sits on a worker costs
+ *                       nothing but the wasted work.
+ *
+ * Timeouts. libmicrohttpd's connection timeout restarts on every byte and a
+ * suspended connection never times out. The watchdog thread keeps its own clock
+ * per connection (socket context): IDLE (accepted, or last response done) may
+ * last idle_timeout_ms until the next request line; RECEIVING (request line to
+ * last body byte) may last request_timeout_ms; BUSY (handler, worker, sending)
+ * is not limited here. A connection over its limit is shut down (shutdown(2),
+ * never close(2): the descriptor stays libmicrohttpd's) under the list lock that
+ * the connection-closed notification also takes, and libmicrohttpd then closes
+ * it as a peer that left. libmicrohttpd calls that notification before it
+ * closes the descriptor, so the watchdog never touches a reused descriptor.
+ *
+ * Stop. Suspended connections must not meet MHD_stop_daemon, so the order is:
+ * quiesce (no new connections), wait for in-flight requests, close and drain the
+ * worker queue (every blocking function returns and resumes its connection),
+ * then stop libmicrohttpd, then the watchdog.
+ */
+#define _GNU_SOURCE /* CLOCK_MONOTONIC_COARSE, accept4 flags in glibc headers */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Clock                                                                    */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                    */
+
+enum phase { PH_IDLE = 0, PH_RECEIVING, PH_BUSY };
+
+/* One per TCP connection (libmicrohttpd's socket context), on the server's
+ * list for the watchdog. Freed by the connection-closed notification. */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    _Atomic int phase;
+    _Atomic int64_t since_ms;
+    bool killed; /* under conns_lock */
+} conn_track;
+
+enum xstate {
+    X_HEADERS = 0, /* before access call #1 */
+    X_BODY,        /* receiving the body */
+    X_OFFLOADED,   /* on the worker queue or running there */
+    X_WORKER_DONE, /* the worker filled the response */
+    X_RESPONDED,   /* response queued (or the request refused) */
+};
+
+enum body_kind { B_NONE = 0, B_OWNED, B_STATIC, B_REF };
+
+typedef struct rhdr {
+    struct rhdr *next;
+    const char *name, *value;
+} rhdr;
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t cap, used;
+    _Alignas(16) unsigned char data[];
+} arena_chunk;
+
+#define INLINE_ARENA 1024
+#define DISCARD_MIN (16u << 20)
+
+struct tc_http_exchange {
+    tc_http_server *srv;
+    struct MHD_Connection *conn;
+    conn_track *ct;
+    _Atomic int refs;
+    _Atomic int state;
+    bool in_handler; /* tc_http_offload is allowed */
+    bool too_large;
+    size_t discarded; /* body bytes dropped past the limit */
+
+    /* request */
+    const char *method;
+    tc_http_method_id method_id;
+    const char *url;         /* libmicrohttpd's decoded path */
+    char *target;            /* raw target, arena */
+    const char *client_addr; /* arena, on demand */
+    size_t target_len, path_len;
+    char *body; /* malloc'd, NUL-terminated */
+    size_t body_len, body_cap, body_limit;
+
+    /* response */
+    int status;
+    rhdr *headers, *headers_tail;
+    enum body_kind body_kind;
+    const void *resp;
+    size_t resp_len;
+    void (*release)(void *);
+    void *release_arg;
+    tc_http_blocking_fn blocking;
+
+    void *user;
+    void (*user_free)(void *);
+
+    arena_chunk *chunks;
+    size_t inline_used;
+    _Alignas(16) unsigned char inline_buf[INLINE_ARENA];
+};
+
+struct tc_http_server {
+    tc_http_config cfg;
+    struct MHD_Daemon *mhd;
+    int listen_fd; /* ours until quiesce hands it back */
+    int port;
+    _Atomic int stopping;
+
+    /* worker queue */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    tc_http_exchange **ring;
+    int qcap, qhead, qcount;
+    bool qclosed;
+    int nworkers;
+    pthread_t *workers;
+
+    /* watchdog */
+    pthread_mutex_t conns_lock;
+    pthread_cond_t wd_cond;
+    conn_track *conns;
+    bool wd_stop;
+    bool wd_started;
+    pthread_t watchdog;
+
+    /* stats */
+    _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle;
+    _Atomic int64_t n_connections, n_in_flight;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+
+static void log_line(tc_http_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(tc_http_server *s, char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (s->cfg.log)
+        s->cfg.log(s->cfg.ctx, line);
+    else
+        fprintf(stderr, "tiercache http: %s\n", line);
+}
+
+static void log_line(tc_http_server *s, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    emit(s, buf);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    emit(cls, buf);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exchange memory                                                          */
+
+void *tc_http_alloc(tc_http_exchange *x, size_t n)
+{
+    if (n > SIZE_MAX - 4096)
+        return NULL;
+    n = (n + 15) & ~(size_t)15;
+    if (n == 0)
+        n = 16;
+    if (INLINE_ARENA - x->inline_used >= n) {
+        void *p = x->inline_buf + x->inline_used;
+        x->inline_used += n;
+        return p;
+    }
+    arena_chunk *c = x->chunks;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > 4096 ? n : 4096;
+        c = malloc(sizeof(*c) + cap);
+        if (c == NULL)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = x->chunks;
+        x->chunks = c;
+    }
+    void *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static char *arena_strdup(tc_http_exchange *x, const char *s, size_t n)
+{
+    char *p = tc_http_alloc(x, n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void drop_body(tc_http_exchange *x)
+{
+    switch (x->body_kind) {
+    case B_OWNED:
+        free((void *)x->resp);
+        break;
+    case B_REF:
+        if (x->release)
+            x->release(x->release_arg);
+        break;
+    default:
+        break;
+    }
+    x->body_kind = B_NONE;
+    x->resp = NULL;
+    x->resp_len = 0;
+    x->release = NULL;
+}
+
+static void exchange_free(tc_http_exchange *x)
+{
+    drop_body(x);
+    if (x->user_free)
+        x->user_free(x->user);
+    free(x->body);
+    arena_chunk *c = x->chunks;
+    while (c) {
+        arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(x);
+}
+
+static void exchange_release(tc_http_exchange *x)
+{
+    if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1)
+        exchange_free(x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request accessors                                                        */
+
+const char *tc_http_method(const tc_http_exchange *x)
+{
+    return x->method ? x->method : "";
+}
+
+tc_http_method_id tc_http_method_id_of(const tc_http_exchange *x)
+{
+    return x->method_id;
+}
+
+const char *tc_http_path(const tc_http_exchange *x)
+{
+    return x->url ? x->url : "";
+}
+
+const char *tc_http_target(const tc_http_exchange *x, size_t *len)
+{
+    if (len)
+        *len = x->target_len;
+    return x->target;
+}
+
+const char *tc_http_raw_path(const tc_http_exchange *x, size_t *len)
+{
+    if (len)
+        *len = x->path_len;
+    return x->target;
+}
+
+const char *tc_http_raw_query(const tc_http_exchange *x, size_t *len)
+{
+    if (x->path_len >= x->target_len) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = x->target_len - x->path_len - 1;
+    return x->target + x->path_len + 1;
+}
+
+const char *tc_http_query_arg(const tc_http_exchange *x, const char *name)
+{
+    return MHD_lookup_connection_value(x->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *tc_http_header(const tc_http_exchange *x, const char *name)
+{
+    return MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, name);
+}
+
+typedef struct each_ctx {
+    int (*fn)(void *, const char *, const char *);
+    void *arg;
+} each_ctx;
+
+static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    each_ctx *e = cls;
+    return e->fn(e->arg, key, value ? value : "") ? MHD_NO : MHD_YES;
+}
+
+void tc_http_headers_each(const tc_http_exchange *x,
+                          int (*fn)(void *arg, const char *name, const char *value), void *arg)
+{
+    each_ctx e = {fn, arg};
+    MHD_get_connection_values(x->conn, MHD_HEADER_KIND, each_header, &e);
+}
+
+const char *tc_http_client_addr(tc_http_exchange *x)
+{
+    if (x->client_addr)
+        return x->client_addr;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return NULL;
+    char buf[INET6_ADDRSTRLEN];
+    const struct sockaddr *sa = ci->client_addr;
+    const char *t = NULL;
+    if (sa->sa_family == AF_INET)
+        t = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof buf);
+    else if (sa->sa_family == AF_INET6)
+        t = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
+    if (t == NULL)
+        return NULL;
+    x->client_addr = arena_strdup(x, buf, strlen(buf));
+    return x->client_addr;
+}
+
+const char *tc_http_body(const tc_http_exchange *x, size_t *len)
+{
+    if (len)
+        *len = x->body_len;
+    return x->body ? x->body : "";
+}
+
+void tc_http_set_user(tc_http_exchange *x, void *p, void (*free_fn)(void *p))
+{
+    x->user = p;
+    x->user_free = free_fn;
+}
+
+void *tc_http_user(const tc_http_exchange *x)
+{
+    return x->user;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Response                                                                 */
+
+void tc_http_set_status(tc_http_exchange *x, int status)
+{
+    x->status = status;
+}
+
+int tc_http_status(const tc_http_exchange *x)
+{
+    return x->status;
+}
+
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int tc_http_add_header(tc_http_exchange *x, const char *name, const char *value)
+{
+    if (name == NULL || value == NULL || *name == '\0')
+        return TC_HTTP_EINVAL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (!is_tchar(*p))
+            return TC_HTTP_EINVAL;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if (*p == '\r' || *p == '\n' || (*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return TC_HTTP_EINVAL;
+    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
+        return TC_HTTP_EINVAL;
+    rhdr *h = tc_http_alloc(x, sizeof *h);
+    if (h == NULL || (h->name = arena_strdup(x, name, strlen(name))) == NULL ||
+        (h->value = arena_strdup(x, value, strlen(value))) == NULL)
+        return TC_HTTP_ENOMEM;
+    h->next = NULL;
+    if (x->headers_tail)
+        x->headers_tail->next = h;
+    else
+        x->headers = h;
+    x->headers_tail = h;
+    return 0;
+}
+
+int tc_http_set_content_type(tc_http_exchange *x, const char *content_type)
+{
+    return tc_http_add_header(x, "Content-Type", content_type);
+}
+
+int tc_http_set_body(tc_http_exchange *x, const void *data, size_t len)
+{
+    drop_body(x);
+    if (len == 0)
+        return 0;
+    void *p = malloc(len);
+    if (p == NULL)
+        return TC_HTTP_ENOMEM;
+    memcpy(p, data, len);
+    x->body_kind = B_OWNED;
+    x->resp = p;
+    x->resp_len = len;
+    return 0;
+}
+
+int tc_http_take_body(tc_http_exchange *x, void *buf, size_t len)
+{
+    drop_body(x);
+    if (buf == NULL)
+        return len ? TC_HTTP_EINVAL : 0;
+    x->body_kind = B_OWNED;
+    x->resp = buf;
+    x->resp_len = len;
+    return 0;
+}
+
+int tc_http_set_body_static(tc_http_exchange *x, const void *data, size_t len)
+{
+    drop_body(x);
+    if (data == NULL && len)
+        return TC_HTTP_EINVAL;
+    x->body_kind = B_STATIC;
+    x->resp = data;
+    x->resp_len = len;
+    return 0;
+}
+
+int tc_http_set_body_ref(tc_http_exchange *x, const void *data, size_t len,
+                         void (*release)(void *arg), void *arg)
+{
+    drop_body(x);
+    if (data == NULL && len) {
+        if (release)
+            release(arg);
+        return TC_HTTP_EINVAL;
+    }
+    x->body_kind = B_REF;
+    x->resp = data;
+    x->resp_len = len;
+    x->release = release;
+    x->release_arg = arg;
+    return 0;
+}
+
+int tc_http_respond(tc_http_exchange *x, int status, const char *content_type, const void *body,
+                    size_t len)
+{
+    int rc;
+    x->status = status;
+    if (content_type && (rc = tc_http_set_content_type(x, content_type)) < 0)
+        return rc;
+    return tc_http_set_body(x, body, len);
+}
+
+int tc_http_offload(tc_http_exchange *x, tc_http_blocking_fn fn)
+{
+    if (fn == NULL)
+        return TC_HTTP_EINVAL;
+    if (!x->in_handler)
+        return TC_HTTP_ESTATE;
+    x->blocking = fn;
+    return 0;
+}
+
+/* Builds the libmicrohttpd response from x and queues it. */
+static enum MHD_Result send_response(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    struct MHD_Response *r = NULL;
+    switch (x->body_kind) {
+    case B_NONE:
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        break;
+    case B_OWNED:
+        r = MHD_create_response_from_buffer(x->resp_len, (void *)x->resp, MHD_RESPMEM_MUST_FREE);
+        break;
+    case B_STATIC:
+        r = MHD_create_response_from_buffer(x->resp_len, (void *)x->resp, MHD_RESPMEM_PERSISTENT);
+        break;
+    case B_REF:
+        r = MHD_create_response_from_buffer_with_free_callback_cls(x->resp_len, (void *)x->resp,
+                                                                   x->release, x->release_arg);
+        break;
+    }
+    if (r == NULL) {
+        log_line(s, "cannot create a response (out of memory): closing the connection");
+        return MHD_NO; /* x->resp is still ours: freed with the exchange */
+    }
+    x->body_kind = B_NONE; /* the response owns it now */
+    x->resp = NULL;
+    x->release = NULL;
+    bool has_connection = false;
+    for (rhdr *h = x->headers; h; h = h->next) {
+        if (MHD_add_response_header(r, h->name, h->value) != MHD_YES)
+            log_line(s, "header %s refused by libmicrohttpd", h->name);
+        has_connection |= strcasecmp(h->name, "Connection") == 0;
+    }
+    if (!has_connection && atomic_load_explicit(&s->stopping, memory_order_relaxed))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    int status = x->status >= 100 && x->status <= 999 ? x->status : 500;
+    enum MHD_Result ok = MHD_queue_response(x->conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    atomic_store_explicit(&x->state, X_RESPONDED, memory_order_relaxed);
+    if (x->ct)
+        atomic_store_explicit(&x->ct->phase, PH_BUSY, memory_order_relaxed);
+    return ok;
+}
+
+static void default_reject(tc_http_exchange *x, int status)
+{
+    static const char too_large[] = "Payload Too Large\n";
+    static const char busy[] = "Service Unavailable\n";
+    static const char bad[] = "Bad Request\n";
+    tc_http_set_content_type(x, "text/plain; charset=utf-8");
+    if (status == 413)
+        tc_http_set_body_static(x, too_large, sizeof too_large - 1);
+    else if (status == 400)
+        tc_http_set_body_static(x, bad, sizeof bad - 1);
+    else
+        tc_http_set_body_static(x, busy, sizeof busy - 1);
+}
+
+/* A response the server decides by itself. The handler's partial response, if
+ * any, is discarded. */
+static enum MHD_Result reject(tc_http_exchange *x, int status)
+{
+    tc_http_server *s = x->srv;
+    drop_body(x);
+    x->headers = x->headers_tail = NULL;
+    x->status = status;
+    if (status == 503) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", s->cfg.retry_after_s);
+        tc_http_add_header(x, "Retry-After", ra);
+        atomic_fetch_add_explicit(&s->n_busy, 1, memory_order_relaxed);
+    } else if (status == 413 || status == 400) {
+        /* an unread body (or a broken request) makes the connection unusable */
+        tc_http_add_header(x, "Connection", "close");
+        atomic_fetch_add_explicit(status == 413 ? &s->n_large : &s->n_bad, 1, memory_order_relaxed);
+    }
+    if (s->cfg.reject)
+        s->cfg.reject(s->cfg.ctx, x, status);
+    else
+        default_reject(x, status);
+    x->status = status; /* whatever the hook did */
+    return send_response(x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workers                                                                  */
+
+static void *worker_main(void *arg)
+{
+    tc_http_server *s = arg;
+    pthread_mutex_lock(&s->qlock);
+    for (;;) {
+        while (s->qcount == 0 && !s->qclosed)
+            pthread_cond_wait(&s->qcond, &s->qlock);
+        if (s->qcount == 0)
+            break; /* closed and drained */
+        tc_http_exchange *x = s->ring[s->qhead];
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qcount--;
+        pthread_mutex_unlock(&s->qlock);
+
+        x->blocking(s->cfg.ctx, x);
+        struct MHD_Connection *conn = x->conn;
+        atomic_store_explicit(&x->state, X_WORKER_DONE, memory_order_release);
+        MHD_resume_connection(conn);
+        exchange_release(x); /* after this line x may be gone */
+
+        pthread_mutex_lock(&s->qlock);
+    }
+    pthread_mutex_unlock(&s->qlock);
+    return NULL;
+}
+
+/* On the event thread, from the access handler: 0 queued (connection
+ * suspended), -1 queue full or closed. */
+static int offload(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    pthread_mutex_lock(&s->qlock);
+    if (s->qclosed || s->qcount == s->qcap) {
+        pthread_mutex_unlock(&s->qlock);
+        return -1;
+    }
+    atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&x->state, X_OFFLOADED, memory_order_relaxed);
+    /* suspend before a worker can see it: the resume must follow the suspend */
+    MHD_suspend_connection(x->conn);
+    s->ring[(s->qhead + s->qcount) % s->qcap] = x;
+    s->qcount++;
+    pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    atomic_fetch_add_explicit(&s->n_offloaded, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* libmicrohttpd callbacks                                                  */
+
+static tc_http_method_id method_id(const char *m)
+{
+    static const struct {
+        const char *name;
+        tc_http_method_id id;
+    } t[] = {{"GET", TC_HTTP_M_GET},        {"HEAD", TC_HTTP_M_HEAD},
+             {"POST", TC_HTTP_M_POST},      {"PUT", TC_HTTP_M_PUT},
+             {"DELETE", TC_HTTP_M_DELETE},  {"PATCH", TC_HTTP_M_PATCH},
+             {"OPTIONS", TC_HTTP_M_OPTIONS}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(m, t[i].name) == 0)
+            return t[i].id;
+    return TC_HTTP_M_OTHER;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    tc_http_server *s = cls;
+    tc_http_exchange *x = malloc(sizeof *x);
+    if (x == NULL) {
+        log_line(s, "out of memory for a request: closing the connection");
+        return NULL;
+    }
+    memset(x, 0, offsetof(tc_http_exchange, inline_buf));
+    x->srv = s;
+    x->conn = c;
+    atomic_init(&x->refs, 1);
+    atomic_init(&x->state, X_HEADERS);
+    size_t n = strlen(uri);
+    x->target = arena_strdup(x, uri, n);
+    if (x->target == NULL) {
+        exchange_free(x);
+        return NULL;
+    }
+    x->target_len = n;
+    const char *q = memchr(uri, '?', n);
+    x->path_len = q ? (size_t)(q - uri) : n;
+
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    x->ct = ci ? ci->socket_context : NULL;
+    if (x->ct) {
+        atomic_store_explicit(&x->ct->since_ms, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&x->ct->phase, PH_RECEIVING, memory_order_release);
+    }
+    atomic_fetch_add_explicit(&s->n_in_flight, 1, memory_order_relaxed);
+    return x;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    tc_http_server *s = cls;
+    tc_http_exchange *x = *con_cls;
+    if (x == NULL)
+        return;
+    *con_cls = NULL;
+    if (x->ct) {
+        atomic_store_explicit(&x->ct->since_ms, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&x->ct->phase, PH_IDLE, memory_order_release);
+    }
+    atomic_fetch_sub_explicit(&s->n_in_flight, 1, memory_order_relaxed);
+    exchange_release(x);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    tc_http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_track *t = calloc(1, sizeof *t);
+        if (t == NULL)
+            return; /* served, but without the watchdog */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        atomic_init(&t->phase, PH_IDLE);
+        atomic_init(&t->since_ms, now_ms());
+        pthread_mutex_lock(&s->conns_lock);
+        t->next = s->conns;
+        if (s->conns)
+            s->conns->prev = t;
+        s->conns = t;
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = t;
+        atomic_fetch_add_explicit(&s->n_connections, 1, memory_order_relaxed);
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_track *t = *socket_context;
+        if (t == NULL)
+            return;
+        pthread_mutex_lock(&s->conns_lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            s->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&s->conns_lock);
+        free(t);
+        *socket_context = NULL;
+        atomic_fetch_sub_explicit(&s->n_connections, 1, memory_order_relaxed);
+    }
+}
+
+/* Content-Length as sent, or -1 when absent or not a plain decimal number
+ * (libmicrohttpd has already refused a malformed one). */
+static long long content_length(tc_http_exchange *x)
+{
+    const char *v = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "Content-Length");
+    if (v == NULL)
+        return -1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    unsigned long long n = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (unsigned long long)(LLONG_MAX / 10 - 1))
+            return LLONG_MAX; /* absurd: certainly over any limit */
+        n = n * 10 + (unsigned)(*p - '0');
+    }
+    if (p == v)
+        return -1;
+    return (long long)n;
+}
+
+/* How much of a body without Content-Length we read and drop past its limit
+ * before giving up on answering 413 (libmicrohttpd 0.9.75 cannot queue a
+ * response before the whole body is in). */
+static size_t discard_cap(const tc_http_exchange *x)
+{
+    if (x->body_limit > SIZE_MAX / 4)
+        return SIZE_MAX;
+    size_t cap = x->body_limit * 4;
+    return cap > DISCARD_MIN ? cap : DISCARD_MIN;
+}
+
+/* Framing checks libmicrohttpd 0.9.75 does not make (seen: it serves two
+ * different Content-Length values by taking the first, Content-Length beside
+ * chunked, "Name : value", and HTTP/1.1 without Host). Behind a proxy that reads
+ * these differently, each is a request-smuggling door; RFC 9112 says 400. */
+typedef struct hdr_check {
+    int host, clen, te;
+    bool bad_name;
+} hdr_check;
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    hdr_check *h = cls;
+    if (*key == '\0')
+        h->bad_name = true;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        if (!is_tchar(*p))
+            h->bad_name = true;
+    if (strcasecmp(key, "Host") == 0)
+        h->host++;
+    else if (strcasecmp(key, "Content-Length") == 0)
+        h->clen++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        h->te++;
+    return MHD_YES;
+}
+
+static bool request_framing_ok(tc_http_exchange *x, const char *version)
+{
+    hdr_check h = {0, 0, 0, false};
+    MHD_get_connection_values(x->conn, MHD_HEADER_KIND, check_header, &h);
+    if (h.bad_name || h.host > 1 || h.clen > 1 || (h.clen && h.te))
+        return false;
+    if (h.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+        return false;
+    return true;
+}
+
+static int append_body(tc_http_exchange *x, const char *data, size_t n)
+{
+    if (!x->too_large && n > x->body_limit - x->body_len) {
+        x->too_large = true;
+        free(x->body); /* not needed any more */
+        x->body = NULL;
+        x->body_len = x->body_cap = 0;
+    }
+    if (x->too_large) {
+        x->discarded += n;
+        return 0;
+    }
+    if (x->body_len + n + 1 > x->body_cap) {
+        size_t cap = x->body_cap ? x->body_cap * 2 : 1024;
+        while (cap < x->body_len + n + 1)
+            cap *= 2;
+        if (cap > x->body_limit + 1)
+            cap = x->body_limit + 1;
+        char *b = realloc(x->body, cap);
+        if (b == NULL)
+            return -1;
+        x->body = b;
+        x->body_cap = cap;
+    }
+    memcpy(x->body + x->body_len, data, n);
+    x->body_len += n;
+    x->body[x->body_len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result run_handler(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    if (x->ct)
+        atomic_store_explicit(&x->ct->phase, PH_BUSY, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->n_requests, 1, memory_order_relaxed);
+    x->in_handler = true;
+    tc_http_action a = s->cfg.handler(s->cfg.ctx, x);
+    x->in_handler = false;
+    if (a == TC_HTTP_OFFLOAD) {
+        if (x->blocking == NULL) {
+            log_line(s, "handler returned OFFLOAD without tc_http_offload: 500");
+            drop_body(x);
+            x->status = 500;
+            return send_response(x);
+        }
+        if (offload(x) == 0)
+            return MHD_YES;
+        return reject(x, 503);
+    }
+    return send_response(x);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    tc_http_server *s = cls;
+    tc_http_exchange *x = *con_cls;
+    if (x == NULL)
+        return MHD_NO; /* out of memory in on_uri */
+    (void)c;
+
+    switch (atomic_load_explicit(&x->state, memory_order_acquire)) {
+    case X_HEADERS: {
+        x->url = url;
+        x->method = method;
+        x->method_id = method_id(method);
+        if (!request_framing_ok(x, version))
+            return reject(x, 400);
+        x->body_limit =
+            s->cfg.body_limit ? s->cfg.body_limit(s->cfg.ctx, x) : s->cfg.max_body_bytes;
+        long long cl = content_length(x);
+        if (cl >= 0 && (unsigned long long)cl > x->body_limit)
+            return reject(x, 413); /* before a single body byte is read */
+        if (cl > 0) {
+            x->body = malloc((size_t)cl + 1);
+            if (x->body == NULL)
+                return MHD_NO;
+            x->body_cap = (size_t)cl + 1;
+            x->body[0] = '\0';
+        }
+        atomic_store_explicit(&x->state, X_BODY, memory_order_relaxed);
+        return MHD_YES; /* the two-call pattern: never queue on the first call */
+    }
+    case X_BODY:
+        if (*upload_data_size != 0) {
+            if (append_body(x, upload_data, *upload_data_size) < 0)
+                return MHD_NO;
+            *upload_data_size = 0;
+            if (x->too_large && x->discarded > discard_cap(x)) {
+                log_line(s, "request body far over its limit: closing the connection");
+                return MHD_NO;
+            }
+            return MHD_YES;
+        }
+        if (x->too_large)
+            return reject(x, 413);
+        return run_handler(x);
+    case X_OFFLOADED:
+        return MHD_YES; /* not expected: suspended connections are not called */
+    case X_WORKER_DONE:
+        return send_response(x);
+    default: /* X_RESPONDED: libmicrohttpd is consuming a body we refused */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Watchdog                                                                 */
+
+static void *watchdog_main(void *arg)
+{
+    tc_http_server *s = arg;
+    int idle = s->cfg.idle_timeout_ms, req = s->cfg.request_timeout_ms;
+    int tick = (idle < req ? idle : req) / 4;
+    if (tick < 10)
+        tick = 10;
+    if (tick > 250)
+        tick = 250;
+    pthread_mutex_lock(&s->conns_lock);
+    while (!s->wd_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += (long)tick * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->wd_cond, &s->conns_lock, &ts);
+        if (s->wd_stop)
+            break;
+        int64_t now = now_ms();
+        for (conn_track *t = s->conns; t; t = t->next) {
+            if (t->killed || t->fd < 0)
+                continue;
+            int ph = atomic_load_explicit(&t->phase, memory_order_acquire);
+            int64_t age = now - atomic_load_explicit(&t->since_ms, memory_order_relaxed);
+            if (ph == PH_IDLE && age > idle) {
+                atomic_fetch_add_explicit(&s->n_idle, 1, memory_order_relaxed);
+            } else if (ph == PH_RECEIVING && age > req) {
+                atomic_fetch_add_explicit(&s->n_deadline, 1, memory_order_relaxed);
+            } else {
+                continue;
+            }
+            t->killed = true;
+            shutdown(t->fd, SHUT_RDWR); /* libmicrohttpd sees the peer gone and closes */
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Start / stop                                                             */
+
+void tc_http_config_init(tc_http_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind_address = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->listen_backlog = 1024;
+    cfg->event_threads = 1;
+    cfg->workers = 8;
+    cfg->queue_max = 256;
+    cfg->max_connections = 4096;
+    cfg->idle_timeout_ms = 30000;
+    cfg->request_timeout_ms = 10000;
+    cfg->max_header_bytes = 32 * 1024;
+    cfg->max_body_bytes = 1024 * 1024;
+    cfg->retry_after_s = 1;
+    cfg->stop_timeout_ms = 10000;
+}
+
+static int open_listener(const tc_http_config *cfg, int *port_out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->bind_address, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, cfg->bind_address, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->port);
+        len = sizeof *a6;
+    } else {
+        return TC_HTTP_EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return TC_HTTP_EBIND;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, cfg->listen_backlog) != 0) {
+        close(fd);
+        return TC_HTTP_EBIND;
+    }
+    len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        close(fd);
+        return TC_HTTP_EBIND;
+    }
+    *port_out = ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port);
+    return fd;
+}
+
+static void stop_workers(tc_http_server *s)
+{
+    pthread_mutex_lock(&s->qlock);
+    s->qclosed = true;
+    pthread_cond_broadcast(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->nworkers = 0;
+}
+
+static void stop_watchdog(tc_http_server *s)
+{
+    if (!s->wd_started)
+        return;
+    pthread_mutex_lock(&s->conns_lock);
+    s->wd_stop = true;
+    pthread_cond_signal(&s->wd_cond);
+    pthread_mutex_unlock(&s->conns_lock);
+    pthread_join(s->watchdog, NULL);
+    s->wd_started = false;
+}
+
+static void server_free(tc_http_server *s)
+{
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->conns_lock);
+    pthread_cond_destroy(&s->wd_cond);
+    free(s->ring);
+    free(s->workers);
+    free(s);
+}
+
+tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
+{
+    int e = TC_HTTP_EINVAL;
+    tc_http_server *s = NULL;
+    if (cfg == NULL || cfg->handler == NULL || cfg->bind_address == NULL || cfg->port < 0 ||
+        cfg->port > 65535 || cfg->event_threads < 1 || cfg->workers < 1 || cfg->queue_max < 1 ||
+        cfg->max_connections < 1 || cfg->idle_timeout_ms < 1 || cfg->request_timeout_ms < 1 ||
+        cfg->max_header_bytes < 1024 || cfg->stop_timeout_ms < 0 || cfg->listen_backlog < 1)
+        goto fail;
+    e = TC_HTTP_ENOMEM;
+    if ((s = calloc(1, sizeof *s)) == NULL)
+        goto fail;
+    s->cfg = *cfg;
+    s->cfg.bind_address = NULL; /* not kept */
+    s->listen_fd = -1;
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->conns_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wd_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->qcap = cfg->queue_max;
+    s->ring = calloc((size_t)s->qcap, sizeof *s->ring);
+    s->workers = calloc((size_t)cfg->workers, sizeof *s->workers);
+    if (s->ring == NULL || s->workers == NULL)
+        goto fail;
+
+    int fd = open_listener(cfg, &s->port);
+    if (fd < 0) {
+        e = fd;
+        goto fail;
+    }
+    s->listen_fd = fd;
+
+    e = TC_HTTP_ESTART;
+    for (; s->nworkers < cfg->workers; s->nworkers++)
+        if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
+            goto fail;
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0)
+        goto fail;
+    s->wd_started = true;
+
+    /* libmicrohttpd's own timeout is a backstop (whole seconds, restarted by
+     * activity); the watchdog enforces the real limits. */
+    unsigned timeout_s = (unsigned)((cfg->idle_timeout_ms + 999) / 1000) + 1;
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+#define OPT(o, v, p) opts[n++] = (struct MHD_OptionItem){(o), (intptr_t)(v), (p)}
+    OPT(MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s); /* first, or MHD logs itself */
+    OPT(MHD_OPTION_LISTEN_SOCKET, fd, NULL);
+    if (cfg->event_threads > 1) /* a pool of 1 is refused with a warning */
+        OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg->event_threads, NULL);
+    OPT(MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL);
+    OPT(MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL);
+    OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes, NULL);
+    OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s);
+    OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s);
+    OPT(MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s);
+    OPT(MHD_OPTION_END, 0, NULL);
+#undef OPT
+    s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                                  MHD_USE_ERROR_LOG,
+                              0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (s->mhd == NULL)
+        goto fail;
+    if (err)
+        *err = 0;
+    return s;
+
+fail:
+    if (s) {
+        stop_watchdog(s);
+        stop_workers(s);
+        server_free(s);
+    }
+    if (err)
+        *err = e;
+    return NULL;
+}
+
+int tc_http_port(const tc_http_server *s)
+{
+    return s->port;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int tc_http_stop(tc_http_server *s)
+{
+    if (s == NULL)
+        return 0;
+    atomic_store(&s->stopping, 1);
+    MHD_socket lfd = MHD_quiesce_daemon(s->mhd);
+    if (lfd != MHD_INVALID_SOCKET && lfd == s->listen_fd)
+        close(s->listen_fd); /* ours again: connects are refused from here on */
+    else
+        log_line(s, "cannot quiesce: the listener stays open until the end of the stop");
+    s->listen_fd = -1; /* closed above, or libmicrohttpd closes it in MHD_stop_daemon */
+    int64_t deadline = now_ms() + s->cfg.stop_timeout_ms;
+    while (atomic_load(&s->n_in_flight) > 0 && now_ms() < deadline)
+        sleep_ms(5);
+    int64_t cut = atomic_load(&s->n_in_flight);
+    stop_workers(s); /* every suspended connection is resumed by its worker */
+    MHD_stop_daemon(s->mhd);
+    stop_watchdog(s);
+    server_free(s);
+    return cut > 0 ? (int)cut : 0;
+}
+
+void tc_http_get_stats(const tc_http_server *s, tc_http_stats *o)
+{
+    tc_http_server *m = (tc_http_server *)s; /* atomics: loads only */
+    o->requests = atomic_load_explicit(&m->n_requests, memory_order_relaxed);
+    o->offloaded = atomic_load_explicit(&m->n_offloaded, memory_order_relaxed);
+    o->rejected_busy = atomic_load_explicit(&m->n_busy, memory_order_relaxed);
+    o->rejected_large = atomic_load_explicit(&m->n_large, memory_order_relaxed);
+    o->rejected_bad = atomic_load_explicit(&m->n_bad, memory_order_relaxed);
+    o->closed_deadline = atomic_load_explicit(&m->n_deadline, memory_order_relaxed);
+    o->closed_idle = atomic_load_explicit(&m->n_idle, memory_order_relaxed);
+    int64_t c = atomic_load_explicit(&m->n_connections, memory_order_relaxed);
+    int64_t f = atomic_load_explicit(&m->n_in_flight, memory_order_relaxed);
+    o->connections = c > 0 ? (uint64_t)c : 0;
+    o->in_flight = f > 0 ? (uint64_t)f : 0;
+    pthread_mutex_lock(&m->qlock);
+    o->queued = (uint64_t)m->qcount;
+    pthread_mutex_unlock(&m->qlock);
+}

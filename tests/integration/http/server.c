@@ -1,0 +1,1144 @@
+/*
+ * Black-box tests of src/http/server.c over real loopback sockets: keep-alive,
+ * pipelining, HEAD, bodies and their limits (413 before the body, chunked
+ * bodies counted), framing the server refuses (400), slowloris and idle
+ * connections closed by the watchdog, offloaded work not blocking inline
+ * requests, clients leaving while their request is on a worker, a full worker
+ * queue (503), 256 and 384 concurrent connections (libmicrohttpd's epoll stall),
+ * and the graceful stop.
+ *
+ * Not about speed: no assertion depends on how fast the machine is. Every wait
+ * has a deadline (poll() on sockets, timed waits on the gate), and orderings
+ * are proved with a gate the test opens, not with sleeps. Loopback only.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "http/server.h"
+
+#define WAIT_MS 10000 /* the most any single wait may take before the test gives up */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The gate: blocking functions wait on it until the test opens it.         */
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static int gate_entered, gate_left;
+
+static void gate_reset(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_open = false;
+    gate_entered = gate_left = 0;
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_release(void)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+/* Waits until n blocking functions are inside the gate; false at the deadline. */
+static bool gate_wait_entered(int n)
+{
+    int64_t end = mono_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&gate_lock);
+        int e = gate_entered;
+        pthread_mutex_unlock(&gate_lock);
+        if (e >= n)
+            return true;
+        if (mono_ms() > end)
+            return false;
+        sleep_ms(2);
+    }
+}
+
+static bool gate_wait_left(int n)
+{
+    int64_t end = mono_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&gate_lock);
+        int e = gate_left;
+        pthread_mutex_unlock(&gate_lock);
+        if (e >= n)
+            return true;
+        if (mono_ms() > end)
+            return false;
+        sleep_ms(2);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The test application                                                     */
+
+static const char inline_body[] = "{\"route\":\"inline\"}";
+
+static void gated(void *ctx, tc_http_exchange *x)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += WAIT_MS / 1000;
+    pthread_mutex_lock(&gate_lock);
+    gate_entered++;
+    while (!gate_open)
+        if (pthread_cond_timedwait(&gate_cond, &gate_lock, &ts) != 0)
+            break; /* never hang a test */
+    gate_left++;
+    pthread_mutex_unlock(&gate_lock);
+    tc_http_respond(x, 200, "text/plain", "gated", 5);
+}
+
+static void slow(void *ctx, tc_http_exchange *x)
+{
+    (void)ctx;
+    sleep_ms(200);
+    tc_http_respond(x, 200, "text/plain", "slow", 4);
+    tc_http_add_header(x, "X-Worker", "yes");
+}
+
+static tc_http_action handler(void *ctx, tc_http_exchange *x)
+{
+    (void)ctx;
+    const char *p = tc_http_path(x);
+    tc_http_method_id m = tc_http_method_id_of(x);
+    if (strcmp(p, "/inline") == 0 && (m == TC_HTTP_M_GET || m == TC_HTTP_M_HEAD)) {
+        tc_http_set_status(x, 200);
+        tc_http_set_content_type(x, "application/json");
+        tc_http_add_header(x, "X-Route", "inline");
+        tc_http_set_body_static(x, inline_body, sizeof inline_body - 1);
+        return TC_HTTP_DONE;
+    }
+    if (strcmp(p, "/slow") == 0) {
+        tc_http_offload(x, slow);
+        return TC_HTTP_OFFLOAD;
+    }
+    if (strcmp(p, "/gate") == 0) {
+        tc_http_offload(x, gated);
+        return TC_HTTP_OFFLOAD;
+    }
+    if (strcmp(p, "/echo") == 0 || strcmp(p, "/upload") == 0) {
+        size_t n;
+        const char *b = tc_http_body(x, &n);
+        tc_http_respond(x, 200, "application/octet-stream", b, n);
+        return TC_HTTP_DONE;
+    }
+    if (strcmp(p, "/target") == 0) { /* the raw target and a decoded argument */
+        size_t n, qn;
+        const char *t = tc_http_target(x, &n);
+        const char *q = tc_http_raw_query(x, &qn);
+        const char *a = tc_http_query_arg(x, "a");
+        char buf[512];
+        snprintf(buf, sizeof buf, "%.*s|%.*s|%s|%s", (int)n, t, (int)qn, q ? q : "", a ? a : "-",
+                 tc_http_header(x, "x-test") ? tc_http_header(x, "X-TEST") : "-");
+        tc_http_respond(x, 200, "text/plain", buf, strlen(buf));
+        return TC_HTTP_DONE;
+    }
+    if (strcmp(p, "/badheader") == 0) {
+        int rc1 = tc_http_add_header(x, "X-Ok", "fine");
+        int rc2 = tc_http_add_header(x, "X-Bad", "a\r\nInjected: 1");
+        int rc3 = tc_http_add_header(x, "Bad Name", "v");
+        int rc4 = tc_http_add_header(x, "Content-Length", "5");
+        char buf[64];
+        snprintf(buf, sizeof buf, "%d %d %d %d", rc1, rc2, rc3, rc4);
+        tc_http_respond(x, 200, "text/plain", buf, strlen(buf));
+        return TC_HTTP_DONE;
+    }
+    if (strcmp(p, "/nostatus") == 0)
+        return TC_HTTP_DONE; /* 500 */
+    if (strcmp(p, "/arena") == 0) {
+        char *a = tc_http_alloc(x, 100);
+        char *b = tc_http_alloc(x, 100000); /* past the inline block */
+        if (a == NULL || b == NULL || ((uintptr_t)a & 15) || ((uintptr_t)b & 15))
+            return tc_http_respond(x, 500, NULL, NULL, 0), TC_HTTP_DONE;
+        memset(b, 'z', 100000);
+        char *own = malloc(3);
+        memcpy(own, "own", 3);
+        tc_http_take_body(x, own, 3);
+        tc_http_set_status(x, 201);
+        return TC_HTTP_DONE;
+    }
+    tc_http_respond(x, 404, "text/plain", "nf", 2);
+    return TC_HTTP_DONE;
+}
+
+static size_t body_limit(void *ctx, const tc_http_exchange *x)
+{
+    (void)ctx;
+    return strcmp(tc_http_path(x), "/upload") == 0 ? 4u << 20 : 1u << 20;
+}
+
+static void reject_json(void *ctx, tc_http_exchange *x, int status)
+{
+    (void)ctx;
+    char buf[64];
+    snprintf(buf, sizeof buf, "{\"rejected\":%d}", status);
+    tc_http_set_content_type(x, "application/json");
+    tc_http_set_body(x, buf, strlen(buf));
+}
+
+static atomic_int log_lines;
+static void quiet_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    (void)line;
+    atomic_fetch_add(&log_lines, 1);
+}
+
+static tc_http_server *start(tc_http_config *cfg)
+{
+    cfg->bind_address = "127.0.0.1";
+    cfg->port = 0;
+    cfg->handler = handler;
+    cfg->body_limit = body_limit;
+    cfg->reject = reject_json;
+    cfg->log = quiet_log;
+    int err = 0;
+    tc_http_server *s = tc_http_start(cfg, &err);
+    if (s == NULL)
+        fprintf(stderr, "tc_http_start: %s\n", tc_http_strerror(err));
+    REQUIRE(s != NULL);
+    return s;
+}
+
+static tc_http_server *start_default(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    return start(&cfg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A tiny HTTP/1.1 client                                                    */
+
+typedef struct client {
+    int fd;
+    char buf[1 << 16];
+    size_t len;
+} client;
+
+typedef struct response {
+    int status;
+    char headers[4096]; /* raw header block, lower-cased names */
+    char body[1 << 16];
+    size_t body_len;
+} response;
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static client *client_open(int port)
+{
+    client *c = calloc(1, sizeof *c);
+    REQUIRE(c != NULL);
+    c->fd = connect_port(port);
+    REQUIRE(c->fd >= 0);
+    return c;
+}
+
+static void client_close(client *c)
+{
+    if (c) {
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c);
+    }
+}
+
+static bool send_all(int fd, const void *p, size_t n)
+{
+    const char *b = p;
+    int64_t end = mono_ms() + WAIT_MS;
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            b += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return false;
+        struct pollfd pf = {fd, POLLOUT, 0};
+        int left = (int)(end - mono_ms());
+        if (left <= 0 || poll(&pf, 1, left) <= 0)
+            return false;
+    }
+    return true;
+}
+
+static bool send_str(client *c, const char *s)
+{
+    return send_all(c->fd, s, strlen(s));
+}
+
+/* Reads more bytes into c->buf: >0 read, 0 EOF, -1 error, -2 timeout. */
+static int fill(client *c, int timeout_ms)
+{
+    if (c->len == sizeof c->buf)
+        return -1;
+    struct pollfd pf = {c->fd, POLLIN, 0};
+    int r = poll(&pf, 1, timeout_ms);
+    if (r == 0)
+        return -2;
+    if (r < 0)
+        return -1;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+    if (n < 0)
+        return errno == ECONNRESET ? 0 : -1;
+    c->len += (size_t)n;
+    return n > 0 ? 1 : 0;
+}
+
+/* Header value from a parsed response (names compared case-insensitively). */
+static const char *hdr(const response *r, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; *p;) {
+        const char *eol = strstr(p, "\r\n");
+        if (eol == NULL)
+            break;
+        if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = (size_t)(eol - v);
+            if (vl >= cap)
+                vl = cap - 1;
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return out;
+        }
+        p = eol + 2;
+    }
+    return NULL;
+}
+
+/* Reads one response. head: a response to HEAD (no body). Returns 0, or -1 on
+ * EOF/error/timeout before a whole response. */
+static int read_response(client *c, response *r, bool head, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    memset(r, 0, sizeof *r);
+    char *eoh;
+    while ((eoh = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL) {
+        int left = (int)(end - mono_ms());
+        if (left <= 0 || fill(c, left) <= 0)
+            return -1;
+    }
+    size_t hlen = (size_t)(eoh - c->buf) + 4;
+    if (sscanf(c->buf, "HTTP/1.%*d %d", &r->status) != 1)
+        return -1;
+    const char *first = memchr(c->buf, '\n', hlen);
+    size_t hl = hlen - (size_t)(first + 1 - c->buf);
+    if (hl >= sizeof r->headers)
+        hl = sizeof r->headers - 1;
+    memcpy(r->headers, first + 1, hl);
+    char v[64];
+    size_t clen = 0;
+    if (!head && hdr(r, "Content-Length", v, sizeof v))
+        clen = strtoul(v, NULL, 10);
+    while (c->len < hlen + clen) {
+        int left = (int)(end - mono_ms());
+        if (left <= 0 || fill(c, left) <= 0)
+            return -1;
+    }
+    r->body_len = clen < sizeof r->body ? clen : sizeof r->body - 1;
+    memcpy(r->body, c->buf + hlen, r->body_len);
+    memmove(c->buf, c->buf + hlen + clen, c->len - hlen - clen);
+    c->len -= hlen + clen;
+    return 0;
+}
+
+/* True when the server closed the connection (EOF or reset) within timeout_ms;
+ * bytes it sends first are kept in c->buf. */
+static bool wait_closed(client *c, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(end - mono_ms());
+        if (left <= 0)
+            return false;
+        if (c->len == sizeof c->buf)
+            c->len = 0;
+        int r = fill(c, left);
+        if (r == 0 || r == -1)
+            return true;
+        if (r == -2)
+            return false;
+    }
+}
+
+static int get(int port, const char *target, response *r)
+{
+    client *c = client_open(port);
+    char req[512];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
+    int rc = send_str(c, req) ? read_response(c, r, false, WAIT_MS) : -1;
+    client_close(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                    */
+
+static void test_keepalive_and_headers(tc_http_server *s)
+{
+    int port = tc_http_port(s);
+    client *c = client_open(port);
+    response r;
+    char v[128];
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+        REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+        CHECK_EQ_INT(r.status, 200);
+        CHECK_EQ_STR(r.body, inline_body);
+        CHECK(hdr(&r, "Connection", v, sizeof v) == NULL); /* no Connection: close */
+        CHECK(hdr(&r, "Date", v, sizeof v) != NULL);
+        CHECK_EQ_STR(hdr(&r, "Content-Type", v, sizeof v), "application/json");
+        CHECK_EQ_STR(hdr(&r, "X-Route", v, sizeof v), "inline");
+        CHECK(hdr(&r, "Cache-Control", v, sizeof v) == NULL); /* only what the handler sets */
+    }
+    /* the same connection still serves an offloaded request */
+    REQUIRE(send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "slow");
+    CHECK_EQ_STR(hdr(&r, "X-Worker", v, sizeof v), "yes");
+    CHECK(hdr(&r, "Connection", v, sizeof v) == NULL);
+    client_close(c);
+
+    /* HTTP/1.0 without keep-alive is closed after the response */
+    c = client_open(port);
+    REQUIRE(send_str(c, "GET /inline HTTP/1.0\r\n\r\n"));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(wait_closed(c, WAIT_MS));
+    client_close(c);
+
+    /* request accessors: raw target, raw query, decoded arg, header */
+    CHECK_EQ_INT(get(port, "/target?a=%41b+c&z=1", &r), 0);
+    CHECK_EQ_STR(r.body, "/target?a=%41b+c&z=1|a=%41b+c&z=1|Ab c|-"); /* MHD: + is a space */
+    /* handler-side header validation */
+    CHECK_EQ_INT(get(port, "/badheader", &r), 0);
+    CHECK_EQ_STR(r.body, "0 -2 -2 -2");
+    CHECK(hdr(&r, "Injected", v, sizeof v) == NULL);
+    CHECK_EQ_STR(hdr(&r, "X-Ok", v, sizeof v), "fine");
+    /* no status: 500; arena and an owned body */
+    CHECK_EQ_INT(get(port, "/nostatus", &r), 0);
+    CHECK_EQ_INT(r.status, 500);
+    CHECK_EQ_INT(get(port, "/arena", &r), 0);
+    CHECK_EQ_INT(r.status, 201);
+    CHECK_EQ_STR(r.body, "own");
+}
+
+static void test_pipelining(tc_http_server *s)
+{
+    client *c = client_open(tc_http_port(s));
+    /* inline, offloaded, inline, body: answered in order on one connection */
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "HEAD /inline HTTP/1.1\r\nHost: t\r\n\r\n"
+                        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                        "GET /nothere HTTP/1.1\r\nHost: t\r\n\r\n"));
+    response r;
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_STR(r.body, inline_body);
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_STR(r.body, "slow");
+    REQUIRE(read_response(c, &r, true, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_STR(r.body, "hello");
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 404);
+    CHECK_EQ_INT(c->len, 0); /* nothing extra (no body after HEAD) */
+    client_close(c);
+}
+
+static void test_head(tc_http_server *s)
+{
+    client *c = client_open(tc_http_port(s));
+    response g, h;
+    char v1[64], v2[64];
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE(read_response(c, &g, false, WAIT_MS) == 0);
+    REQUIRE(send_str(c, "HEAD /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE(read_response(c, &h, true, WAIT_MS) == 0);
+    CHECK_EQ_INT(h.status, 200);
+    CHECK_EQ_STR(hdr(&h, "Content-Length", v1, sizeof v1),
+                 hdr(&g, "Content-Length", v2, sizeof v2));
+    CHECK_EQ_STR(hdr(&h, "Content-Type", v1, sizeof v1), "application/json");
+    CHECK_EQ_STR(hdr(&h, "X-Route", v1, sizeof v1), "inline");
+    /* no body bytes followed: the next response parses from the first byte */
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE(read_response(c, &g, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(g.status, 200);
+    CHECK_EQ_STR(g.body, inline_body);
+    client_close(c);
+}
+
+static void test_bodies(tc_http_server *s)
+{
+    int port = tc_http_port(s);
+    response r;
+    char v[64];
+    tc_http_stats st0, st1;
+    tc_http_get_stats(s, &st0);
+
+    /* a body within the limit, Content-Length and chunked */
+    client *c = client_open(port);
+    char body[3000];
+    memset(body, 'b', sizeof body);
+    char head[256];
+    snprintf(head, sizeof head, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             sizeof body);
+    REQUIRE(send_str(c, head) && send_all(c->fd, body, sizeof body));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_INT(r.body_len, sizeof body);
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_STR(r.body, "abcdefg");
+    client_close(c);
+
+    /* 10 MiB announced by Content-Length: 413 before a single body byte is sent */
+    c = client_open(port);
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        "Content-Length: 10485760\r\n\r\n"));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 413);
+    CHECK_EQ_STR(r.body, "{\"rejected\":413}"); /* the reject hook shaped it */
+    CHECK_EQ_STR(hdr(&r, "Connection", v, sizeof v), "close");
+    CHECK(wait_closed(c, WAIT_MS));
+    client_close(c);
+
+    /* with Expect: 100-continue the client is told not to send (no 100 first) */
+    c = client_open(port);
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                        "Content-Length: 10485760\r\n\r\n"));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 413);
+    client_close(c);
+
+    /* per-route limit: /upload takes 2 MiB, /echo does not */
+    size_t big = 2u << 20;
+    char *two = malloc(big);
+    REQUIRE(two != NULL);
+    memset(two, 'u', big);
+    c = client_open(port);
+    snprintf(head, sizeof head, "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             big);
+    REQUIRE(send_str(c, head) && send_all(c->fd, two, big));
+    /* the echo is 2 MiB: read the head, then count */
+    int64_t end = mono_ms() + WAIT_MS;
+    while (memmem(c->buf, c->len, "\r\n\r\n", 4) == NULL && fill(c, (int)(end - mono_ms())) > 0)
+        ;
+    CHECK(strncmp(c->buf, "HTTP/1.1 200", 12) == 0);
+    client_close(c);
+    c = client_open(port);
+    snprintf(head, sizeof head, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             big);
+    REQUIRE(send_str(c, head));
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 413);
+    client_close(c);
+    free(two);
+
+    /* 10 MiB chunked (no length to refuse early): counted, dropped past the
+     * limit (never buffered), answered 413 once the body ends */
+    c = client_open(port);
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    static char chunk[65536 + 16];
+    int hl = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
+    memset(chunk + hl, 'c', 65536);
+    memcpy(chunk + hl + 65536, "\r\n", 2);
+    bool sent = true;
+    for (int i = 0; i < 160 && sent; i++) /* 10 MiB */
+        sent = send_all(c->fd, chunk, (size_t)hl + 65536 + 2);
+    sent = sent && send_str(c, "0\r\n\r\n");
+    CHECK(sent);
+    REQUIRE(read_response(c, &r, false, WAIT_MS) == 0);
+    CHECK_EQ_INT(r.status, 413);
+    CHECK_EQ_STR(r.body, "{\"rejected\":413}");
+    client_close(c);
+
+    tc_http_get_stats(s, &st1);
+    CHECK_EQ_INT(st1.rejected_large - st0.rejected_large, 4);
+}
+
+static void test_framing(tc_http_server *s)
+{
+    int port = tc_http_port(s);
+    static const char *bad[] = {
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\n\r\n",
+        "GET /inline HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n",
+        "GET /inline HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET /inline HTTP/1.1\r\n\r\n", /* HTTP/1.1 without Host */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        client *c = client_open(port);
+        response r;
+        REQUIRE(send_str(c, bad[i]));
+        CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+        CHECK_EQ_INT(r.status, 400);
+        CHECK(wait_closed(c, WAIT_MS));
+        client_close(c);
+    }
+    /* HTTP/1.0 needs no Host */
+    client *c = client_open(port);
+    response r;
+    REQUIRE(send_str(c, "GET /inline HTTP/1.0\r\n\r\n"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    client_close(c);
+
+    /* libmicrohttpd closes a request line it cannot parse without any answer
+     * (the trap): we cannot answer 400 there, the handler is never called */
+    c = client_open(port);
+    REQUIRE(send_str(c, "GARBAGE\r\n\r\n"));
+    CHECK(wait_closed(c, WAIT_MS));
+    CHECK_EQ_INT(c->len, 0);
+    client_close(c);
+    /* headers over max_header_bytes: 431 from libmicrohttpd */
+    c = client_open(port);
+    char *huge = malloc(40000);
+    REQUIRE(huge != NULL);
+    memset(huge, 'h', 39999);
+    huge[39999] = '\0';
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\nX-Big: "));
+    send_str(c, huge); /* may fail once the server has answered and closed */
+    send_str(c, "\r\n\r\n");
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 431);
+    client_close(c);
+    free(huge);
+    /* the server is fine */
+    CHECK_EQ_INT(get(port, "/inline", &r), 0);
+    CHECK_EQ_INT(r.status, 200);
+}
+
+/* 16 connections parked on workers (the gate is closed); an inline request on
+ * another connection is answered meanwhile: before any of the 16. */
+static void test_offload_does_not_block(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.workers = 16;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    gate_reset();
+    client *slow_c[16];
+    for (int i = 0; i < 16; i++) {
+        slow_c[i] = client_open(port);
+        REQUIRE(send_str(slow_c[i], "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    CHECK(gate_wait_entered(16));
+    client *c = client_open(port);
+    response r;
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    /* not one of the slow ones has answered: they are still behind the gate */
+    int answered = 0;
+    for (int i = 0; i < 16; i++) {
+        struct pollfd pf = {slow_c[i]->fd, POLLIN, 0};
+        answered += poll(&pf, 1, 0) > 0;
+    }
+    CHECK_EQ_INT(answered, 0);
+    /* and HEAD, POST with a body, a second inline on the same connection */
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_STR(r.body, "ok");
+    gate_release();
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(read_response(slow_c[i], &r, false, WAIT_MS), 0);
+        CHECK_EQ_INT(r.status, 200);
+        CHECK_EQ_STR(r.body, "gated");
+        client_close(slow_c[i]);
+    }
+    client_close(c);
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.offloaded, 16);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* Clients that leave while their request is on a worker: the worker finishes,
+ * the send fails, the exchange is freed once (ASan checks the rest). */
+static void test_client_leaves(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.workers = 4;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    gate_reset();
+    /* each client leaves once its request is on a worker: by FIN or by reset */
+    for (int i = 0; i < 4; i++) {
+        client *c = client_open(port);
+        REQUIRE(send_str(c, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+        CHECK(gate_wait_entered(i + 1));
+        if (i % 2) {
+            struct linger lg = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        client_close(c);
+    }
+    tc_http_stats st;
+    for (int i = 0; i < 4; i++) { /* the slow route: on a worker queue behind the gate */
+        client *c = client_open(port);
+        REQUIRE(send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"));
+        int64_t end = mono_ms() + WAIT_MS;
+        do {
+            sleep_ms(1);
+            tc_http_get_stats(s, &st);
+        } while (st.offloaded < (uint64_t)(5 + i) && mono_ms() < end);
+        CHECK_EQ_INT(st.offloaded, 5 + i);
+        client_close(c);
+    }
+    sleep_ms(50); /* let the server see the closes (it cannot: the connections are suspended) */
+    gate_release();
+    CHECK(gate_wait_left(4));
+    /* wait for the slow ones too: in flight drops to 0 */
+    int64_t end = mono_ms() + WAIT_MS;
+    do {
+        sleep_ms(5);
+        tc_http_get_stats(s, &st);
+    } while (st.in_flight > 0 && mono_ms() < end);
+    CHECK_EQ_INT(st.in_flight, 0);
+    response r;
+    CHECK_EQ_INT(get(port, "/inline", &r), 0);
+    CHECK_EQ_INT(r.status, 200);
+
+    /* and a client leaving while the server is stopping */
+    gate_reset();
+    client *c = client_open(port);
+    REQUIRE(send_str(c, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK(gate_wait_entered(1));
+    client_close(c);
+    gate_release();
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* workers 2, queue 2: two run, two wait, the fifth is 503 with Retry-After. */
+static void test_queue_full(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.queue_max = 2;
+    cfg.retry_after_s = 3;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    gate_reset();
+    client *cs[4];
+    for (int i = 0; i < 4; i++) {
+        cs[i] = client_open(port);
+        REQUIRE(send_str(cs[i], "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+        if (i == 1)
+            CHECK(gate_wait_entered(2)); /* both workers busy */
+    }
+    int64_t end = mono_ms() + WAIT_MS;
+    tc_http_stats st;
+    do {
+        sleep_ms(2);
+        tc_http_get_stats(s, &st);
+    } while (st.queued < 2 && mono_ms() < end);
+    CHECK_EQ_INT(st.queued, 2);
+    response r;
+    char v[64];
+    client *c = client_open(port);
+    REQUIRE(send_str(c, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 503);
+    CHECK_EQ_STR(hdr(&r, "Retry-After", v, sizeof v), "3");
+    CHECK_EQ_STR(r.body, "{\"rejected\":503}");
+    /* the connection stays usable: inline requests still work on it */
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    client_close(c);
+    gate_release();
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(read_response(cs[i], &r, false, WAIT_MS), 0);
+        CHECK_EQ_INT(r.status, 200);
+        client_close(cs[i]);
+    }
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.rejected_busy, 1);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* The watchdog: a client dribbling headers is closed by the whole-request
+ * deadline; a silent one by the idle timeout; an idle keep-alive one too. */
+static void test_slowloris_and_idle(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.request_timeout_ms = 400;
+    cfg.idle_timeout_ms = 600;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+
+    client *c = client_open(port);
+    int64_t t0 = mono_ms();
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n"));
+    bool closed = false;
+    for (int i = 0; i < 100 && !closed; i++) { /* one header line every 50 ms, up to 5 s */
+        if (!send_str(c, "X-Drip: 1\r\n"))
+            break;
+        closed = wait_closed(c, 50);
+    }
+    closed = closed || wait_closed(c, 3 * cfg.request_timeout_ms);
+    int64_t took = mono_ms() - t0;
+    CHECK(closed);
+    CHECK(took < 3 * cfg.request_timeout_ms);
+    if (took >= 3 * cfg.request_timeout_ms)
+        fprintf(stderr, "slowloris closed after %lld ms\n", (long long)took);
+    CHECK_EQ_INT(c->len, 0); /* closed without a response */
+    client_close(c);
+
+    /* a body dribbled byte by byte is the same request: closed too */
+    c = client_open(port);
+    REQUIRE(send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"));
+    closed = false;
+    t0 = mono_ms();
+    for (int i = 0; i < 100 && !closed; i++) {
+        if (!send_str(c, "x"))
+            break;
+        closed = wait_closed(c, 50);
+    }
+    closed = closed || wait_closed(c, 3 * cfg.request_timeout_ms);
+    CHECK(closed);
+    CHECK(mono_ms() - t0 < 3 * cfg.request_timeout_ms);
+    client_close(c);
+
+    /* silent after connecting: idle timeout */
+    c = client_open(port);
+    t0 = mono_ms();
+    CHECK(wait_closed(c, 3 * cfg.idle_timeout_ms));
+    CHECK(mono_ms() - t0 < 3 * cfg.idle_timeout_ms);
+    client_close(c);
+
+    /* bytes but never a whole request line: idle timeout as well */
+    c = client_open(port);
+    t0 = mono_ms();
+    closed = false;
+    for (int i = 0; i < 100 && !closed; i++) {
+        if (!send_str(c, "G"))
+            break;
+        closed = wait_closed(c, 50);
+    }
+    closed = closed || wait_closed(c, 3 * cfg.idle_timeout_ms);
+    CHECK(closed);
+    CHECK(mono_ms() - t0 < 3 * cfg.idle_timeout_ms);
+    client_close(c);
+
+    /* keep-alive, then idle: closed after its response */
+    c = client_open(port);
+    response r;
+    REQUIRE(send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK(wait_closed(c, 3 * cfg.idle_timeout_ms));
+    client_close(c);
+
+    /* an offloaded request longer than the deadline is not cut (BUSY) */
+    c = client_open(port);
+    gate_reset();
+    REQUIRE(send_str(c, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK(gate_wait_entered(1));
+    sleep_ms(cfg.request_timeout_ms + cfg.idle_timeout_ms);
+    gate_release();
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    client_close(c);
+
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    /* libmicrohttpd's own timeout (a backstop, a second later) may win a race
+     * on a starved machine: the closing times above are what matters */
+    CHECK(st.closed_deadline >= 2); /* dribbling resets that backstop: only ours */
+    CHECK(st.closed_idle >= 1);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* Many connections at once: the counts where 0.9.75's epoll loop stalls. */
+static void test_many_connections(int n)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    client **cs = calloc((size_t)n, sizeof *cs);
+    REQUIRE(cs != NULL);
+    for (int i = 0; i < n; i++)
+        cs[i] = client_open(port);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < n; i++)
+            REQUIRE(send_str(cs[i], "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+        int ok = 0;
+        int64_t end = mono_ms() + WAIT_MS;
+        for (int i = 0; i < n; i++) {
+            response r;
+            int left = (int)(end - mono_ms());
+            if (left > 0 && read_response(cs[i], &r, false, left) == 0 && r.status == 200)
+                ok++;
+        }
+        CHECK_EQ_INT(ok, n);
+    }
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.connections, n);
+    for (int i = 0; i < n; i++)
+        client_close(cs[i]);
+    free(cs);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* max_connections: libmicrohttpd stops accepting at the limit, so the next
+ * connection waits in the kernel's backlog, unserved, until a slot frees. */
+static void test_connection_limit(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.max_connections = 4;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    client *cs[4];
+    response r;
+    for (int i = 0; i < 4; i++) {
+        cs[i] = client_open(port);
+        REQUIRE(send_str(cs[i], "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+        CHECK_EQ_INT(read_response(cs[i], &r, false, WAIT_MS), 0);
+    }
+    client *extra = client_open(port); /* connected by the kernel, not accepted */
+    REQUIRE(send_str(extra, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(fill(extra, 200), -2); /* nothing: not served while at the limit */
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.connections, 4);
+    client_close(cs[0]); /* a slot frees: the waiting one is served */
+    CHECK_EQ_INT(read_response(extra, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    client_close(extra);
+    for (int i = 1; i < 4; i++)
+        client_close(cs[i]);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+typedef struct stopper {
+    tc_http_server *s;
+    int result;
+    atomic_int done;
+} stopper;
+
+static void *stop_thread(void *arg)
+{
+    stopper *st = arg;
+    st->result = tc_http_stop(st->s);
+    atomic_store(&st->done, 1);
+    return NULL;
+}
+
+/* Graceful stop: refuses new connections, finishes what is in flight (with
+ * Connection: close), idle keep-alive connections do not hold it up. */
+static void test_graceful_stop(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    response r;
+    client *idle = client_open(port); /* keep-alive, idle */
+    REQUIRE(send_str(idle, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(idle, &r, false, WAIT_MS), 0);
+
+    gate_reset();
+    client *busy[3];
+    for (int i = 0; i < 3; i++) {
+        busy[i] = client_open(port);
+        REQUIRE(send_str(busy[i], "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    CHECK(gate_wait_entered(3));
+
+    stopper st = {.s = s};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, stop_thread, &st) == 0);
+    /* new connections are refused once the listener is closed */
+    int64_t end = mono_ms() + WAIT_MS;
+    bool refused = false;
+    while (!refused && mono_ms() < end) {
+        int fd = connect_port(port);
+        if (fd < 0)
+            refused = true;
+        else {
+            close(fd);
+            sleep_ms(5);
+        }
+    }
+    CHECK(refused);
+    CHECK_EQ_INT(atomic_load(&st.done), 0); /* still waiting for the gated requests */
+    gate_release();
+    char v[64];
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(read_response(busy[i], &r, false, WAIT_MS), 0);
+        CHECK_EQ_INT(r.status, 200);
+        CHECK_EQ_STR(r.body, "gated");
+        CHECK_EQ_STR(hdr(&r, "Connection", v, sizeof v), "close");
+        client_close(busy[i]);
+    }
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(st.result, 0);
+    CHECK(wait_closed(idle, WAIT_MS));
+    client_close(idle);
+
+    /* a request still running at stop_timeout_ms is counted as cut; the stop
+     * still waits for its worker (no use-after-free, no hang) */
+    tc_http_config_init(&cfg);
+    cfg.stop_timeout_ms = 100;
+    s = start(&cfg);
+    port = tc_http_port(s);
+    gate_reset();
+    client *c = client_open(port);
+    REQUIRE(send_str(c, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK(gate_wait_entered(1));
+    stopper st2 = {.s = s};
+    REQUIRE(pthread_create(&th, NULL, stop_thread, &st2) == 0);
+    sleep_ms(300); /* past stop_timeout_ms: the stop is now waiting for the worker */
+    gate_release();
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(st2.result, 1);
+    client_close(c);
+}
+
+static void test_config(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    CHECK_EQ_STR(cfg.bind_address, "127.0.0.1");
+    CHECK_EQ_INT(cfg.port, 8080);
+    CHECK_EQ_INT(cfg.event_threads, 1);
+    CHECK_EQ_INT(cfg.workers, 8);
+    CHECK_EQ_INT(cfg.max_body_bytes, 1 << 20);
+    int err = 0;
+    CHECK(tc_http_start(&cfg, &err) == NULL); /* no handler */
+    CHECK_EQ_INT(err, TC_HTTP_EINVAL);
+    cfg.handler = handler;
+    cfg.bind_address = "not-an-address";
+    cfg.port = 0;
+    CHECK(tc_http_start(&cfg, &err) == NULL);
+    CHECK_EQ_INT(err, TC_HTTP_EINVAL);
+    /* a port in use */
+    tc_http_server *a = start_default();
+    tc_http_config_init(&cfg);
+    cfg.handler = handler;
+    cfg.port = tc_http_port(a);
+    CHECK(tc_http_start(&cfg, &err) == NULL);
+    CHECK_EQ_INT(err, TC_HTTP_EBIND);
+    CHECK_EQ_INT(tc_http_stop(a), 0);
+    CHECK_EQ_INT(tc_http_stop(NULL), 0);
+    CHECK(strlen(tc_http_strerror(TC_HTTP_EBIND)) > 0);
+    CHECK(strlen(tc_http_strerror(TC_HTTP_ENOMEM)) > 0);
+
+    /* IPv6 loopback and a pool of event threads */
+    tc_http_config_init(&cfg);
+    cfg.handler = handler;
+    cfg.bind_address = "::1";
+    cfg.port = 0;
+    cfg.event_threads = 2;
+    cfg.log = quiet_log;
+    tc_http_server *v6 = tc_http_start(&cfg, &err);
+    if (v6 == NULL) {
+        fprintf(stderr, "note: no IPv6 loopback here (%s), skipped\n", tc_http_strerror(err));
+    } else {
+        int fd = socket(AF_INET6, SOCK_STREAM, 0);
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                                  .sin6_port = htons((uint16_t)tc_http_port(v6))};
+        a6.sin6_addr = in6addr_loopback;
+        CHECK(connect(fd, (struct sockaddr *)&a6, sizeof a6) == 0);
+        client c = {.fd = fd};
+        response r;
+        CHECK(send_str(&c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+        CHECK_EQ_INT(read_response(&c, &r, false, WAIT_MS), 0);
+        CHECK_EQ_INT(r.status, 200);
+        close(fd);
+        CHECK_EQ_INT(tc_http_stop(v6), 0);
+    }
+}
+
+int main(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    test_config();
+    tc_http_server *s = start_default();
+    test_keepalive_and_headers(s);
+    test_pipelining(s);
+    test_head(s);
+    test_bodies(s);
+    test_framing(s);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+    test_offload_does_not_block();
+    test_client_leaves();
+    test_queue_full();
+    test_slowloris_and_idle();
+    test_connection_limit();
+    test_many_connections(256);
+    test_many_connections(384);
+    test_graceful_stop();
+    return check_report();
+}
