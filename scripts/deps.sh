@@ -14,15 +14,26 @@ for p in "${PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+# Node.js runs the end-to-end tests; the machine image usually has it, Debian's is the fallback.
+command -v node >/dev/null || missing+=(nodejs npm)
 
-echo "deps.sh: installing ${missing[*]}"
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "deps.sh: not root and no sudo" >&2; exit 1; }
-    SUDO=(sudo)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "deps.sh: installing ${missing[*]}"
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { echo "deps.sh: not root and no sudo" >&2; exit 1; }
+        SUDO=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# The end-to-end tests' npm packages (@trpc/client), pinned by tests/e2e/package-lock.json.
+e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e"
+if [[ ! -f "$e2e/node_modules/.package-lock.json" ||
+      "$e2e/package-lock.json" -nt "$e2e/node_modules/.package-lock.json" ]]; then
+    echo "deps.sh: installing the e2e tests' npm packages"
+    (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -65,8 +65,9 @@ static int check_field(const json_t *v, const tc_in_field *f, char *msg, size_t 
         return 0;
     }
     case TC_IN_BOOL:
-        return json_is_boolean(v) ? 0
-                                  : fail(msg, msglen, "input.%s: expected a boolean%s", f->name, "");
+        return json_is_boolean(v)
+                   ? 0
+                   : fail(msg, msglen, "input.%s: expected a boolean%s", f->name, "");
     case TC_IN_OBJECT:
         return json_is_object(v) ? 0
                                  : fail(msg, msglen, "input.%s: expected an object%s", f->name, "");
@@ -87,15 +88,16 @@ int tc_input_check(const json_t *input, const tc_in_field *fields, int nfields, 
         return fail(msg, msglen, "input: expected an object%s%s", "", "");
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)input, name, v) {
+    json_object_foreach((json_t *)input, name, v)
+    {
         int i = 0;
         while (i < nfields && strcmp(fields[i].name, name) != 0)
             i++;
         if (i == nfields) {
             char shown[64];
             snprintf(shown, sizeof(shown), "%.40s%s", name, strlen(name) > 40 ? "..." : "");
-            return fail(msg, msglen, "input: unknown field '%s'%s", has_control(shown) ? "?" : shown,
-                        "");
+            return fail(msg, msglen, "input: unknown field '%s'%s",
+                        has_control(shown) ? "?" : shown, "");
         }
     }
     for (int i = 0; i < nfields; i++) {

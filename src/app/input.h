@@ -18,9 +18,9 @@ typedef struct tc_in_field {
     const char *name;
     tc_in_type type;
     bool required;
-    bool nullable;          /* null accepted (and means "clear" for updates) */
+    bool nullable;           /* null accepted (and means "clear" for updates) */
     size_t min_len, max_len; /* strings: length in characters (UTF-8 code points) */
-    long long min, max;     /* integers */
+    long long min, max;      /* integers */
     /* strings: an extra check; returns NULL or what is wrong ("not an email address") */
     const char *(*check)(const char *s);
 } tc_in_field;

@@ -89,10 +89,15 @@ int tc_sig_sign(char *out, size_t outlen, const char *body, size_t body_len, con
 const char *tc_sig_strerror(int err)
 {
     switch (err) {
-    case TC_SIG_OK: return "ok";
-    case TC_SIG_EMALFORMED: return "malformed Billing-Signature header";
-    case TC_SIG_EEXPIRED: return "signature timestamp outside the tolerance";
-    case TC_SIG_EMISMATCH: return "signature does not match";
-    default: return "unknown error";
+    case TC_SIG_OK:
+        return "ok";
+    case TC_SIG_EMALFORMED:
+        return "malformed Billing-Signature header";
+    case TC_SIG_EEXPIRED:
+        return "signature timestamp outside the tolerance";
+    case TC_SIG_EMISMATCH:
+        return "signature does not match";
+    default:
+        return "unknown error";
     }
 }

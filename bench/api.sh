@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# bench/api.sh: the API under load, cached and with the cache turned off, side by side in
+# one run on this machine. The server is pinned to core 0, wrk to core 1 (-t1 -c64).
+#
+#   bench/api.sh [-d SECONDS] [-u USERS_LOGGED_IN]
+#
+# Prints, for each mode: user.me with one token (the headline: an authenticated, cached
+# query), the seed's acceptance mix (Zipf-skewed users, 45% user.me, 45% subscription.get,
+# 6% dashboard, 4% writes) with hit rates, and user.me while 16 other connections run
+# writes through the worker pool. Loopback only; every run is bounded by -d.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dur=10 users=200
+while getopts "d:u:" o; do
+    case $o in d) dur=$OPTARG ;; u) users=$OPTARG ;; *) exit 2 ;; esac
+done
+
+bash "$root/scripts/deps.sh" >/dev/null
+cmake -S "$root" -B "$root/build" >/dev/null
+cmake --build "$root/build" -j"$(nproc)" --target tiercache >/dev/null
+bin=$root/build/tiercache
+work=$(mktemp -d "${TMPDIR:-/tmp}/tc-bench.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+rport=$((20000 + RANDOM % 20000))
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    --dir "$work" --logfile "$work/redis.log" </dev/null &
+pids+=($!)
+taskset -pc 1 $! >/dev/null
+
+# The default demo set (10k users, ~1M activity rows): an uncached dashboard costs ms.
+echo "bench: seeding the default demo set (10k users, ~1M activity rows)..."
+"$bin" seed --db "sqlite:$work/app.db" --fast-password-hash 2>&1 | tail -1
+
+serve() { # mode port
+    local extra=()
+    [[ $1 == off ]] && extra=(--no-cache)
+    taskset -c 0 "$bin" serve --listen "127.0.0.1:$2" --db "sqlite:$work/app.db" \
+        --redis "127.0.0.1:$rport" --prefix "bench$2:" --login-limit 100000 \
+        --fast-password-hash "${extra[@]}" >"$work/server-$1.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$2/healthz" >/dev/null && return; sleep 0.05; done
+    echo "bench: server did not start" >&2; cat "$work/server-$1.log" >&2; exit 1
+}
+
+login_all() { # port -> tokens file
+    : >"$work/tokens"
+    for i in $(seq 1 "$users"); do
+        curl -s -X POST "http://127.0.0.1:$1/trpc/auth.login" -H 'content-type: application/json' \
+            -d "{\"email\":\"user$i@example.com\",\"password\":\"demo1234\"}" |
+            sed -n 's/.*"token":"\([^"]*\)".*/\1/p' >>"$work/tokens"
+    done
+}
+
+w() { taskset -c 1 wrk -t1 -c64 -d"${dur}s" --latency "$@"; }
+summary() { grep -E "Requests/sec|^ +(50|90|99)%" | tr -s ' ' | paste -sd' ' | sed 's/^ //'; }
+
+for mode in on off; do
+    port=$((18000 + RANDOM % 1000))
+    serve "$mode" "$port"
+    login_all "$port"
+    tok=$(head -1 "$work/tokens")
+    url="http://127.0.0.1:$port"
+    echo
+    echo "== cache $mode =="
+    curl -s "$url/trpc/user.me" -H "Authorization: Bearer $tok" >/dev/null # warm
+    echo "user.me, one user:     $(w -H "Authorization: Bearer $tok" "$url/trpc/user.me" | summary)"
+    echo "acceptance mix ($users users, Zipf):"
+    TOKENS=$work/tokens w -s "$root/bench/api-mix.lua" "$url" |
+        grep -E "Requests/sec|hit rate|latency p50|Non-2xx|Socket errors"
+    # Writes through the worker pool on 16 connections beside the cached route.
+    TOKENS=$work/tokens WRITE_PCT=100 taskset -c 1 wrk -t1 -c16 -d"${dur}s" \
+        -s "$root/bench/api-mix.lua" "$url" >"$work/writes.out" &
+    wp=$!
+    echo "user.me beside writes: $(w -H "Authorization: Bearer $tok" "$url/trpc/user.me" | summary)"
+    wait "$wp"
+    echo "  (the 16 writing connections: $(grep Requests/sec "$work/writes.out" | tr -s ' '))"
+    kill -TERM "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+    unset 'pids[-1]'
+done
+echo
+echo "command: bench/api.sh -d $dur -u $users  ($(nproc) cores; server on core 0, wrk on core 1)"

@@ -1,0 +1,48 @@
+/*
+ * The application: the SaaS product's procedures (users, subscriptions,
+ * dashboard, blog), auth, and billing webhooks, served over tRPC through the
+ * cache engine. main.c builds a tc_app from its configuration and hands its
+ * handler to the HTTP server; nothing else of the app is visible outside
+ * src/app/.
+ */
+#ifndef TC_APP_APP_H
+#define TC_APP_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http/server.h"
+
+typedef struct tc_app_config {
+    const char *db_url; /* "sqlite:tiercache.db" or "postgresql://..." */
+    int db_pool;        /* connections; default 8 (one per HTTP worker) */
+    int db_timeout_ms;  /* per statement; default 5000 */
+
+    bool cache;             /* false: every read goes to the database (for comparison) */
+    const char *redis_host; /* NULL: L1 only */
+    int redis_port, redis_db;
+    const char *redis_password;
+    const char *prefix; /* Redis key prefix; default "tc:" */
+    size_t l1_bytes;    /* default 64 MiB */
+
+    const char *webhook_secret;        /* NULL: /webhooks/billing answers 503 */
+    int webhook_tolerance_s;           /* default 300 */
+    int session_ttl_s;                 /* default 30 days */
+    bool cookie_secure;                /* add Secure to the session cookie */
+    int login_burst, login_per_minute; /* per client address and per email; default 10, 10 */
+    bool pwhash_fast;                  /* argon2id at its minimum cost: for tests only */
+} tc_app_config;
+
+void tc_app_config_init(tc_app_config *cfg);
+
+typedef struct tc_app tc_app;
+
+/* Opens the database pool (migrating it), the cache and the rest. NULL on
+ * failure with a message in err. */
+tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen);
+void tc_app_free(tc_app *app); /* NULL is a no-op; stop the HTTP server first */
+
+/* Sets handler, body_limit, reject and ctx of an HTTP server configuration. */
+void tc_app_http_config(tc_app *app, tc_http_config *hc);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * Sessions and passwords.
+ *
+ * A session token is 32 random bytes, sent to the client base64url-encoded
+ * (as JSON from auth.login, and as an HttpOnly, SameSite=Lax cookie). The
+ * database keeps only its SHA-256, with an expiry; so does the cache, under
+ * "session:<sha256>", holding "<user id> <role> <expires ms>" (or "-" for a
+ * token that matches nothing, so a flood of bad tokens costs one lookup a
+ * minute each). Logout deletes the row and invalidates that key everywhere.
+ *
+ * Passwords are argon2id (libsodium's crypto_pwhash_str). An unknown email
+ * still costs one verification against a dummy hash, so response time does
+ * not tell which emails exist. Login is rate limited per client address and
+ * per email.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app/internal.h"
+
+#define TOKEN_BYTES 32
+#define TOKEN_CHARS 43 /* base64url without padding */
+#define SESSION_FRESH_MS 60000
+
+int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen)
+{
+    if (outlen < crypto_pwhash_STRBYTES || sodium_init() < 0)
+        return -1;
+    return crypto_pwhash_str(out, password, strlen(password),
+                             fast ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                             fast ? crypto_pwhash_MEMLIMIT_MIN
+                                  : crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
+int tc__auth_init(tc_app *app)
+{
+    char pw[24];
+    unsigned char raw[16];
+    if (sodium_init() < 0)
+        return -1;
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(pw, sizeof(pw), raw, 11);
+    return tc__auth_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash,
+                                  sizeof(app->dummy_hash));
+}
+
+static void sha256_hex(const char *s, size_t len, char out[65])
+{
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)s, len);
+    sodium_bin2hex(out, 65, h, sizeof(h));
+}
+
+/* The token of the request (Authorization: Bearer, else the session cookie),
+ * copied into tok; false when there is none of the right shape. */
+static bool request_token(tc_http_exchange *x, char tok[TOKEN_CHARS + 1])
+{
+    const char *v = tc_http_header(x, "Authorization");
+    const char *t = NULL;
+    if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0) {
+        t = v + 7;
+        while (*t == ' ')
+            t++;
+    } else if ((v = tc_http_header(x, "Cookie")) != NULL) {
+        for (const char *p = v; (p = strstr(p, "session=")) != NULL; p += 8)
+            if (p == v || p[-1] == ' ' || p[-1] == ';') {
+                t = p + 8;
+                break;
+            }
+    }
+    if (t == NULL)
+        return false;
+    size_t n = strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    if (n != TOKEN_CHARS || (t[n] != '\0' && t[n] != ';' && t[n] != ' '))
+        return false;
+    memcpy(tok, t, TOKEN_CHARS);
+    tok[TOKEN_CHARS] = '\0';
+    return true;
+}
+
+static int session_db(tc_db *db, const char *key, tc_buf *out)
+{
+    tc_db_param p[] = {tc_db_text(key + strlen("session:"))};
+    tc_db_rows *r;
+    if (tc_db_query(db,
+                    "SELECT s.user_id, u.role, s.expires_at FROM sessions s "
+                    "JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                    p, 1, &r) != 0)
+        return APP_EDB;
+    int rc = tc_db_rows_next(r), err = rc < 0 ? APP_EDB : 0;
+    if (rc == 1)
+        err = tc_buf_printf(out, "%lld %s %lld", (long long)tc_db_col_int64(r, 0),
+                            tc_db_col_text(r, 1, NULL), (long long)tc_db_col_int64(r, 2));
+    else if (rc == 0)
+        err = tc_buf_append(out, "-", 1);
+    tc_db_rows_free(r);
+    return err;
+}
+
+static int load_session(void *ctx, const char *key, tc_buf *out)
+{
+    tc_app *app = ctx;
+    tc_db *db;
+    if (tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, &db) != 0)
+        return APP_EDB;
+    int err = session_db(db, key, out);
+    tc_db_pool_release(app->db, db);
+    return err;
+}
+
+static bool parse_session(const char *v, size_t len, tc_session *s)
+{
+    char buf[96], role[16];
+    long long uid, exp;
+    if (len >= sizeof(buf))
+        return false;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "%lld %15s %lld", &uid, role, &exp) != 3)
+        return false;
+    s->user_id = uid;
+    s->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+    s->expires_ms = exp;
+    return true;
+}
+
+tc_call_status tc__auth_session(tc_call *c, tc_session *s)
+{
+    char tok[TOKEN_CHARS + 1], key[80];
+    memset(s, 0, sizeof(*s));
+    if (!request_token(c->x, tok))
+        return CALL_OK;
+    sha256_hex(tok, TOKEN_CHARS, s->token_hash);
+    snprintf(key, sizeof(key), "session:%s", s->token_hash);
+    tc_buf b = {0};
+    const char *v;
+    size_t len;
+    tc_result r = {0};
+    int err;
+    if (c->app->cache == NULL) {
+        if (!c->may_block)
+            return CALL_NEED_BLOCK;
+        err = load_session(c->app, key, &b);
+        v = b.data, len = b.len;
+    } else {
+        tc_policy p = {.fresh_ms = SESSION_FRESH_MS, .loader = load_session, .loader_ctx = c->app};
+        err = c->may_block ? tc_get_or_load(c->app->cache, key, &p, &r)
+                           : tc_peek(c->app->cache, key, &p, &r);
+        if (err == TC_ENOTFOUND && !c->may_block)
+            return CALL_NEED_BLOCK;
+        v = r.value != NULL ? r.value->data : NULL, len = r.value != NULL ? r.value->len : 0;
+    }
+    tc_call_status st = CALL_OK;
+    if (err != 0)
+        st = tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
+    else if (!parse_session(v, len, s) || s->expires_ms <= (int64_t)tc__now_ms())
+        s->user_id = 0; /* unknown or expired: anonymous */
+    free(b.data);
+    tc_value_release(r.value);
+    return st;
+}
+
+static void client_key(tc_call *c, char *out, size_t cap)
+{
+    const char *addr = tc_http_client_addr(c->x);
+    snprintf(out, cap, "addr:%s", addr != NULL ? addr : "?");
+}
+
+tc_call_status tc__auth_login(tc_call *c, tc_db *db)
+{
+    tc_app *app = c->app;
+    char email[256], rlkey[300];
+    snprintf(email, sizeof(email), "%s", json_string_value(json_object_get(c->input, "email")));
+    for (char *p = email; *p != '\0'; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    const char *password = json_string_value(json_object_get(c->input, "password"));
+    int retry = 0;
+    uint64_t now = tc__now_ms();
+    client_key(c, rlkey, sizeof(rlkey));
+    bool ok = tc_ratelimit_take(app->login_by_addr, rlkey, now, &retry);
+    snprintf(rlkey, sizeof(rlkey), "email:%s", email);
+    if (ok)
+        ok = tc_ratelimit_take(app->login_by_email, rlkey, now, &retry);
+    if (!ok) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", retry);
+        tc_http_add_header(c->x, "Retry-After", ra);
+        return tc__call_fail(c, TC_TRPC_TOO_MANY_REQUESTS,
+                             "too many login attempts; try again in %d s", retry);
+    }
+
+    tc_db_param p[] = {tc_db_text(email)};
+    tc_db_rows *r;
+    if (tc_db_query(db, "SELECT id, password_hash FROM users WHERE email = ?", p, 1, &r) != 0)
+        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    int rc = tc_db_rows_next(r);
+    int64_t uid = rc == 1 ? tc_db_col_int64(r, 0) : 0;
+    char hash[crypto_pwhash_STRBYTES];
+    snprintf(hash, sizeof(hash), "%s", uid != 0 ? tc_db_col_text(r, 1, NULL) : app->dummy_hash);
+    tc_db_rows_free(r);
+    if (rc < 0)
+        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    bool match = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+    if (uid == 0 || !match)
+        return tc__call_fail(c, TC_TRPC_UNAUTHORIZED, "invalid email or password");
+
+    unsigned char raw[TOKEN_BYTES];
+    char tok[TOKEN_CHARS + 1], th[65];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(tok, sizeof(tok), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sha256_hex(tok, TOKEN_CHARS, th);
+    int64_t expires = (int64_t)now + (int64_t)app->cfg.session_ttl_s * 1000;
+    tc_db_param ins[] = {tc_db_text(th), tc_db_int64(uid), tc_db_int64(expires),
+                         tc_db_int64((int64_t)now)};
+    if (tc_db_exec(db,
+                   "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) "
+                   "VALUES (?, ?, ?, ?)",
+                   ins, 4, NULL) != 0)
+        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    tc_buf user = {0};
+    json_t *uj = NULL;
+    if (tc__user_json(db, uid, &user) == 0)
+        uj = json_loadb(user.data, user.len, 0, NULL);
+    free(user.data);
+    if (uj == NULL)
+        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    c->data =
+        json_pack("{s:s,s:I,s:o}", "token", tok, "expiresAt", (json_int_t)expires, "user", uj);
+    snprintf(c->set_cookie, sizeof(c->set_cookie),
+             "session=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", tok,
+             app->cfg.session_ttl_s, app->cfg.cookie_secure ? "; Secure" : "");
+    sodium_memzero(tok, sizeof(tok));
+    return CALL_OK;
+}
+
+tc_call_status tc__auth_logout(tc_call *c, tc_db *db)
+{
+    tc_db_param p[] = {tc_db_text(c->session->token_hash)};
+    if (tc_db_exec(db, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL) != 0)
+        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    if (c->app->cache != NULL) {
+        char key[80];
+        snprintf(key, sizeof(key), "session:%s", c->session->token_hash);
+        int err = tc_invalidate_key(c->app->cache, key);
+        if (err != 0)
+            tc__log("invalidate %s: %s (kept, will be replayed)", key, tc_strerror(err));
+    }
+    c->data = json_pack("{s:b}", "ok", 1);
+    snprintf(c->set_cookie, sizeof(c->set_cookie),
+             "session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s",
+             c->app->cfg.cookie_secure ? "; Secure" : "");
+    return CALL_OK;
+}

@@ -1,0 +1,118 @@
+/*
+ * What the app's files share: the app itself, the per-call context, the
+ * procedure table's types, and the error convention of handlers.
+ *
+ *   app.c       life cycle, routing, responses and their cache headers
+ *   procs.c     THE procedure table, the loaders of cached queries, mutations
+ *   auth.c      sessions, login/logout, password hashing
+ *   billing.c   the billing webhook
+ *   input.c, sig.c, ratelimit.c   pure helpers
+ */
+#ifndef TC_APP_INTERNAL_H
+#define TC_APP_INTERNAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "app/app.h"
+#include "app/input.h"
+#include "app/ratelimit.h"
+#include "db/db.h"
+#include "http/trpc.h"
+#include "tiercache/cache.h"
+
+/* Loader result codes (passed through the cache engine as negative errors). */
+#define APP_ENOTFOUND (-1000) /* the row does not exist: NOT_FOUND */
+#define APP_EDB (-1001)       /* the database failed or timed out */
+
+struct tc_app {
+    tc_app_config cfg;
+    tc_db_pool *db;
+    tc_cache *cache; /* NULL when cfg.cache is false */
+    tc_ratelimit *login_by_addr, *login_by_email;
+    char dummy_hash[128]; /* verified against when an email is unknown: same cost */
+};
+
+typedef enum { ROLE_NONE = 0, ROLE_USER, ROLE_ADMIN } tc_role;
+
+typedef struct tc_session {
+    int64_t user_id;
+    tc_role role;
+    int64_t expires_ms;
+    char token_hash[65]; /* hex SHA-256 of the token */
+} tc_session;
+
+/* A handler's outcome. */
+typedef enum {
+    CALL_OK = 0,
+    CALL_ERROR,      /* code + message are set */
+    CALL_NEED_BLOCK, /* would block: run the request again on a worker */
+} tc_call_status;
+
+/* One procedure call in progress. */
+typedef struct tc_call {
+    tc_app *app;
+    tc_http_exchange *x;
+    bool may_block;            /* false on the event thread */
+    const tc_session *session; /* NULL: anonymous */
+    const char *path;
+    json_t *input;
+    /* results */
+    tc_trpc_code code;
+    char message[256];
+    const tc_value *value; /* a query's data (a reference), or NULL */
+    json_t *data;          /* a mutation's data, or NULL */
+    tc_result cache;       /* where a query's value came from (value in .value) */
+    bool from_cache;
+    char set_cookie[256]; /* a Set-Cookie to send, or "" */
+} tc_call;
+
+typedef enum { AUTH_PUBLIC, AUTH_USER, AUTH_ADMIN } tc_auth_rule;
+
+typedef struct tc_proc {
+    const char *path;
+    tc_trpc_kind kind;
+    tc_auth_rule auth;
+    const tc_in_field *fields;
+    int nfields;
+    /* queries: the cache key and tags, with {uid} (the signed-in user's id) and
+     * {input.NAME} (an input field, "-" when absent) filled in; the times; the
+     * loader, which rebuilds the value from the key alone. */
+    const char *key;
+    const char *tags[TC_TAGS_MAX];
+    uint32_t fresh_ms, stale_ms;
+    tc_loader_fn load;
+    /* mutations: run on a worker; fill c->data or return CALL_ERROR */
+    tc_call_status (*mutate)(tc_call *c, tc_db *db);
+} tc_proc;
+
+/* procs.c */
+const tc_proc *tc__proc_find(const char *path);
+tc_call_status tc__call_run(tc_call *c, const tc_proc *p);
+tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The JSON of user id's profile, as user.me returns it; APP_ENOTFOUND, APP_EDB. */
+int tc__user_json(tc_db *db, int64_t id, tc_buf *out);
+
+/* auth.c */
+/* Finds the session of the request's bearer token or session cookie.
+ * Returns CALL_OK with *s filled (user_id 0: no or unknown token),
+ * CALL_NEED_BLOCK, or CALL_ERROR. */
+tc_call_status tc__auth_session(tc_call *c, tc_session *s);
+tc_call_status tc__auth_login(tc_call *c, tc_db *db);
+tc_call_status tc__auth_logout(tc_call *c, tc_db *db);
+/* An argon2id hash of password (fast: the minimum cost, for tests). */
+int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen);
+int tc__auth_init(tc_app *app);
+
+/* billing.c */
+void tc__billing_webhook(void *app, tc_http_exchange *x); /* a blocking function */
+
+/* app.c */
+uint64_t tc__now_ms(void);
+/* Invalidates a tag; a failure to reach Redis is logged, not returned (the
+ * engine keeps and replays it). */
+void tc__invalidate(tc_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tc__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

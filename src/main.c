@@ -1,0 +1,354 @@
+/*
+ * tiercache's command line: configuration (flags, each with an environment
+ * variable), start-up, graceful shutdown, and the seed and migrate commands.
+ *
+ *   tiercache [serve] [options]   run the server
+ *   tiercache seed [options]      create the database if needed and fill it with demo data
+ *   tiercache migrate [options]   bring the schema up to date
+ *
+ * A bad value is refused at start with a message naming the option, and exit
+ * status 2. SIGTERM or SIGINT stops the server gracefully: no new
+ * connections, in-flight requests finish, then exit 0.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "app/internal.h"
+#include "db/db.h"
+#include "http/server.h"
+
+#define DEMO_PASSWORD "demo1234"
+
+typedef struct options {
+    tc_app_config app;
+    tc_http_config http;
+    char listen[128];
+    char redis[128];
+    int seed_users, seed_activity;
+} options;
+
+static const char USAGE[] =
+    "usage: tiercache [serve|seed|migrate] [options]\n"
+    "\n"
+    "  serve (default)  run the API server\n"
+    "  seed             create the database if needed and fill it with demo data\n"
+    "  migrate          bring the database schema up to date\n"
+    "\n"
+    "options (environment variable in brackets; flags win):\n"
+    "  --listen ADDR:PORT     address to serve on [TIERCACHE_LISTEN] (127.0.0.1:8080)\n"
+    "  --db URL               sqlite:PATH or postgresql://... [TIERCACHE_DB]\n"
+    "                         (sqlite:tiercache.db)\n"
+    "  --redis HOST:PORT|none Redis for L2 and the invalidation bus [TIERCACHE_REDIS]\n"
+    "                         (127.0.0.1:6379; none: in-process L1 only)\n"
+    "  --redis-db N           Redis database index [TIERCACHE_REDIS_DB] (0)\n"
+    "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
+    "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
+    "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --no-cache             read the database on every request [TIERCACHE_CACHE=off]\n"
+    "  --event-threads N      HTTP event threads [TIERCACHE_EVENT_THREADS] (1)\n"
+    "  --workers N            threads for blocking work [TIERCACHE_WORKERS] (8)\n"
+    "  --db-pool N            database connections [TIERCACHE_DB_POOL] (8)\n"
+    "  --webhook-secret S     billing webhook secret [TIERCACHE_WEBHOOK_SECRET] (none: 503)\n"
+    "  --cookie-secure        mark the session cookie Secure [TIERCACHE_COOKIE_SECURE=1]\n"
+    "  --login-limit N        logins a minute per client address and per email\n"
+    "                         [TIERCACHE_LOGIN_LIMIT] (10)\n"
+    "  --seed-users N         seed: regular demo users (10000)\n"
+    "  --seed-activity N      seed: mean activity rows per user (100)\n"
+    "  --fast-password-hash   argon2id at minimum cost: tests only [TIERCACHE_FAST_HASH=1]\n"
+    "  --help                 this text\n";
+
+static void die(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "tiercache: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n(see tiercache --help)\n");
+    exit(2);
+}
+
+static int to_int(const char *name, const char *v, int min, int max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
+        char range[64];
+        snprintf(range, sizeof(range), "an integer from %d to %d", min, max);
+        die("%s: expected %s", name, range);
+    }
+    return (int)n;
+}
+
+static void split_host_port(const char *name, const char *v, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v || (size_t)(colon - v) >= cap)
+        die("%s: expected HOST:PORT, got '%s'", name, v);
+    memcpy(host, v, (size_t)(colon - v));
+    host[colon - v] = '\0';
+    if (host[0] == '[') { /* [::1]:8080 */
+        size_t n = strlen(host);
+        if (host[n - 1] != ']')
+            die("%s: bad IPv6 literal in '%s'", name, v);
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    *port = to_int(name, colon + 1, 0, 65535);
+}
+
+/* Sets one option; name is the flag without "--". */
+static void set(options *o, const char *name, const char *v)
+{
+    if (strcmp(name, "listen") == 0)
+        snprintf(o->listen, sizeof(o->listen), "%s", v);
+    else if (strcmp(name, "db") == 0)
+        o->app.db_url = v;
+    else if (strcmp(name, "redis") == 0)
+        snprintf(o->redis, sizeof(o->redis), "%s", v);
+    else if (strcmp(name, "redis-db") == 0)
+        o->app.redis_db = to_int("--redis-db", v, 0, 1000000);
+    else if (strcmp(name, "redis-password") == 0)
+        o->app.redis_password = v;
+    else if (strcmp(name, "prefix") == 0) {
+        if (v[0] == '\0' || strlen(v) > 64)
+            die("--prefix: 1 to 64 characters%s%s", "", "");
+        o->app.prefix = v;
+    } else if (strcmp(name, "l1-mb") == 0)
+        o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "cache") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            die("TIERCACHE_CACHE: expected on or off, got '%s'%s", v, "");
+        o->app.cache = strcmp(v, "on") == 0;
+    } else if (strcmp(name, "event-threads") == 0)
+        o->http.event_threads = to_int("--event-threads", v, 1, 64);
+    else if (strcmp(name, "workers") == 0)
+        o->http.workers = to_int("--workers", v, 1, 1024);
+    else if (strcmp(name, "db-pool") == 0)
+        o->app.db_pool = to_int("--db-pool", v, 1, 1024);
+    else if (strcmp(name, "webhook-secret") == 0) {
+        if (strlen(v) < 16)
+            die("--webhook-secret: at least 16 characters%s%s", "", "");
+        o->app.webhook_secret = v;
+    } else if (strcmp(name, "cookie-secure") == 0)
+        o->app.cookie_secure = strcmp(v, "0") != 0;
+    else if (strcmp(name, "login-limit") == 0)
+        o->app.login_burst = o->app.login_per_minute = to_int("--login-limit", v, 1, 1000000);
+    else if (strcmp(name, "fast-password-hash") == 0)
+        o->app.pwhash_fast = strcmp(v, "0") != 0;
+    else if (strcmp(name, "seed-users") == 0)
+        o->seed_users = to_int("--seed-users", v, 1, 10000000);
+    else if (strcmp(name, "seed-activity") == 0)
+        o->seed_activity = to_int("--seed-activity", v, 1, 100000);
+    else
+        die("unknown option --%s%s", name, "");
+}
+
+static void from_env(options *o)
+{
+    static const char *const map[][2] = {
+        {"TIERCACHE_LISTEN", "listen"},
+        {"TIERCACHE_DB", "db"},
+        {"TIERCACHE_REDIS", "redis"},
+        {"TIERCACHE_REDIS_DB", "redis-db"},
+        {"TIERCACHE_REDIS_PASSWORD", "redis-password"},
+        {"TIERCACHE_PREFIX", "prefix"},
+        {"TIERCACHE_L1_MB", "l1-mb"},
+        {"TIERCACHE_CACHE", "cache"},
+        {"TIERCACHE_EVENT_THREADS", "event-threads"},
+        {"TIERCACHE_WORKERS", "workers"},
+        {"TIERCACHE_DB_POOL", "db-pool"},
+        {"TIERCACHE_WEBHOOK_SECRET", "webhook-secret"},
+        {"TIERCACHE_COOKIE_SECURE", "cookie-secure"},
+        {"TIERCACHE_FAST_HASH", "fast-password-hash"},
+        {"TIERCACHE_LOGIN_LIMIT", "login-limit"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const char *v = getenv(map[i][0]);
+        if (v != NULL && v[0] != '\0')
+            set(o, map[i][1], v);
+    }
+}
+
+static const char *parse_args(options *o, int argc, char **argv)
+{
+    const char *cmd = "serve";
+    int i = 1;
+    if (argc > 1 && argv[1][0] != '-')
+        cmd = argv[i++];
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "seed") != 0 && strcmp(cmd, "migrate") != 0)
+        die("unknown command '%s'%s", cmd, "");
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(USAGE, stdout);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) != 0)
+            die("unexpected argument '%s'%s", a, "");
+        a += 2;
+        const char *eq = strchr(a, '=');
+        char name[64];
+        size_t n = eq != NULL ? (size_t)(eq - a) : strlen(a);
+        if (n >= sizeof(name))
+            die("unknown option --%s%s", a, "");
+        memcpy(name, a, n);
+        name[n] = '\0';
+        if (strcmp(name, "no-cache") == 0 && eq == NULL)
+            set(o, "cache", "off");
+        else if ((strcmp(name, "cookie-secure") == 0 || strcmp(name, "fast-password-hash") == 0) &&
+                 eq == NULL)
+            set(o, name, "1");
+        else if (eq != NULL)
+            set(o, name, eq + 1);
+        else if (i + 1 < argc)
+            set(o, name, argv[++i]);
+        else
+            die("--%s needs a value%s", name, "");
+    }
+    return cmd;
+}
+
+/* ---- seed ----------------------------------------------------------------------------- */
+
+static void progress(int64_t done, int64_t total, void *arg)
+{
+    int *last = arg;
+    int pct = total > 0 ? (int)(done * 100 / total) : 100;
+    if (isatty(STDERR_FILENO)) {
+        char bar[41];
+        int fill = pct * 40 / 100;
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '.', (size_t)(40 - fill));
+        bar[40] = '\0';
+        fprintf(stderr, "\r  [%s] %3d%%  %lld / %lld rows", bar, pct, (long long)done,
+                (long long)total);
+        if (done == total)
+            fputc('\n', stderr);
+    } else if (pct / 10 != *last / 10 || done == total) {
+        fprintf(stderr, "  %3d%%  %lld / %lld rows\n", pct, (long long)done, (long long)total);
+    }
+    *last = pct;
+}
+
+static int run_seed(options *o, bool seed)
+{
+    char err[256] = "";
+    tc_db *db = tc_db_open(o->app.db_url, o->app.db_timeout_ms, err, sizeof(err));
+    if (db == NULL) {
+        fprintf(stderr, "tiercache: %s\n", err);
+        return 1;
+    }
+    int applied = 0, rc = tc_db_migrate(db, &applied);
+    if (rc != 0) {
+        fprintf(stderr, "tiercache: migrate: %s: %s\n", tc_db_strerror(rc), tc_db_errmsg(db));
+        tc_db_close(db);
+        return 1;
+    }
+    fprintf(stderr, "tiercache: schema at version %d (%d migration(s) applied now)\n",
+            tc_db_schema_latest(), applied);
+    if (seed) {
+        char hash[256];
+        if (tc__auth_hash_password(DEMO_PASSWORD, o->app.pwhash_fast, hash, sizeof(hash)) != 0) {
+            fprintf(stderr, "tiercache: could not hash the demo password\n");
+            tc_db_close(db);
+            return 1;
+        }
+        tc_seed_opts so = {
+            .users = o->seed_users, .activity_per_user = o->seed_activity, .password_hash = hash};
+        int last = -1;
+        fprintf(stderr, "tiercache: seeding %s\n", o->app.db_url);
+        rc = tc_db_seed(db, &so, progress, &last);
+        if (rc == TC_DB_EEXIST)
+            fprintf(stderr, "tiercache: the database already has users; not seeding again\n");
+        else if (rc != 0) {
+            fprintf(stderr, "tiercache: seed: %s: %s\n", tc_db_strerror(rc), tc_db_errmsg(db));
+            tc_db_close(db);
+            return 1;
+        } else
+            fprintf(stderr,
+                    "tiercache: demo users: demo@example.com and admin@example.com, "
+                    "password %s\n",
+                    DEMO_PASSWORD);
+    }
+    tc_db_close(db);
+    return 0;
+}
+
+/* ---- serve ---------------------------------------------------------------------------- */
+
+static int run_serve(options *o)
+{
+    char host[128];
+    int port;
+    split_host_port("--listen", o->listen, host, sizeof(host), &port);
+    o->http.bind_address = host;
+    o->http.port = port;
+    char rhost[128];
+    if (strcmp(o->redis, "none") != 0) {
+        split_host_port("--redis", o->redis, rhost, sizeof(rhost), &o->app.redis_port);
+        o->app.redis_host = rhost;
+    }
+    if (o->app.db_pool < o->http.workers)
+        fprintf(stderr,
+                "tiercache: note: --db-pool %d < --workers %d: workers may wait for a "
+                "connection\n",
+                o->app.db_pool, o->http.workers);
+
+    /* Signals are taken by sigwait below; block them before any thread starts. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[256] = "";
+    tc_app *app = tc_app_new(&o->app, err, sizeof(err));
+    if (app == NULL) {
+        fprintf(stderr, "tiercache: %s\n", err);
+        return 1;
+    }
+    tc_app_http_config(app, &o->http);
+    int herr;
+    tc_http_server *srv = tc_http_start(&o->http, &herr);
+    if (srv == NULL) {
+        fprintf(stderr, "tiercache: cannot serve on %s: %s\n", o->listen, tc_http_strerror(herr));
+        tc_app_free(app);
+        return 1;
+    }
+    printf("tiercache: serving on http://%s:%d/  (database %s, cache %s%s%s)\n", host,
+           tc_http_port(srv), o->app.db_url, o->app.cache ? "on" : "off",
+           o->app.cache && o->app.redis_host != NULL ? ", redis " : "",
+           o->app.cache && o->app.redis_host != NULL ? o->redis : "");
+    fflush(stdout);
+    int sig;
+    sigwait(&stop, &sig);
+    fprintf(stderr, "tiercache: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    int cut = tc_http_stop(srv);
+    tc_app_free(app);
+    if (cut > 0)
+        fprintf(stderr, "tiercache: %d request(s) were still running at the stop deadline\n", cut);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    memset(&o, 0, sizeof(o));
+    tc_app_config_init(&o.app);
+    tc_http_config_init(&o.http);
+    snprintf(o.listen, sizeof(o.listen), "127.0.0.1:8080");
+    snprintf(o.redis, sizeof(o.redis), "127.0.0.1:6379");
+    from_env(&o);
+    const char *cmd = parse_args(&o, argc, argv);
+    if (strcmp(cmd, "seed") == 0)
+        return run_seed(&o, true);
+    if (strcmp(cmd, "migrate") == 0)
+        return run_seed(&o, false);
+    return run_serve(&o);
+}

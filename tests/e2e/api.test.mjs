@@ -1,0 +1,236 @@
+// The API end to end, against SQLite and against PostgreSQL: every procedure's success and
+// error classes, the seed's cache validation (Redis keys and TTLs, invalidation on update,
+// billing events, blog publish/edit), sessions, and no cross-user leak under concurrency.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startServer, call, login, redis, sign, DEMO_PASSWORD } from './lib.mjs';
+
+for (const kind of ['sqlite', 'pg']) {
+  describe(`API on ${kind}`, () => {
+    let srv, demo, admin;
+    before(async () => {
+      srv = await startServer({ db: kind });
+      demo = await login(srv);
+      admin = await login(srv, 'admin@example.com');
+    });
+    after(async () => { assert.equal(await srv.stop(), 0, 'graceful exit 0'); });
+
+    it('user.me: miss, then hit from L1, same ETag; Redis key user:{id} with a 5 min TTL', async () => {
+      const a = await call(srv, 'user.me', { token: demo.token });
+      assert.equal(a.status, 200);
+      assert.equal(a.body.result.data.email, 'demo@example.com');
+      assert.match(a.headers.get('cache-status'), /fwd=miss/);
+      const b = await call(srv, 'user.me', { token: demo.token });
+      assert.match(b.headers.get('cache-status'), /hit.*detail=l1/);
+      assert.equal(b.headers.get('etag'), a.headers.get('etag'));
+      assert.equal(b.headers.get('cache-control'), 'private, max-age=30');
+      assert.equal(b.headers.get('vary'), 'Authorization, Cookie');
+      const ttl = Number(redis('PTTL', `${srv.prefix}user:${demo.user.id}`));
+      assert.ok(ttl > 290000 && ttl <= 300000, `user TTL ${ttl}`);
+    });
+
+    it('subscription.get and dashboard.summary: keys sub:{id} (1 min) and dash:{id} (30 s + stale)', async () => {
+      const s = await call(srv, 'subscription.get', { token: demo.token });
+      assert.equal(s.status, 200);
+      assert.equal(s.body.result.data.plan.id, 'pro');
+      const d = await call(srv, 'dashboard.summary', { token: demo.token });
+      assert.equal(d.status, 200);
+      const dash = d.body.result.data;
+      assert.equal(dash.userId, demo.user.id);
+      assert.equal(dash.activity.daily.length, 30);
+      assert.ok(dash.activity.last30d.total > 0, 'a real aggregation over activity rows');
+      assert.match(d.headers.get('cache-control'), /^private, max-age=30, stale-while-revalidate=\d+$/);
+      const st = Number(redis('PTTL', `${srv.prefix}sub:${demo.user.id}`));
+      assert.ok(st > 50000 && st <= 60000, `sub TTL ${st}`);
+      const dt = Number(redis('PTTL', `${srv.prefix}dash:${demo.user.id}`));
+      assert.ok(dt > 30000 && dt <= 330000, `dash TTL ${dt}`);
+    });
+
+    it('update profile -> invalidated -> next read comes from the database with the new value', async () => {
+      await call(srv, 'user.me', { token: demo.token }); // cached
+      const u = await call(srv, 'user.update', { token: demo.token, input: { name: `Renamed ${kind}`, bio: null } });
+      assert.equal(u.status, 200, JSON.stringify(u.body));
+      assert.equal(u.headers.get('cache-control'), 'no-store');
+      const r = await call(srv, 'user.me', { token: demo.token });
+      assert.match(r.headers.get('cache-status'), /fwd=miss/);
+      assert.equal(r.body.result.data.name, `Renamed ${kind}`);
+    });
+
+    it('blog: bySlug and list are public and cached for an hour; publish and edit invalidate', async () => {
+      const list = await call(srv, 'blog.list', { input: { limit: 5 } });
+      assert.equal(list.status, 200);
+      assert.equal(list.body.result.data.items.length, 5);
+      assert.match(list.headers.get('cache-control'), /^public, /);
+      const slug = list.body.result.data.items[0].slug;
+      const p1 = await call(srv, 'blog.bySlug', { input: { slug } });
+      assert.equal(p1.status, 200);
+      const ttl = Number(redis('PTTL', `${srv.prefix}blog:${slug}`));
+      assert.ok(ttl > 3500000 && ttl <= 3600000, `blog TTL ${ttl}`);
+      const ed = await call(srv, 'blog.update', { token: admin.token, input: { slug, title: `Edited ${kind}` } });
+      assert.equal(ed.status, 200, JSON.stringify(ed.body));
+      const p2 = await call(srv, 'blog.bySlug', { input: { slug } });
+      assert.equal(p2.body.result.data.title, `Edited ${kind}`);
+      assert.match(p2.headers.get('cache-status'), /fwd=miss/);
+      const newSlug = `fresh-post-${kind}`;
+      const pub = await call(srv, 'blog.publish', { token: admin.token, input: { slug: newSlug, title: 'Fresh', body: 'Hello' } });
+      assert.equal(pub.status, 200, JSON.stringify(pub.body));
+      const l2 = await call(srv, 'blog.list', { input: { limit: 5 } });
+      assert.equal(l2.body.result.data.items[0].slug, newSlug, 'the list was invalidated');
+      const dup = await call(srv, 'blog.publish', { token: admin.token, input: { slug: newSlug, title: 'x', body: 'y' } });
+      assert.equal(dup.status, 409);
+      const nf = await call(srv, 'blog.bySlug', { input: { slug: 'no-such-post' } });
+      assert.equal(nf.status, 404);
+      assert.equal(nf.body.error.data.code, 'NOT_FOUND');
+    });
+
+    it('auth: 401 without a session, 403 for a user calling an admin procedure, bad password 401', async () => {
+      const a = await call(srv, 'user.me');
+      assert.equal(a.status, 401);
+      assert.equal(a.body.error.code, -32001);
+      assert.equal(a.body.error.data.code, 'UNAUTHORIZED');
+      assert.equal(a.body.error.data.path, 'user.me');
+      const f = await call(srv, 'blog.publish', { token: demo.token, input: { slug: 'x', title: 'x', body: 'x' } });
+      assert.equal(f.status, 403);
+      const bad = await call(srv, 'auth.login', { input: { email: 'demo@example.com', password: 'wrong' } });
+      assert.equal(bad.status, 401);
+      const forged = await call(srv, 'user.me', { token: 'A'.repeat(43) });
+      assert.equal(forged.status, 401);
+    });
+
+    it('the session cookie works too, and logout ends the session at once', async () => {
+      const r = await call(srv, 'auth.login', { input: { email: 'user1@example.com', password: DEMO_PASSWORD } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const cookie = r.headers.get('set-cookie');
+      assert.match(cookie, /^session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Lax; Max-Age=\d+/);
+      const c = cookie.split(';')[0];
+      const me = await call(srv, 'user.me', { headers: { cookie: `theme=dark; ${c}` } });
+      assert.equal(me.status, 200);
+      assert.equal(me.body.result.data.email, 'user1@example.com');
+      const out = await call(srv, 'auth.logout', { token: r.body.result.data.token });
+      assert.equal(out.status, 200);
+      assert.match(out.headers.get('set-cookie'), /Max-Age=0/);
+      const after = await call(srv, 'user.me', { headers: { cookie: c } });
+      assert.equal(after.status, 401, 'the cached session was invalidated');
+    });
+
+    it('bad input: malformed JSON, wrong types, unknown fields, unknown procedure, wrong method, mixed batch', async () => {
+      const r1 = await fetch(`${srv.base}/trpc/blog.bySlug?input=%7Bnot-json`);
+      assert.equal(r1.status, 400);
+      assert.equal((await r1.json()).error.data.code, 'PARSE_ERROR');
+      const r2 = await call(srv, 'blog.bySlug', { input: { slug: 42 } });
+      assert.equal(r2.status, 400);
+      assert.equal(r2.body.error.message, 'input.slug: expected a string');
+      const r3 = await call(srv, 'user.update', { token: demo.token, input: { name: 'x', admin: true } });
+      assert.equal(r3.status, 400);
+      assert.equal(r3.body.error.message, "input: unknown field 'admin'");
+      const r4 = await call(srv, 'nope.nothing', { token: demo.token });
+      assert.equal(r4.status, 404);
+      const r5 = await call(srv, 'user.me', { token: demo.token, method: 'POST' });
+      assert.equal(r5.status, 405);
+      assert.equal(r5.headers.get('allow'), 'GET, HEAD');
+      const r6 = await call(srv, 'user.update', { token: demo.token, method: 'GET' });
+      assert.equal(r6.status, 405);
+      assert.equal(r6.headers.get('allow'), 'POST');
+      const r7 = await fetch(`${srv.base}/trpc/user.me,user.update?batch=1`, { headers: { authorization: `Bearer ${demo.token}` } });
+      assert.equal(r7.status, 400);
+      const r8 = await call(srv, 'user.update', { token: demo.token, raw: '{"name":' });
+      assert.equal(r8.status, 400);
+      const r9 = await call(srv, 'activity.track', { token: demo.token, input: { kind: 'Page View' } });
+      assert.equal(r9.status, 400);
+    });
+
+    it('a 10 MiB body to a JSON endpoint is refused early with 413 and stores nothing', async () => {
+      // Raw socket: the server answers from the headers alone, before the body is sent.
+      const head = [`POST /trpc/user.update HTTP/1.1`, `Host: 127.0.0.1`, `Content-Type: application/json`,
+        `Authorization: Bearer ${demo.token}`, `Content-Length: ${10 * 1024 * 1024}`, '', ''].join('\r\n');
+      const answer = await new Promise((resolve, reject) => {
+        const s = net.connect(srv.port, '127.0.0.1', () => s.write(head));
+        let got = '';
+        s.on('data', (d) => { got += d; if (got.includes('\r\n\r\n')) { s.destroy(); resolve(got); } });
+        s.on('error', reject);
+        s.setTimeout(10000, () => { s.destroy(); reject(new Error('no answer before the body')); });
+      });
+      assert.match(answer, /^HTTP\/1\.1 413 /);
+      const me = await call(srv, 'user.me', { token: demo.token });
+      assert.equal(me.status, 200);
+      assert.ok(me.body.result.data.name.length < 1000);
+    });
+
+    it('batches: results in request order, 207 when statuses differ', async () => {
+      const input = encodeURIComponent(JSON.stringify({ 1: { slug: 'no-such-post' } }));
+      const r = await fetch(`${srv.base}/trpc/user.me,blog.bySlug?batch=1&input=${input}`,
+        { headers: { authorization: `Bearer ${demo.token}` } });
+      assert.equal(r.status, 207);
+      const b = await r.json();
+      assert.equal(b[0].result.data.id, demo.user.id);
+      assert.equal(b[1].error.data.code, 'NOT_FOUND');
+    });
+
+    it('billing: a signed event invalidates the subscription; replay applied once; forged and expired refused', async () => {
+      const uid = demo.user.id;
+      await call(srv, 'subscription.get', { token: demo.token }); // cached
+      const ev = JSON.stringify({ id: `evt_${kind}_1`, type: 'subscription.updated', created: Math.floor(Date.now() / 1000),
+        data: { userId: uid, planId: 'team', status: 'active', currentPeriodEnd: Date.now() + 30 * 86400000, seats: 7 } });
+      const post = async (body, sig) => fetch(`${srv.base}/webhooks/billing`, {
+        method: 'POST', headers: { 'content-type': 'application/json', 'billing-signature': sig }, body });
+      const r1 = await post(ev, await sign(ev));
+      assert.equal(r1.status, 200);
+      assert.deepEqual(await r1.json(), { received: true });
+      const s = await call(srv, 'subscription.get', { token: demo.token });
+      assert.equal(s.body.result.data.plan.id, 'team', 'invalidated: the new plan is visible');
+      assert.equal(s.body.result.data.seats, 7);
+      assert.match(s.headers.get('cache-status'), /fwd=miss/);
+      const r2 = await post(ev, await sign(ev));
+      assert.equal(r2.status, 200);
+      assert.deepEqual(await r2.json(), { received: true, duplicate: true });
+      const forged = await post(ev.replace('team', 'free'), await sign(ev));
+      assert.equal(forged.status, 401);
+      const old = await post(ev, await sign(ev, undefined, Math.floor(Date.now() / 1000) - 3600));
+      assert.equal(old.status, 401);
+      const noSig = await post(ev, '');
+      assert.equal(noSig.status, 400);
+      const wrongSecret = await post(ev, await sign(ev, 'whsec_not_the_right_one'));
+      assert.equal(wrongSecret.status, 401);
+      const s2 = await call(srv, 'subscription.get', { token: demo.token });
+      assert.equal(s2.body.result.data.plan.id, 'team', 'nothing refused was applied');
+      const ghost = JSON.stringify({ id: `evt_${kind}_2`, type: 'subscription.updated', created: 1,
+        data: { userId: 99999999, planId: 'pro', status: 'active', currentPeriodEnd: 1 } });
+      assert.equal((await post(ghost, await sign(ghost))).status, 422);
+      const junk = '{"id":';
+      assert.equal((await post(junk, await sign(junk))).status, 400);
+    });
+
+    it('no cross-user leak: two users hammering the same procedures concurrently', async () => {
+      const other = await login(srv, 'user2@example.com');
+      const who = [demo, other];
+      const reqs = [];
+      for (let i = 0; i < 200; i++) {
+        const u = who[i % 2];
+        const path = ['user.me', 'subscription.get', 'dashboard.summary'][i % 3];
+        reqs.push(call(srv, path, { token: u.token }).then((r) => ({ r, u, path })));
+      }
+      for (const { r, u, path } of await Promise.all(reqs)) {
+        assert.equal(r.status, 200);
+        const d = r.body.result.data;
+        if (path === 'user.me') assert.equal(d.id, u.user.id);
+        if (path === 'dashboard.summary') assert.equal(d.userId, u.user.id);
+      }
+      const anon = await call(srv, 'dashboard.summary');
+      assert.equal(anon.status, 401);
+    });
+  });
+}
+
+describe('cache turned off', () => {
+  let srv;
+  before(async () => { srv = await startServer({ cache: false }); });
+  after(async () => { await srv.stop(); });
+  it('answers from the database, without Cache-Status and without Redis keys', async () => {
+    const me = await login(srv);
+    const r = await call(srv, 'user.me', { token: me.token });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('cache-status'), null);
+    assert.equal(redis('EXISTS', `${srv.prefix}user:${me.user.id}`), '0');
+  });
+});

@@ -1,0 +1,145 @@
+// Test harness for the end-to-end tests: starts a real tiercache server (the binary CMake
+// built, TIERCACHE_BIN) on a free loopback port, against the private Redis (TC_REDIS_PORT)
+// and a fresh SQLite file or PostgreSQL database (TC_PG_URL's cluster), seeded with a small
+// demo set; stops it afterwards. Each server gets its own Redis key prefix, so test files
+// running in parallel never see each other's keys.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+export const BIN = process.env.TIERCACHE_BIN;
+export const REDIS_PORT = Number(process.env.TC_REDIS_PORT);
+export const PG_URL = process.env.TC_PG_URL;
+export const WEBHOOK_SECRET = 'whsec_e2e_0123456789abcdef';
+export const DEMO_PASSWORD = 'demo1234';
+
+if (!BIN || !REDIS_PORT || !PG_URL) {
+  throw new Error('TIERCACHE_BIN, TC_REDIS_PORT and TC_PG_URL must be set (run through scripts/test.sh)');
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+let dbCounter = 0;
+
+// A fresh database: { url, drop() }.
+export function freshDb(kind) {
+  const tag = `${process.pid}_${Date.now() % 100000}_${++dbCounter}`;
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'tc-e2e-'));
+    return { url: `sqlite:${join(dir, 'app.db')}`, drop: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const u = new URL(PG_URL);
+  const name = `e2e_${tag}`;
+  const admin = ['-h', u.hostname, '-p', u.port, '-U', u.username];
+  execFileSync('psql', [...admin, '-d', u.pathname.slice(1), '-qc', `CREATE DATABASE ${name}`]);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: () => execFileSync('psql', [...admin, '-d', PG_URL.split('/').pop(), '-qc',
+      `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]),
+  };
+}
+
+function run(args, env = {}) {
+  return execFileSync(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+// Starts a seeded server. opts: { db: 'sqlite'|'pg', cache: true, users: 30, extra: [] }.
+export async function startServer(opts = {}) {
+  const kind = opts.db ?? 'sqlite';
+  const db = opts.dbHandle ?? freshDb(kind);
+  if (!opts.dbHandle) {
+    run(['seed', '--db', db.url, '--seed-users', String(opts.users ?? 30), '--seed-activity',
+      String(opts.activity ?? 20), '--fast-password-hash']);
+  }
+  const port = await freePort();
+  const prefix = opts.prefix ?? `e2e${process.pid}x${port}:`;
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--db', db.url,
+    '--redis', opts.redis ?? `127.0.0.1:${REDIS_PORT}`, '--prefix', prefix,
+    '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash', ...(opts.extra ?? [])];
+  if (opts.cache === false) args.push('--no-cache');
+  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`tiercache server died (code ${code}, signal ${signal}); its output:\n${log}`);
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${log}`);
+    try {
+      const r = await fetch(`${base}/healthz`);
+      if (r.ok) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`server did not start:\n${log}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    base, port, prefix, db, child,
+    log: () => log,
+    async stop({ keepDb = false } = {}) {
+      stopping = true;
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+        await exited;
+        clearTimeout(t);
+      }
+      if (!keepDb && !opts.dbHandle) db.drop();
+      return child.exitCode;
+    },
+  };
+}
+
+// GET a query / POST a mutation; returns { status, headers, body (parsed JSON or text) }.
+export async function call(srv, path, { input, token, method, headers = {}, raw } = {}) {
+  const kindGet = method ? method === 'GET' : !/\.(login|logout|update|track|publish)$/.test(path);
+  const h = { ...headers };
+  if (token) h.authorization = `Bearer ${token}`;
+  let url = `${srv.base}/trpc/${path}`;
+  const init = { method: method ?? (kindGet ? 'GET' : 'POST'), headers: h };
+  if (init.method === 'GET' || init.method === 'HEAD') {
+    if (input !== undefined) url += `?input=${encodeURIComponent(JSON.stringify(input))}`;
+  } else {
+    h['content-type'] ??= 'application/json';
+    init.body = raw ?? (input !== undefined ? JSON.stringify(input) : '');
+  }
+  const r = await fetch(url, init);
+  const text = await r.text();
+  let body = text;
+  try { body = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, headers: r.headers, body };
+}
+
+export async function login(srv, email = 'demo@example.com', password = DEMO_PASSWORD) {
+  const r = await call(srv, 'auth.login', { input: { email, password } });
+  if (r.status !== 200) throw new Error(`login ${email}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body.result.data;
+}
+
+// redis-cli against the test Redis.
+export function redis(...args) {
+  return execFileSync('redis-cli', ['-p', String(REDIS_PORT), '--raw', ...args]).toString().trim();
+}
+
+export function sign(body, secret = WEBHOOK_SECRET, t = Math.floor(Date.now() / 1000)) {
+  return import('node:crypto').then(({ createHmac }) =>
+    `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`);
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
