@@ -54,7 +54,7 @@ login_all() { # port -> tokens file
     for i in $(seq 1 "$users"); do
         curl -s -X POST "http://127.0.0.1:$1/trpc/auth.login" -H 'content-type: application/json' \
             -d "{\"email\":\"user$i@example.com\",\"password\":\"demo1234\"}" |
-            sed -n 's/.*"token":"\([^"]*\)".*/\1/p' >>"$work/tokens"
+            grep -o '"token":"[^"]*"' | cut -d'"' -f4 >>"$work/tokens"
     done
 }
 
@@ -65,6 +65,7 @@ for mode in on off; do
     port=$((18000 + RANDOM % 1000))
     serve "$mode" "$port"
     login_all "$port"
+    [[ $(grep -c . "$work/tokens") -eq $users ]] || { echo "bench: logins failed" >&2; exit 1; }
     tok=$(head -1 "$work/tokens")
     url="http://127.0.0.1:$port"
     echo

@@ -222,6 +222,24 @@ for (const kind of ['sqlite', 'pg']) {
   });
 }
 
+describe('login rate limit', () => {
+  let srv;
+  before(async () => { srv = await startServer({ loginLimit: 3 }); });
+  after(async () => { await srv.stop(); });
+  it('after the limit: 429 TOO_MANY_REQUESTS with Retry-After, even with the right password', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await call(srv, 'auth.login', { input: { email: 'user4@example.com', password: 'wrong' } });
+      assert.equal(r.status, 401);
+    }
+    const last = await call(srv, 'auth.login', { input: { email: 'user4@example.com', password: 'wrong' } });
+    assert.equal(last.status, 429);
+    assert.equal(last.body.error.data.code, 'TOO_MANY_REQUESTS');
+    assert.ok(Number(last.headers.get('retry-after')) >= 1);
+    const ok = await call(srv, 'auth.login', { input: { email: 'user4@example.com', password: DEMO_PASSWORD } });
+    assert.equal(ok.status, 429);
+  });
+});
+
 describe('cache turned off', () => {
   let srv;
   before(async () => { srv = await startServer({ cache: false }); });

@@ -67,7 +67,8 @@ export async function startServer(opts = {}) {
   const prefix = opts.prefix ?? `e2e${process.pid}x${port}:`;
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--db', db.url,
     '--redis', opts.redis ?? `127.0.0.1:${REDIS_PORT}`, '--prefix', prefix,
-    '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash', ...(opts.extra ?? [])];
+    '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash',
+    '--login-limit', String(opts.loginLimit ?? 1000), ...(opts.extra ?? [])];
   if (opts.cache === false) args.push('--no-cache');
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
