@@ -223,7 +223,7 @@ typedef struct tc_ns_metrics {
     uint64_t refresh_dropped;  /* refreshes not queued: the queue was full */
     uint64_t load_errors;      /* loader failures, foreground or background */
     uint64_t invalidations;    /* keys invalidated in this namespace */
-    tc_histogram hit_latency;  /* L1 or L2 hit, microseconds */
+    tc_histogram hit_latency;  /* L1 hits, microseconds: one hit in 16 per thread is timed */
     tc_histogram load_latency; /* loader run */
 } tc_ns_metrics;
 

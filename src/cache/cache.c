@@ -720,7 +720,11 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
 {
     if (!l1_usable(c, p))
         return 0;
-    uint64_t t0 = tc__now_monotonic_us();
+    /* The hit latency is sampled, one hit in 16 per thread: timing every hit cost
+     * two clock reads, a third of an L1 hit. */
+    static _Thread_local unsigned hits;
+    bool timed = (++hits & 15) == 0;
+    uint64_t t0 = timed ? tc__now_monotonic_us() : 0;
     size_t klen = strlen(key);
     tc__entry *e = tc__l1_get(c->l1, key, klen, khash);
     if (e == NULL)
@@ -743,7 +747,8 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     if (res->stale)
         TC__INC(e->ns->stale_served);
     TC__INC(e->ns->l1_hits);
-    tc__hist_add(&e->ns->hit_latency, tc__now_monotonic_us() - t0);
+    if (timed)
+        tc__hist_add(&e->ns->hit_latency, tc__now_monotonic_us() - t0);
     tc__entry_release(e);
     return 1;
 }

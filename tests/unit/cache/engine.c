@@ -906,7 +906,7 @@ static void test_metrics_per_namespace(void)
     CHECK_EQ_INT(u.refresh_dropped, 0);
     CHECK_EQ_INT(u.load_errors, 2);
     CHECK_EQ_INT(u.invalidations, 1);
-    CHECK_EQ_INT(u.hit_latency.count, 4);
+    CHECK(u.hit_latency.count <= 1); /* one L1 hit in 16 per thread is timed */
     CHECK_EQ_INT(u.load_latency.count, 5); /* every loader run: 2 misses, 2 refreshes, 1 error */
 
     tc_ns_metrics d = ns_of(w.c, "-");
