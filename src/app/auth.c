@@ -100,15 +100,9 @@ static int session_db(tc_db *db, const char *key, tc_buf *out)
     return err;
 }
 
-static int load_session(void *ctx, const char *key, tc_buf *out)
+static int load_session(void *app, const char *key, tc_buf *out)
 {
-    tc_app *app = ctx;
-    tc_db *db;
-    if (tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, &db) != 0)
-        return APP_EDB;
-    int err = session_db(db, key, out);
-    tc_db_pool_release(app->db, db);
-    return err;
+    return tc__with_db(app, session_db, key, out);
 }
 
 static bool parse_session(const char *v, size_t len, tc_session *s)

@@ -91,6 +91,10 @@ const tc_proc *tc__proc_find(const char *path);
 tc_call_status tc__call_run(tc_call *c, const tc_proc *p);
 tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A loader's body: runs fn(db, key, out) with a pooled connection; APP_EDB when
+ * none is free within the database timeout. */
+int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
+                tc_buf *out);
 /* The JSON of user id's profile, as user.me returns it; APP_ENOTFOUND, APP_EDB. */
 int tc__user_json(tc_db *db, int64_t id, tc_buf *out);
 

@@ -61,9 +61,8 @@ static int64_t key_id(const char *key)
     return p != NULL && *end == '\0' && v > 0 ? v : 0;
 }
 
-/* Runs fn with a pooled connection; APP_EDB when none is free in time. */
-static int with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
-                   tc_buf *out)
+int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
+                tc_buf *out)
 {
     tc_db *db;
     if (tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, &db) != 0)
@@ -106,7 +105,7 @@ static int user_me_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_user(void *app, const char *key, tc_buf *out)
 {
-    return with_db(app, user_me_db, key, out);
+    return tc__with_db(app, user_me_db, key, out);
 }
 
 /* ---- subscription.get --------------------------------------------------------- */
@@ -157,7 +156,7 @@ static int subscription_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_subscription(void *app, const char *key, tc_buf *out)
 {
-    return with_db(app, subscription_db, key, out);
+    return tc__with_db(app, subscription_db, key, out);
 }
 
 /* ---- dashboard.summary ------------------------------------------------------------ */
@@ -257,7 +256,7 @@ done:
 
 static int load_dashboard(void *app, const char *key, tc_buf *out)
 {
-    return with_db(app, dashboard_db, key, out);
+    return tc__with_db(app, dashboard_db, key, out);
 }
 
 /* ---- blog.list / blog.bySlug ---------------------------------------------------- */
@@ -311,7 +310,7 @@ static int blog_list_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_blog_list(void *app, const char *key, tc_buf *out)
 {
-    return with_db(app, blog_list_db, key, out);
+    return tc__with_db(app, blog_list_db, key, out);
 }
 
 static int blog_post_db(tc_db *db, const char *key, tc_buf *out)
@@ -340,7 +339,7 @@ static int blog_post_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_blog_post(void *app, const char *key, tc_buf *out)
 {
-    return with_db(app, blog_post_db, key, out);
+    return tc__with_db(app, blog_post_db, key, out);
 }
 
 /* ---- mutations -------------------------------------------------------------------- */
@@ -481,6 +480,12 @@ static const char *kind_check(const char *s)
     return NULL;
 }
 
+#define SLUG_FIELD                                                                                 \
+    {                                                                                              \
+        .name = "slug", .type = TC_IN_STRING, .required = true, .min_len = 1, .max_len = 100,      \
+        .check = tc_in_slug                                                                        \
+    }
+
 static const tc_in_field LOGIN_IN[] = {
     {.name = "email",
      .type = TC_IN_STRING,
@@ -519,30 +524,15 @@ static const tc_in_field BLOG_LIST_IN[] = {
     {.name = "limit", .type = TC_IN_INT, .min = 1, .max = 50},
 };
 static const tc_in_field SLUG_IN[] = {
-    {.name = "slug",
-     .type = TC_IN_STRING,
-     .required = true,
-     .min_len = 1,
-     .max_len = 100,
-     .check = tc_in_slug},
+    SLUG_FIELD,
 };
 static const tc_in_field BLOG_PUBLISH_IN[] = {
-    {.name = "slug",
-     .type = TC_IN_STRING,
-     .required = true,
-     .min_len = 1,
-     .max_len = 100,
-     .check = tc_in_slug},
+    SLUG_FIELD,
     {.name = "title", .type = TC_IN_STRING, .required = true, .min_len = 1, .max_len = 200},
     {.name = "body", .type = TC_IN_STRING, .required = true, .min_len = 1, .max_len = 100000},
 };
 static const tc_in_field BLOG_UPDATE_IN[] = {
-    {.name = "slug",
-     .type = TC_IN_STRING,
-     .required = true,
-     .min_len = 1,
-     .max_len = 100,
-     .check = tc_in_slug},
+    SLUG_FIELD,
     {.name = "title", .type = TC_IN_STRING, .min_len = 1, .max_len = 200},
     {.name = "body", .type = TC_IN_STRING, .min_len = 1, .max_len = 100000},
 };

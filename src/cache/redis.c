@@ -179,6 +179,8 @@ bool tc__redis_breaker_open(tc__redis *r)
     return open;
 }
 
+static void release(tc__redis *r, redisContext *ctx, bool healthy);
+
 /* A connection for one command, or NULL (breaker open, pool exhausted past
  * the timeout, or Redis unreachable). */
 static redisContext *acquire(tc__redis *r)
@@ -217,20 +219,13 @@ static redisContext *acquire(tc__redis *r)
     r->total++;
     pthread_mutex_unlock(&r->lock);
     ctx = dial(r);
-    if (ctx == NULL) {
-        pthread_mutex_lock(&r->lock);
-        r->total--;
-        r->failures++;
-        if (r->probing || r->failures >= r->failures_to_open)
-            open_breaker_locked(r);
-        r->probing = false;
-        pthread_cond_signal(&r->freed);
-        pthread_mutex_unlock(&r->lock);
-        TC__INC(r->m->redis_errors);
-    }
+    if (ctx == NULL)
+        release(r, NULL, false);
     return ctx;
 }
 
+/* Gives a connection back (healthy) or drops it (not healthy; ctx may be NULL
+ * for a connection that never came up), feeding the breaker either way. */
 static void release(tc__redis *r, redisContext *ctx, bool healthy)
 {
     pthread_mutex_lock(&r->lock);
@@ -248,7 +243,8 @@ static void release(tc__redis *r, redisContext *ctx, bool healthy)
     pthread_cond_signal(&r->freed);
     pthread_mutex_unlock(&r->lock);
     if (!healthy) {
-        redisFree(ctx);
+        if (ctx != NULL)
+            redisFree(ctx);
         TC__INC(r->m->redis_errors);
     }
 }
