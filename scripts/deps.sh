@@ -7,6 +7,8 @@ PACKAGES=(
     build-essential cmake pkg-config gcc clang clang-format
     libhiredis-dev libxxhash-dev redis-server
     libsqlite3-dev libpq-dev libsodium-dev libjansson-dev libmicrohttpd-dev postgresql wrk
+    zlib1g-dev chromium nginx varnish varnish-modules
+    prometheus
 )
 
 missing=()

@@ -5,6 +5,7 @@
  *   tiercache [serve] [options]   run the server
  *   tiercache seed [options]      create the database if needed and fill it with demo data
  *   tiercache migrate [options]   bring the schema up to date
+ *   tiercache stats --url URL     the cache monitor in a terminal (src/app/stats.c)
  *
  * A bad value is refused at start with a message naming the option, and exit
  * status 2. SIGTERM or SIGINT stops the server gracefully: no new
@@ -21,7 +22,12 @@
 #include "app/app.h"
 #include "app/internal.h"
 #include "db/db.h"
+#include "http/purge.h"
 #include "http/server.h"
+
+#ifndef TC_WEB_DIR /* CMake sets it to the source tree's web/ */
+#define TC_WEB_DIR "web"
+#endif
 
 #define DEMO_PASSWORD "demo1234"
 
@@ -35,6 +41,7 @@ typedef struct options {
 
 static const char USAGE[] =
     "usage: tiercache [serve|seed|migrate] [options]\n"
+    "       tiercache stats --url URL [--token T] [--watch]   (tiercache stats --help)\n"
     "\n"
     "  serve (default)  run the API server\n"
     "  seed             create the database if needed and fill it with demo data\n"
@@ -61,6 +68,20 @@ static const char USAGE[] =
     "  --seed-users N         seed: regular demo users (10000)\n"
     "  --seed-activity N      seed: mean activity rows per user (100)\n"
     "  --fast-password-hash   argon2id at minimum cost: tests only [TIERCACHE_FAST_HASH=1]\n"
+    "  --access-log off|stderr|FILE  one logfmt line per request [TIERCACHE_ACCESS_LOG]\n"
+    "                         (stderr)\n"
+    "  --metrics-token T      bearer token for /metrics and the monitoring feed\n"
+    "                         [TIERCACHE_METRICS_TOKEN] (none: loopback peers only)\n"
+    "  --test-fresh-ms N      tests only: every cached query is fresh N ms\n"
+    "                         [TIERCACHE_TEST_FRESH_MS]\n"
+    "  --web-dir DIR          page templates and static files [TIERCACHE_WEB_DIR]\n"
+    "                         (" TC_WEB_DIR ")\n"
+    "  --purge-url URL        shared cache to purge by tag on invalidation, on this machine\n"
+    "                         (http://127.0.0.1:6081/) [TIERCACHE_PURGE_URL] (none)\n"
+    "  --tag-header NAME      header carrying a public response's cache tags, also on\n"
+    "                         purges [TIERCACHE_TAG_HEADER] (xkey; or Surrogate-Key, Cache-Tag)\n"
+    "  --tag-separator SEP    between tags: space, comma or the characters\n"
+    "                         [TIERCACHE_TAG_SEPARATOR] (space)\n"
     "  --help                 this text\n";
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -140,7 +161,39 @@ static void set(options *o, const char *name, const char *v)
         o->app.login_burst = o->app.login_per_minute = to_int("--login-limit", v, 1, 1000000);
     else if (strcmp(name, "fast-password-hash") == 0)
         o->app.pwhash_fast = strcmp(v, "0") != 0;
-    else if (strcmp(name, "seed-users") == 0)
+    else if (strcmp(name, "access-log") == 0)
+        o->app.access_log = v;
+    else if (strcmp(name, "metrics-token") == 0) {
+        if (strlen(v) < 16)
+            die("--metrics-token: at least 16 characters%s%s", "", "");
+        o->app.metrics_token = v;
+    } else if (strcmp(name, "test-fresh-ms") == 0)
+        o->app.test_fresh_ms = (uint32_t)to_int("--test-fresh-ms", v, 1, 86400000);
+    else if (strcmp(name, "web-dir") == 0)
+        o->app.web_dir = v;
+    else if (strcmp(name, "purge-url") == 0) {
+        char h[64], path[256];
+        int port;
+        if (strcmp(v, "none") == 0)
+            o->app.purge_url = NULL;
+        else if (tc_purge_parse_url(v, h, sizeof(h), &port, path, sizeof(path)) != 0)
+            die("--purge-url: expected http://HOST:PORT/ with HOST 127.x.x.x, [::1] or "
+                "localhost, got '%s'%s",
+                v, "");
+        else
+            o->app.purge_url = v;
+    } else if (strcmp(name, "tag-header") == 0) {
+        if (v[0] == '\0' || strlen(v) > 63 ||
+            strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
+                      "NOPQRSTUVWXYZ0123456789-_") != strlen(v))
+            die("--tag-header: a header name (letters, digits, '-'), got '%s'%s", v, "");
+        o->app.tag_header = v;
+    } else if (strcmp(name, "tag-separator") == 0) {
+        const char *sep = strcmp(v, "space") == 0 ? " " : strcmp(v, "comma") == 0 ? "," : v;
+        if (sep[0] == '\0' || strlen(sep) > 3 || strspn(sep, " ,;|") != strlen(sep))
+            die("--tag-separator: space, comma, or up to 3 of ' ,;|', got '%s'%s", v, "");
+        o->app.tag_sep = sep;
+    } else if (strcmp(name, "seed-users") == 0)
         o->seed_users = to_int("--seed-users", v, 1, 10000000);
     else if (strcmp(name, "seed-activity") == 0)
         o->seed_activity = to_int("--seed-activity", v, 1, 100000);
@@ -166,6 +219,13 @@ static void from_env(options *o)
         {"TIERCACHE_COOKIE_SECURE", "cookie-secure"},
         {"TIERCACHE_FAST_HASH", "fast-password-hash"},
         {"TIERCACHE_LOGIN_LIMIT", "login-limit"},
+        {"TIERCACHE_WEB_DIR", "web-dir"},
+        {"TIERCACHE_PURGE_URL", "purge-url"},
+        {"TIERCACHE_TAG_HEADER", "tag-header"},
+        {"TIERCACHE_TAG_SEPARATOR", "tag-separator"},
+        {"TIERCACHE_ACCESS_LOG", "access-log"},
+        {"TIERCACHE_METRICS_TOKEN", "metrics-token"},
+        {"TIERCACHE_TEST_FRESH_MS", "test-fresh-ms"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);
@@ -321,6 +381,7 @@ static int run_serve(options *o)
         tc_app_free(app);
         return 1;
     }
+    tc_app_attach_server(app, srv);
     printf("tiercache: serving on http://%s:%d/  (database %s, cache %s%s%s)\n", host,
            tc_http_port(srv), o->app.db_url, o->app.cache ? "on" : "off",
            o->app.cache && o->app.redis_host != NULL ? ", redis " : "",
@@ -329,6 +390,7 @@ static int run_serve(options *o)
     int sig;
     sigwait(&stop, &sig);
     fprintf(stderr, "tiercache: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    tc_app_attach_server(app, NULL);
     int cut = tc_http_stop(srv);
     tc_app_free(app);
     if (cut > 0)
@@ -338,9 +400,12 @@ static int run_serve(options *o)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "stats") == 0) /* a client: flags of its own */
+        return tc_stats_main(argc - 1, argv + 1);
     options o;
     memset(&o, 0, sizeof(o));
     tc_app_config_init(&o.app);
+    o.app.web_dir = TC_WEB_DIR;
     tc_http_config_init(&o.http);
     snprintf(o.listen, sizeof(o.listen), "127.0.0.1:8080");
     snprintf(o.redis, sizeof(o.redis), "127.0.0.1:6379");

@@ -1,6 +1,7 @@
 /*
- * The app's life cycle and its HTTP face: routing, the tRPC request cycle,
- * and the headers every response carries.
+ * The app's life cycle and its HTTP face: routing and the tRPC request cycle.
+ * Every caching header is decided by src/http/cachehdr.c from the response's
+ * route class; this file says which class an answer is.
  *
  * The request cycle runs twice at most. On the event thread it runs with
  * may_block = false: sessions and query results come from L1 only
@@ -15,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <xxhash.h>
 
 #include "app/internal.h"
 
@@ -42,73 +45,89 @@ void tc__log(const char *fmt, ...)
 
 void tc__invalidate(tc_app *app, const char *fmt, ...)
 {
-    if (app->cache == NULL)
-        return;
     char tag[TC_TAG_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tag, sizeof(tag), fmt, ap);
     va_end(ap);
-    int err = tc_invalidate_tag(app->cache, tag);
+    int err = app->cache != NULL ? tc_invalidate_tag(app->cache, tag) : 0;
+    if (app->cache != NULL && err != TC_EINVAL)
+        tc__monitor_tag_invalidated(app->monitor, tag);
     if (err != 0)
         tc__log("invalidate %s: %s (applied here; kept and replayed to Redis)", tag,
                 tc_strerror(err));
+    /* After our own cache: a shared cache that refetches at once gets the new value.
+     * Queued, not sent here: the purge thread does the network (purge.h). */
+    if (app->purger != NULL && tc__tag_is_public(tag))
+        tc_purger_tag(app->purger, tag); /* a full queue is counted and logged there */
 }
 
 static void respond_text(tc_http_exchange *x, int status, const char *text)
 {
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, status < 300 ? TC_ROUTE_NO_STORE : TC_ROUTE_ERROR);
     tc_http_respond(x, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
 /* ---- the tRPC request cycle ------------------------------------------------------ */
 
-/* Response headers for a tRPC answer, from what the calls were. */
+/* What the calls of a tRPC answer were; cachehdr.h turns it into headers. */
 typedef struct answer_class {
     bool mutation, personal, error;
-    uint32_t stale_s; /* a stale window the browser may use too (dashboard) */
+    uint32_t stale_s; /* the smallest server stale window of the calls (dashboard: 300) */
     bool stale, miss; /* for Cache-Status */
     int64_t ttl_ms;   /* smallest ttl among cached answers */
     int source;       /* worst source: 0 L1, 1 L2, 2 loader */
 } answer_class;
 
-static void cache_headers(tc_http_exchange *x, const answer_class *a, const tc_value *etag_of)
+static tc_route_class answer_route(const answer_class *a)
 {
-    char cc[128];
-    if (a->mutation || a->error) {
-        tc_http_add_header(x, "Cache-Control", "no-store");
-        return;
-    }
-    if (a->personal) {
-        if (a->stale_s > 0)
-            snprintf(cc, sizeof(cc), "private, max-age=30, stale-while-revalidate=%u", a->stale_s);
-        else
-            snprintf(cc, sizeof(cc), "private, max-age=30");
-        tc_http_add_header(x, "Cache-Control", cc);
-        tc_http_add_header(x, "Vary", "Authorization, Cookie");
-    } else {
-        tc_http_add_header(x, "Cache-Control",
-                           "public, max-age=60, s-maxage=300, stale-while-revalidate=600");
-    }
-    if (etag_of != NULL) {
-        char hex[17], etag[24];
-        tc_hash_hex(etag_of->hash, hex);
-        snprintf(etag, sizeof(etag), "\"%s\"", hex);
-        tc_http_add_header(x, "ETag", etag);
-    }
+    if (a->error)
+        return TC_ROUTE_ERROR;
+    if (a->mutation)
+        return TC_ROUTE_NO_STORE;
+    if (a->personal)
+        return a->stale_s > 0 ? TC_ROUTE_QUERY_SWR : TC_ROUTE_QUERY_PRIVATE;
+    return TC_ROUTE_QUERY_PUBLIC;
 }
 
-static void cache_status(tc_http_exchange *x, const answer_class *a, bool cached)
+/* The validator of an answer made of cached values only: the value's own
+ * content hash for one call, a hash of the hashes for a batch. false when a
+ * call has no cached value (the cache is off): then the body is hashed. */
+static bool answer_hash(const tc_trpc_request *req, const tc_call *calls, uint64_t *out)
 {
-    char v[96];
-    if (!cached)
-        return;
-    if (a->miss)
-        snprintf(v, sizeof(v), "tiercache; fwd=miss; stored");
-    else
-        snprintf(v, sizeof(v), "tiercache; hit; ttl=%lld; detail=%s", (long long)(a->ttl_ms / 1000),
-                 a->source == 0 ? "l1" : "l2");
-    tc_http_add_header(x, "Cache-Status", v);
+    uint64_t hs[64];
+    for (size_t i = 0; i < req->ncalls; i++) {
+        if (calls[i].value == NULL)
+            return false;
+        hs[i] = calls[i].value->hash;
+    }
+    *out = req->batch ? XXH3_64bits(hs, req->ncalls * sizeof(hs[0])) : hs[0];
+    return true;
+}
+
+#define ANSWER_TAGS_MAX 16
+
+/* The shared-cache tags of a public answer: every call's, once each. */
+static int answer_tags(const tc_trpc_request *req, const tc_call *calls,
+                       const tc_proc *const *procs, char tags[ANSWER_TAGS_MAX][TC_TAG_MAX + 1],
+                       const char *tagv[ANSWER_TAGS_MAX])
+{
+    int n = 0;
+    for (size_t i = 0; i < req->ncalls; i++) {
+        char t[TC_TAGS_MAX][TC_TAG_MAX + 1];
+        int k = tc__call_tags(&calls[i], procs[i], t);
+        for (int j = 0; j < k && n < ANSWER_TAGS_MAX; j++) {
+            bool seen = false;
+            for (int m = 0; m < n && !seen; m++)
+                seen = strcmp(tags[m], t[j]) == 0;
+            if (!seen) {
+                memcpy(tags[n], t[j], sizeof(tags[n]));
+                tagv[n] = tags[n];
+                n++;
+            }
+        }
+    }
+    return n;
 }
 
 static void free_calls(tc_call *calls, size_t n)
@@ -141,6 +160,11 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
     size_t olen = 0;
     int status = 500;
     answer_class a = {.ttl_ms = INT64_MAX};
+    /* The caching headers go on at the end, once the class is final. */
+    char etag[TC_ETAG_MAX], cstat[TC_CACHE_STATUS_MAX], tags[ANSWER_TAGS_MAX][TC_TAG_MAX + 1];
+    const char *tagv[ANSWER_TAGS_MAX];
+    tc_cachehdr h = {
+        .cls = TC_ROUTE_ERROR, .last_modified = -1, .tags = tagv, .tag_header = &app->tag_header};
     int err = tc_trpc_parse(&req, &in, NULL);
     if (err != 0) {
         out = err == TC_HTTP_EPROTO
@@ -164,6 +188,10 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         kinds[i] = procs[i] != NULL ? procs[i]->kind : TC_TRPC_UNKNOWN;
         need_session |= procs[i] != NULL && procs[i]->auth != AUTH_PUBLIC;
     }
+    /* the metrics label: a bounded set (procedure names from the table) */
+    tc_http_set_route(x, req.batch || req.ncalls != 1 ? "batch"
+                         : procs[0] != NULL           ? procs[0]->path
+                                                      : "unknown");
     char msg[256];
     if (tc_trpc_check_kinds(&req, kinds, msg, sizeof(msg)) != TC_TRPC_OK) {
         out = tc_trpc_error_body(TC_TRPC_BAD_REQUEST, msg, NULL, &olen, &status);
@@ -212,8 +240,32 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
             a.miss |= c->cache.source == TC_SRC_LOADER;
             a.source = (int)c->cache.source > a.source ? (int)c->cache.source : a.source;
             a.ttl_ms = c->cache.ttl_ms < a.ttl_ms ? c->cache.ttl_ms : a.ttl_ms;
-            if (procs[i]->stale_ms > 0)
-                a.stale_s = procs[i]->stale_ms / 1000;
+        }
+        uint32_t swr = st == CALL_OK && c->from_cache ? procs[i]->stale_ms / 1000 : 0;
+        a.stale_s = i == 0 || swr < a.stale_s ? swr : a.stale_s;
+    }
+    for (size_t i = 0; i < req.ncalls; i++)
+        a.error |= calls[i].code != TC_TRPC_OK;
+
+    /* The class decides the caching headers (cachehdr.h). When every call has
+     * a cached value the ETag is known now, so a matching revalidation is
+     * answered 304 before any body is built: a cache lookup, no serialisation. */
+    h.cls = answer_route(&a);
+    h.swr_s = a.stale_s;
+    bool cacheable = h.cls != TC_ROUTE_ERROR && h.cls != TC_ROUTE_NO_STORE;
+    uint64_t hash;
+    if (cacheable) {
+        if (app->cache != NULL) {
+            tc_cache_outcome o = {
+                .miss = a.miss, .stale = a.stale, .source = a.source, .ttl_ms = a.ttl_ms};
+            h.cache_status = tc_cachehdr_cache_status(&o, cstat);
+        }
+        if (h.cls == TC_ROUTE_QUERY_PUBLIC)
+            h.ntags = answer_tags(&req, calls, procs, tags, tagv);
+        if (answer_hash(&req, calls, &hash)) {
+            h.etag = tc_cachehdr_etag(hash, NULL, etag);
+            if ((status = tc_cachehdr_precondition(x, &h)) != 200)
+                goto unmodified;
         }
     }
 
@@ -229,7 +281,6 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         for (size_t i = 0; i < req.ncalls; i++) {
             tc_call *c = &calls[i];
             if (c->code != TC_TRPC_OK) {
-                a.error = true;
                 tc_trpc_out_error(&w, c->code, c->message, c->path);
             } else if (c->value != NULL) {
                 tc_trpc_out_data_raw(&w, c->value->data, c->value->len);
@@ -245,8 +296,11 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
             tc_http_add_header(x, "Set-Cookie", calls[i].set_cookie);
     if (allow_hdr)
         tc_http_add_header(x, "Allow", tc_trpc_allow(kinds[0]));
-    cache_status(x, &a, !a.mutation && !a.error && app->cache != NULL);
-    cache_headers(x, &a, !req.batch && !a.error ? calls[0].value : NULL);
+    if (cacheable && h.etag == NULL) { /* no cached values (cache off): hash the body */
+        h.etag = tc_cachehdr_etag(XXH3_64bits(out, olen), NULL, etag);
+        if ((status = tc_cachehdr_precondition(x, &h)) != 200)
+            goto unmodified;
+    }
     goto send;
 
 offload:
@@ -260,12 +314,22 @@ offload:
 oom:
     free(out);
     out = tc_trpc_error_body(TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory", NULL, &olen, &status);
-    a.error = true;
+    h.cls = TC_ROUTE_ERROR;
+    goto send;
+unmodified: /* 304: the 200's caching headers, no body; 412: a tRPC error, no-store */
+    free(out);
+    out = NULL;
+    if (status == 412) {
+        h.cls = TC_ROUTE_ERROR;
+        out = tc_trpc_error_body(TC_TRPC_PRECONDITION_FAILED, NULL, NULL, &olen, &status);
+    }
 send:
-    if (a.error || out == NULL)
-        tc_http_add_header(x, "Cache-Control", "no-store");
+    if (out == NULL && status != 304)
+        h.cls = TC_ROUTE_ERROR;
+    tc_cachehdr_apply(x, &h);
     tc_http_set_status(x, status);
-    tc_http_set_content_type(x, "application/json");
+    if (status != 304)
+        tc_http_set_content_type(x, "application/json");
     if (out != NULL)
         tc_http_take_body(x, out, olen);
     if (calls != NULL) {
@@ -296,6 +360,13 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
     tc_http_method_id m = tc_http_method_id_of(x);
     if (len > strlen(TRPC_PREFIX) && memcmp(raw, TRPC_PREFIX, strlen(TRPC_PREFIX)) == 0)
         return serve_trpc(app, x, false);
+    tc_http_action act; /* /metrics and /admin/cache* (monitor.c) */
+    if (tc__monitor_route(app, x, &act))
+        return act;
+    if (len > strlen("/static/") && memcmp(raw, "/static/", strlen("/static/")) == 0)
+        return tc__static_serve(app, x);
+    if (tc__page_path(raw, len))
+        return tc__page_serve(app, x, false);
     if (path_is(raw, len, "/webhooks/billing")) {
         if (m != TC_HTTP_M_POST) {
             tc_http_add_header(x, "Allow", "POST");
@@ -332,7 +403,7 @@ static void reject(void *ctx, tc_http_exchange *x, int status)
     size_t len, plen;
     const char *raw = tc_http_raw_path(x, &plen);
     bool trpc = plen > strlen(TRPC_PREFIX) && memcmp(raw, TRPC_PREFIX, strlen(TRPC_PREFIX)) == 0;
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, TC_ROUTE_ERROR);
     if (!trpc) {
         const char *t = status == 413   ? "request body too large\n"
                         : status == 503 ? "busy, retry later\n"
@@ -366,6 +437,9 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->session_ttl_s = 30 * 24 * 3600;
     cfg->login_burst = 10;
     cfg->login_per_minute = 10;
+    cfg->access_log = "stderr";
+    cfg->tag_header = "xkey";
+    cfg->tag_sep = " ";
 }
 
 tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
@@ -376,6 +450,26 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     app->cfg = *cfg;
+    app->tag_header = (tc_tag_header){.name = cfg->tag_header, .sep = cfg->tag_sep};
+    if (cfg->web_dir == NULL) {
+        snprintf(err, errlen, "no web directory (templates and static files)");
+        goto fail;
+    }
+    if ((app->assets = tc__assets_load(cfg->web_dir, err, errlen)) == NULL ||
+        (app->pages = tc__pages_load(cfg->web_dir, app->assets, err, errlen)) == NULL)
+        goto fail;
+    if (cfg->purge_url != NULL) {
+        tc_purge_config pc;
+        tc_purge_config_init(&pc);
+        pc.url = cfg->purge_url;
+        pc.header = cfg->tag_header;
+        pc.sep = cfg->tag_sep;
+        int perr;
+        if ((app->purger = tc_purger_start(&pc, &perr)) == NULL) {
+            snprintf(err, errlen, "purge %s: %s", cfg->purge_url, tc_http_strerror(perr));
+            goto fail;
+        }
+    }
     if (tc__auth_init(app) != 0) {
         snprintf(err, errlen, "libsodium failed to start");
         goto fail;
@@ -417,6 +511,11 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
             goto fail;
         }
     }
+    tc_monitor_config mc = {.access_log = cfg->access_log,
+                            .metrics_token = cfg->metrics_token,
+                            .l1_max_bytes = cfg->cache ? cfg->l1_bytes : 0};
+    if ((app->monitor = tc__monitor_new(app, &mc, err, errlen)) == NULL)
+        goto fail;
     return app;
 fail:
     tc_app_free(app);
@@ -427,8 +526,12 @@ void tc_app_free(tc_app *app)
 {
     if (app == NULL)
         return;
+    tc__monitor_free(app->monitor);
+    tc_purger_stop(app->purger);
     tc_cache_destroy(app->cache);
     tc_db_pool_close(app->db);
+    tc__pages_free(app->pages);
+    tc__assets_free(app->assets);
     tc_ratelimit_free(app->login_by_addr);
     tc_ratelimit_free(app->login_by_email);
     free(app);
@@ -438,6 +541,7 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc)
 {
     hc->handler = handle;
     hc->body_limit = body_limit;
+    hc->on_done = tc__monitor_done;
     hc->reject = reject;
     hc->ctx = app;
 }

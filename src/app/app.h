@@ -31,6 +31,14 @@ typedef struct tc_app_config {
     bool cookie_secure;                /* add Secure to the session cookie */
     int login_burst, login_per_minute; /* per client address and per email; default 10, 10 */
     bool pwhash_fast;                  /* argon2id at its minimum cost: for tests only */
+    const char *access_log;            /* "off", "stderr" (default) or a file (monitor.h) */
+    const char *metrics_token;         /* bearer token for /metrics; NULL: loopback only */
+    uint32_t test_fresh_ms;            /* > 0: every cached query is fresh this long (tests) */
+
+    const char *web_dir;    /* templates/ and static/; required */
+    const char *purge_url;  /* shared cache to purge by tag ("http://127.0.0.1:6081/"), or NULL */
+    const char *tag_header; /* response header carrying a public response's tags; default "xkey" */
+    const char *tag_sep;    /* between tags; default " " */
 } tc_app_config;
 
 void tc_app_config_init(tc_app_config *cfg);
@@ -42,7 +50,11 @@ typedef struct tc_app tc_app;
 tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen);
 void tc_app_free(tc_app *app); /* NULL is a no-op; stop the HTTP server first */
 
-/* Sets handler, body_limit, reject and ctx of an HTTP server configuration. */
+/* Sets handler, body_limit, reject, on_done and ctx of an HTTP server configuration. */
 void tc_app_http_config(tc_app *app, tc_http_config *hc);
+
+/* The server whose counters /metrics shows: after tc_http_start, and NULL
+ * again before tc_http_stop. */
+void tc_app_attach_server(tc_app *app, tc_http_server *srv);
 
 #endif

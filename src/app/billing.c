@@ -47,7 +47,7 @@ static void answer(tc_http_exchange *x, int status, const char *fmt, const char 
         free(s);
         json_decref(j);
     }
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, status == 200 ? TC_ROUTE_NO_STORE : TC_ROUTE_ERROR);
     tc_http_respond(x, status, "application/json", body, strlen(body));
 }
 

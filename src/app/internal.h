@@ -16,8 +16,11 @@
 
 #include "app/app.h"
 #include "app/input.h"
+#include "app/monitor.h"
 #include "app/ratelimit.h"
 #include "db/db.h"
+#include "http/cachehdr.h"
+#include "http/purge.h"
 #include "http/trpc.h"
 #include "tiercache/cache.h"
 
@@ -30,7 +33,12 @@ struct tc_app {
     tc_db_pool *db;
     tc_cache *cache; /* NULL when cfg.cache is false */
     tc_ratelimit *login_by_addr, *login_by_email;
-    char dummy_hash[128]; /* verified against when an email is unknown: same cost */
+    char dummy_hash[128];     /* verified against when an email is unknown: same cost */
+    tc_monitor *monitor;      /* metrics, the monitoring page, the access log (monitor.c) */
+    struct tc_assets *assets; /* web/static, fingerprinted (static.c) */
+    struct tc_pages *pages;   /* web/templates (pages.c) */
+    tc_purger *purger;        /* tag purges to a shared cache, or NULL */
+    tc_tag_header tag_header; /* how public responses carry their tags */
 };
 
 typedef enum { ROLE_NONE = 0, ROLE_USER, ROLE_ADMIN } tc_role;
@@ -95,6 +103,12 @@ tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...
  * none is free within the database timeout. */
 int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
                 tc_buf *out);
+/* The shared-cache tags of a call of public query p, expanded ("blog:hello");
+ * 0 for anything else. */
+int tc__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1]);
+/* true when tag is one a public query's response carries (so a shared cache
+ * holds responses with it, and invalidating it must purge them there). */
+bool tc__tag_is_public(const char *tag);
 /* The JSON of user id's profile, as user.me returns it; APP_ENOTFOUND, APP_EDB. */
 int tc__user_json(tc_db *db, int64_t id, tc_buf *out);
 
@@ -111,6 +125,26 @@ int tc__auth_init(tc_app *app);
 
 /* billing.c */
 void tc__billing_webhook(void *app, tc_http_exchange *x); /* a blocking function */
+
+/* static.c: the files of <web>/static, loaded at start-up under content-hashed
+ * names (app.css -> /static/app.3f9a1c2b.css), with gzip variants. */
+typedef struct tc_assets tc_assets;
+tc_assets *tc__assets_load(const char *dir, char *err, size_t errlen);
+void tc__assets_free(tc_assets *a); /* NULL is a no-op */
+/* "/static/app.3f9a1c2b.css" for "app.css", or NULL when there is no such file. */
+const char *tc__asset_url(const tc_assets *a, const char *name);
+/* A hash of every asset's hashed name: changes when any asset does. */
+uint64_t tc__assets_hash(const tc_assets *a);
+/* Serves GET/HEAD /static/<hashed name> (from memory, on the event thread). */
+tc_http_action tc__static_serve(tc_app *app, tc_http_exchange *x);
+
+/* pages.c: the server-rendered pages, from <web>/templates. */
+typedef struct tc_pages tc_pages;
+tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
+void tc__pages_free(tc_pages *p); /* NULL is a no-op */
+/* true for the paths pages.c answers: "/", "/login", "/dashboard", "/blog/..." */
+bool tc__page_path(const char *raw, size_t len);
+tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c */
 uint64_t tc__now_ms(void);

@@ -620,11 +620,53 @@ static int expand(const tc_call *c, const char *tmpl, char *out, size_t cap)
     return 0;
 }
 
+int tc__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1])
+{
+    if (p == NULL || p->kind != TC_TRPC_QUERY || p->auth != AUTH_PUBLIC || c->code != TC_TRPC_OK)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < TC_TAGS_MAX && p->tags[i] != NULL; i++)
+        if (expand(c, p->tags[i], tags[n], TC_TAG_MAX + 1) == 0)
+            n++;
+    return n;
+}
+
+/* Does tag fit template t, each {...} standing for one or more bytes? */
+static bool tag_fits(const char *t, const char *tag)
+{
+    if (*t == '\0')
+        return *tag == '\0';
+    if (*t != '{')
+        return *t == *tag && tag_fits(t + 1, tag + 1);
+    const char *close = strchr(t, '}');
+    if (close == NULL)
+        return false;
+    for (const char *end = tag + 1; *(end - 1) != '\0'; end++)
+        if (tag_fits(close + 1, end))
+            return true;
+    return false;
+}
+
+bool tc__tag_is_public(const char *tag)
+{
+    for (size_t i = 0; i < sizeof(PROCS) / sizeof(PROCS[0]); i++) {
+        const tc_proc *p = &PROCS[i];
+        for (int k = 0; p->kind == TC_TRPC_QUERY && p->auth == AUTH_PUBLIC && k < TC_TAGS_MAX &&
+                        p->tags[k] != NULL;
+             k++)
+            if (tag_fits(p->tags[k], tag))
+                return true;
+    }
+    return false;
+}
+
 static tc_call_status run_query(tc_call *c, const tc_proc *p)
 {
     char key[TC_KEY_MAX + 1], tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
     tc_policy pol = {
         .fresh_ms = p->fresh_ms, .stale_ms = p->stale_ms, .loader = p->load, .loader_ctx = c->app};
+    if (c->app->cfg.test_fresh_ms > 0) /* --test-fresh-ms: tests only */
+        pol.fresh_ms = c->app->cfg.test_fresh_ms;
     if (expand(c, p->key, key, sizeof(key)) != 0)
         return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input too long for a cache key");
     for (int i = 0; i < TC_TAGS_MAX && p->tags[i] != NULL; i++, pol.ntags++) {

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,62 @@ const char *tc_db_strerror(int err)
     default:
         return "unknown database error code";
     }
+}
+
+/* ---- latency ------------------------------------------------------------------------ */
+
+typedef struct lat_hist {
+    _Atomic uint64_t buckets[TC_DB_HIST_BUCKETS];
+    _Atomic uint64_t count, sum_us, errors;
+} lat_hist;
+
+static lat_hist latency[2][TC_DB_OPS]; /* [dialect - 1][op] */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void lat_record(tc_db_dialect d, tc_db_op op, uint64_t us, bool failed)
+{
+    if (d != TC_DB_SQLITE && d != TC_DB_POSTGRES)
+        return;
+    lat_hist *h = &latency[d - 1][op];
+    int b = us == 0 ? 0 : 64 - __builtin_clzll(us); /* us < 2^b */
+    if (b >= TC_DB_HIST_BUCKETS)
+        b = TC_DB_HIST_BUCKETS - 1;
+    atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+    if (failed)
+        atomic_fetch_add_explicit(&h->errors, 1, memory_order_relaxed);
+}
+
+const char *tc_db_op_name(tc_db_op op)
+{
+    static const char *const names[TC_DB_OPS] = {"query",  "exec",     "script",   "begin",
+                                                 "commit", "rollback", "pool_wait"};
+    return op >= 0 && op < TC_DB_OPS ? names[op] : "unknown";
+}
+
+const char *tc_db_dialect_name(tc_db_dialect d)
+{
+    return d == TC_DB_SQLITE ? "sqlite" : d == TC_DB_POSTGRES ? "postgresql" : "unknown";
+}
+
+void tc_db_latency_get(tc_db_dialect d, tc_db_op op, tc_db_latency *out)
+{
+    memset(out, 0, sizeof(*out));
+    if ((d != TC_DB_SQLITE && d != TC_DB_POSTGRES) || op < 0 || op >= TC_DB_OPS)
+        return;
+    lat_hist *h = &latency[d - 1][op];
+    for (int i = 0; i < TC_DB_HIST_BUCKETS; i++)
+        out->buckets[i] = atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+    out->count = atomic_load_explicit(&h->count, memory_order_relaxed);
+    out->sum_us = atomic_load_explicit(&h->sum_us, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&h->errors, memory_order_relaxed);
 }
 
 tc_db_param tc_db_text(const char *s)
@@ -193,7 +250,10 @@ int tc_db_exec(tc_db *db, const char *sql, const tc_db_param *params, int n, int
         *changes = 0;
     if ((rc = check_call(db, sql, params, n)) != 0)
         return rc;
-    return db->ops->exec(db, sql, params, n, changes);
+    uint64_t t0 = now_us();
+    rc = db->ops->exec(db, sql, params, n, changes);
+    lat_record(db->dialect, TC_DB_OP_EXEC, now_us() - t0, rc < 0);
+    return rc;
 }
 
 int tc_db_query(tc_db *db, const char *sql, const tc_db_param *params, int n, tc_db_rows **out)
@@ -204,7 +264,13 @@ int tc_db_query(tc_db *db, const char *sql, const tc_db_param *params, int n, tc
     *out = NULL;
     if ((rc = check_call(db, sql, params, n)) != 0)
         return rc;
-    return db->ops->query(db, sql, params, n, out);
+    uint64_t t0 = now_us();
+    rc = db->ops->query(db, sql, params, n, out);
+    if (rc != 0 || *out == NULL) /* timed at tc_db_rows_free when it succeeded */
+        lat_record(db->dialect, TC_DB_OP_QUERY, now_us() - t0, true);
+    else
+        (*out)->busy_us = now_us() - t0;
+    return rc;
 }
 
 int tc_db_exec_script(tc_db *db, const char *sql)
@@ -212,12 +278,21 @@ int tc_db_exec_script(tc_db *db, const char *sql)
     int rc;
     if ((rc = check_call(db, sql, NULL, 0)) != 0)
         return rc;
-    return db->ops->script(db, sql);
+    uint64_t t0 = now_us();
+    rc = db->ops->script(db, sql);
+    lat_record(db->dialect, TC_DB_OP_SCRIPT, now_us() - t0, rc < 0);
+    return rc;
 }
 
 int tc_db_rows_next(tc_db_rows *rows)
 {
-    return rows ? rows->db->ops->rows_next(rows) : TC_DB_EINVAL;
+    if (!rows)
+        return TC_DB_EINVAL;
+    uint64_t t0 = now_us();
+    int rc = rows->db->ops->rows_next(rows);
+    rows->busy_us += now_us() - t0;
+    rows->failed |= rc < 0;
+    return rc;
 }
 
 int tc_db_col_count(const tc_db_rows *rows)
@@ -259,8 +334,10 @@ const char *tc_db_col_text(const tc_db_rows *rows, int col, size_t *len)
 
 void tc_db_rows_free(tc_db_rows *rows)
 {
-    if (rows)
+    if (rows) {
+        lat_record(rows->db->dialect, TC_DB_OP_QUERY, rows->busy_us, rows->failed);
         rows->db->ops->rows_free(rows);
+    }
 }
 
 int tc_db_query_int64(tc_db *db, const char *sql, const tc_db_param *params, int n, int64_t *out)
@@ -291,8 +368,10 @@ int tc_db_begin(tc_db *db)
     tc_db__clear_error(db);
     if (db->in_tx)
         return tc_db__fail(db, TC_DB_ESTATE, "already in a transaction");
+    uint64_t t0 = now_us();
     if ((rc = db->ops->begin(db)) == 0)
         db->in_tx = true;
+    lat_record(db->dialect, TC_DB_OP_BEGIN, now_us() - t0, rc < 0);
     return rc;
 }
 
@@ -304,7 +383,10 @@ int tc_db_commit(tc_db *db)
     if (!db->in_tx)
         return tc_db__fail(db, TC_DB_ESTATE, "commit outside a transaction");
     db->in_tx = false; /* committed, or rolled back by the backend on failure */
-    return db->ops->commit(db);
+    uint64_t t0 = now_us();
+    int rc = db->ops->commit(db);
+    lat_record(db->dialect, TC_DB_OP_COMMIT, now_us() - t0, rc < 0);
+    return rc;
 }
 
 int tc_db_rollback(tc_db *db)
@@ -315,7 +397,10 @@ int tc_db_rollback(tc_db *db)
     if (!db->in_tx)
         return 0;
     db->in_tx = false;
-    return db->ops->rollback(db);
+    uint64_t t0 = now_us();
+    int rc = db->ops->rollback(db);
+    lat_record(db->dialect, TC_DB_OP_ROLLBACK, now_us() - t0, rc < 0);
+    return rc;
 }
 
 int tc_db_in_transaction(const tc_db *db)
@@ -646,6 +731,7 @@ int tc_db_pool_acquire(tc_db_pool *pool, int wait_ms, tc_db **out)
             deadline.tv_nsec -= 1000000000L;
         }
     }
+    uint64_t t0 = now_us();
     pthread_mutex_lock(&pool->lock);
     while (pool->nfree == 0 && rc == 0) {
         if (wait_ms < 0)
@@ -657,6 +743,7 @@ int tc_db_pool_acquire(tc_db_pool *pool, int wait_ms, tc_db **out)
     if (rc == 0)
         *out = pool->free[--pool->nfree];
     pthread_mutex_unlock(&pool->lock);
+    lat_record(pool->all[0]->dialect, TC_DB_OP_POOL_WAIT, now_us() - t0, rc != 0);
     return rc;
 }
 

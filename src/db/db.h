@@ -217,6 +217,41 @@ int tc_db_pool_size(const tc_db_pool *pool);
 /* Closes every connection. All must have been released. NULL is a no-op. */
 void tc_db_pool_close(tc_db_pool *pool);
 
+/* ---- latency ----------------------------------------------------------------------- */
+
+/*
+ * Every statement is timed, process-wide, into one histogram per dialect and operation
+ * (lock-free counters; two clock reads per call and per row stepped). A query's time is
+ * tc_db_query plus each tc_db_rows_next (SQLite steps lazily), recorded when the cursor is
+ * freed. pool_wait is the time tc_db_pool_acquire waited for a free connection.
+ */
+typedef enum tc_db_op {
+    TC_DB_OP_QUERY = 0,
+    TC_DB_OP_EXEC,
+    TC_DB_OP_SCRIPT,
+    TC_DB_OP_BEGIN,
+    TC_DB_OP_COMMIT,
+    TC_DB_OP_ROLLBACK,
+    TC_DB_OP_POOL_WAIT,
+    TC_DB_OPS
+} tc_db_op;
+
+/* Bucket i counts durations in [2^(i-1), 2^i) microseconds (bucket 0: under 1 us); the
+ * last bucket has no upper bound. The same layout as the cache engine's histograms. */
+#define TC_DB_HIST_BUCKETS 24
+
+typedef struct tc_db_latency {
+    uint64_t buckets[TC_DB_HIST_BUCKETS];
+    uint64_t count, sum_us;
+    uint64_t errors; /* calls that returned an error (timeouts included) */
+} tc_db_latency;
+
+/* Static names: "query", "exec", ...; "sqlite", "postgresql". */
+const char *tc_db_op_name(tc_db_op op);
+const char *tc_db_dialect_name(tc_db_dialect d);
+/* Copies the counters of one dialect and operation (each read atomically). */
+void tc_db_latency_get(tc_db_dialect d, tc_db_op op, tc_db_latency *out);
+
 /* ---- migrations (migrate.c) -------------------------------------------------------- */
 
 /* The newest schema version this build knows. */

@@ -82,6 +82,8 @@ struct tc_db {
 /* A cursor: each backend allocates its own struct that starts with this header. */
 struct tc_db_rows {
     tc_db *db;
+    uint64_t busy_us; /* time in tc_db_query and tc_db_rows_next, recorded at free */
+    bool failed;      /* a step failed: the query counts as an error */
 };
 
 /* ---- db.c ---------------------------------------------------------------------------- */

@@ -23,11 +23,13 @@
  *   worker              runs the blocking function, publishes "done" (release
  *                       store), resumes the connection, drops its reference.
  *   access call (again) after the resume: queue the response the worker filled.
- *   completed callback  response sent or connection lost: drop libmicrohttpd's
- *                       reference. The exchange is freed by whichever of the
- *                       worker and this callback lets go last, so a client that
- *                       disconnects while its request sits on a worker costs
- *                       nothing but the wasted work.
+ *   completed callback  response sent or connection lost: call cfg.on_done (the
+ *                       status sent, or 0 if none was: a worker may still hold
+ *                       the exchange, so the hook sees no response fields),
+ *                       drop libmicrohttpd's reference. The exchange is freed
+ *                       by whichever of the worker and this callback lets go
+ *                       last, so a client that disconnects while its request
+ *                       sits on a worker costs nothing but the wasted work.
  *
  * Timeouts. libmicrohttpd's connection timeout restarts on every byte and a
  * suspended connection never times out. The watchdog thread keeps its own clock
@@ -80,6 +82,13 @@ static int64_t now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
 #endif
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_us(void) /* for request durations: the coarse clock ticks in 4 ms */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,6 +162,14 @@ struct tc_http_exchange {
 
     void *user;
     void (*user_free)(void *);
+
+    /* for on_done */
+    int64_t t0_us;               /* request line read */
+    _Atomic(const char *) route; /* tc_http_set_route; static strings only */
+    int sent_status;             /* set by send_response */
+    uint64_t sent_bytes;
+    bool no_response; /* on_done: nothing was sent; the response fields may be a worker's */
+    bool complete;    /* on_done: the response went out whole */
 
     arena_chunk *chunks;
     size_t inline_used;
@@ -428,6 +445,36 @@ int tc_http_status(const tc_http_exchange *x)
     return x->status;
 }
 
+void tc_http_set_route(tc_http_exchange *x, const char *route)
+{
+    atomic_store_explicit(&x->route, route, memory_order_relaxed);
+}
+
+const char *tc_http_route(const tc_http_exchange *x)
+{
+    return atomic_load_explicit(&((tc_http_exchange *)x)->route, memory_order_relaxed);
+}
+
+const char *tc_http_response_header(const tc_http_exchange *x, const char *name)
+{
+    if (x->no_response)
+        return NULL;
+    for (const rhdr *h = x->headers; h; h = h->next)
+        if (strcasecmp(h->name, name) == 0)
+            return h->value;
+    return NULL;
+}
+
+uint64_t tc_http_response_bytes(const tc_http_exchange *x)
+{
+    return x->no_response ? 0 : x->sent_bytes;
+}
+
+int tc_http_response_complete(const tc_http_exchange *x)
+{
+    return !x->no_response && x->complete;
+}
+
 static bool is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
@@ -544,6 +591,8 @@ static enum MHD_Result send_response(tc_http_exchange *x)
 {
     tc_http_server *s = x->srv;
     struct MHD_Response *r = NULL;
+    uint64_t body_bytes =
+        x->body_kind == B_NONE || x->method_id == TC_HTTP_M_HEAD ? 0 : x->resp_len;
     switch (x->body_kind) {
     case B_NONE:
         r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -577,6 +626,8 @@ static enum MHD_Result send_response(tc_http_exchange *x)
     int status = x->status >= 100 && x->status <= 999 ? x->status : 500;
     enum MHD_Result ok = MHD_queue_response(x->conn, (unsigned)status, r);
     MHD_destroy_response(r);
+    x->sent_status = status;
+    x->sent_bytes = body_bytes;
     atomic_store_explicit(&x->state, X_RESPONDED, memory_order_relaxed);
     if (x->ct)
         atomic_store_explicit(&x->ct->phase, PH_BUSY, memory_order_relaxed);
@@ -703,6 +754,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     memset(x, 0, offsetof(tc_http_exchange, inline_buf));
     x->srv = s;
     x->conn = c;
+    x->t0_us = now_us();
     atomic_init(&x->refs, 1);
     atomic_init(&x->state, X_HEADERS);
     size_t n = strlen(uri);
@@ -730,12 +782,24 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)c;
-    (void)toe;
     tc_http_server *s = cls;
     tc_http_exchange *x = *con_cls;
     if (x == NULL)
         return;
     *con_cls = NULL;
+    if (s->cfg.on_done) {
+        /* Anything but RESPONDED: no response went out, and a worker may still be
+         * filling this one in: the hook must not read it. */
+        int status = 0;
+        if (atomic_load_explicit(&x->state, memory_order_acquire) == X_RESPONDED) {
+            status = x->sent_status;
+            x->complete = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+        } else {
+            x->no_response = true;
+        }
+        int64_t took = now_us() - x->t0_us;
+        s->cfg.on_done(s->cfg.ctx, x, status, took > 0 ? (uint64_t)took : 0);
+    }
     if (x->ct) {
         atomic_store_explicit(&x->ct->since_ms, now_ms(), memory_order_relaxed);
         atomic_store_explicit(&x->ct->phase, PH_IDLE, memory_order_release);

@@ -65,6 +65,15 @@ typedef size_t (*tc_http_body_limit_fn)(void *ctx, const tc_http_exchange *x);
 typedef void (*tc_http_reject_fn)(void *ctx, tc_http_exchange *x, int status);
 /* One line from libmicrohttpd or from the server (no trailing newline). */
 typedef void (*tc_http_log_fn)(void *ctx, const char *line);
+/* Runs once per request (every request line read), when its exchange ends: the
+ * response went out, or the connection was lost. On an event thread: it must
+ * not block (count, or hand a line to a buffered writer). status is the status
+ * sent, or 0 when no response was sent (the client left first, maybe while a
+ * worker still runs: then only the request accessors except
+ * tc_http_client_addr and tc_http_alloc, tc_http_route and tc_http_response_*
+ * may be used, and the latter answer NULL / 0).
+ * duration_us runs from the request line read to the exchange's end. */
+typedef void (*tc_http_done_fn)(void *ctx, tc_http_exchange *x, int status, uint64_t duration_us);
 
 typedef struct tc_http_config {
     const char *bind_address; /* IPv4 or IPv6 literal; default "127.0.0.1" */
@@ -87,6 +96,7 @@ typedef struct tc_http_config {
     tc_http_body_limit_fn body_limit; /* optional */
     tc_http_reject_fn reject;         /* optional: default is a short text/plain body */
     tc_http_log_fn log;               /* optional: default writes to stderr */
+    tc_http_done_fn on_done;          /* optional: per-request completion (metrics, access log) */
     void *ctx;                        /* passed to all of the above */
 } tc_http_config;
 
@@ -174,6 +184,12 @@ void *tc_http_alloc(tc_http_exchange *x, size_t n);
 void tc_http_set_user(tc_http_exchange *x, void *p, void (*free_fn)(void *p));
 void *tc_http_user(const tc_http_exchange *x);
 
+/* A label for the route that serves x, for metrics and logs (e.g. a procedure
+ * name). route is kept as a pointer: it must be a static string. The last call
+ * wins; tc_http_route answers NULL until one is made. Any thread that may use x. */
+void tc_http_set_route(tc_http_exchange *x, const char *route);
+const char *tc_http_route(const tc_http_exchange *x);
+
 /* --------------------------------------------------------------------------
  * The response. Status 0 (never set) is sent as 500. Every response gets a
  * Date header (libmicrohttpd); no other header is added except Content-Length,
@@ -199,6 +215,14 @@ int tc_http_set_body_ref(tc_http_exchange *x, const void *data, size_t len,
 /* Status, Content-Type (may be NULL) and a copied body in one call. */
 int tc_http_respond(tc_http_exchange *x, int status, const char *content_type, const void *body,
                     size_t len);
+
+/* A response header set so far (name case-insensitive; the first of repeated
+ * ones), or NULL. In on_done: NULL when no response was sent. */
+const char *tc_http_response_header(const tc_http_exchange *x, const char *name);
+/* In on_done: body bytes of the response sent (0 for HEAD or when none was
+ * sent), and 1 if it went out whole, 0 if the connection ended first. */
+uint64_t tc_http_response_bytes(const tc_http_exchange *x);
+int tc_http_response_complete(const tc_http_exchange *x);
 
 /* From a handler only: run fn(cfg.ctx, x) on a worker, then send the response
  * it fills. The handler must then return TC_HTTP_OFFLOAD. The connection is

@@ -1,0 +1,604 @@
+/*
+ * The server-rendered pages: `/` (the latest posts), `/blog/<slug>` (a post),
+ * `/login`, and `/dashboard` (the signed-in user's dashboard, with a script
+ * that refreshes its widgets through tRPC).
+ *
+ * Each page is built from the same procedure calls the API serves — the same
+ * cache keys, so `/blog/hello` and `blog.bySlug {"slug":"hello"}` share one
+ * entry — and from templates in <web>/templates (tmpl.h: every value is
+ * HTML-escaped unless our code built it as HTML).
+ *
+ * DESIGN — ETags without rendering. A page's bytes are a function of the
+ * templates, the asset names and the values of its calls, so its ETag is a
+ * hash of (build hash, page, the values' content hashes). A revalidation that
+ * matches is answered 304 from cache lookups alone; the JSON is parsed and the
+ * HTML rendered only for a 200. With the cache off (no value hashes) the body
+ * is rendered and hashed instead. Like the tRPC cycle, a request runs on the
+ * event thread while everything it needs is in L1 and is handed to a worker
+ * at the first step that would block.
+ *
+ * Routing is strict: exactly "/", "/login", "/dashboard" and "/blog/" plus a
+ * slug (a-z, 0-9, '-'); anything else, including a trailing segment, a ';'
+ * parameter or a %-escape, is 404 (web cache deception: a cache keyed on
+ * "/dashboard/x.css" must never get the dashboard).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "app/internal.h"
+#include "http/tmpl.h"
+
+#define PAGE_BYTES_MAX (4u << 20)
+#define TEMPLATE_BYTES_MAX (256u << 10)
+
+enum { T_LAYOUT, T_HOME, T_POST_ITEM, T_POST, T_LOGIN, T_DASHBOARD, T_NOT_FOUND, T_COUNT };
+static const char *const TEMPLATE_FILES[T_COUNT] = {
+    "layout.html", "home.html",      "post_item.html", "post.html",
+    "login.html",  "dashboard.html", "not_found.html",
+};
+
+struct tc_pages {
+    char *t[T_COUNT];
+    size_t tlen[T_COUNT];
+    const tc_assets *assets;
+    uint64_t build; /* templates + asset names: part of every page's ETag */
+};
+
+typedef enum { P_NONE, P_HOME, P_LOGIN, P_DASHBOARD, P_POST } page_kind;
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "template %s: cannot open it", path);
+        return NULL;
+    }
+    char *buf = malloc(TEMPLATE_BYTES_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, TEMPLATE_BYTES_MAX + 1, f) : 0;
+    fclose(f);
+    if (buf == NULL || n > TEMPLATE_BYTES_MAX) {
+        snprintf(err, errlen, "template %s: over %u bytes", path, TEMPLATE_BYTES_MAX);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static const char *static_lookup(void *ctx, const char *name)
+{
+    const tc_pages *p = ctx;
+    return strncmp(name, "static:", 7) == 0 ? tc__asset_url(p->assets, name + 7) : NULL;
+}
+
+/* Every {{static:NAME}} of a template must name an asset: checked at start-up. */
+static int check_assets(const tc_pages *p, int t, char *err, size_t errlen)
+{
+    for (const char *s = p->t[t]; (s = strstr(s, "{{static:")) != NULL; s++) {
+        const char *name = s + 9, *end = strstr(name, "}}");
+        char n[128];
+        if (end == NULL || (size_t)(end - name) >= sizeof(n))
+            continue;
+        memcpy(n, name, (size_t)(end - name));
+        n[end - name] = '\0';
+        if (tc__asset_url(p->assets, n) == NULL) {
+            snprintf(err, errlen, "template %s: no static file %s", TEMPLATE_FILES[t], n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen)
+{
+    tc_pages *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->assets = assets;
+    XXH3_state_t *s = XXH3_createState();
+    if (s == NULL)
+        goto fail;
+    XXH3_64bits_reset(s);
+    uint64_t ah = tc__assets_hash(assets);
+    XXH3_64bits_update(s, &ah, sizeof(ah));
+    for (int i = 0; i < T_COUNT; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/templates/%s", dir, TEMPLATE_FILES[i]);
+        if ((p->t[i] = read_file(path, &p->tlen[i], err, errlen)) == NULL ||
+            check_assets(p, i, err, errlen) != 0) {
+            XXH3_freeState(s);
+            goto fail;
+        }
+        XXH3_64bits_update(s, p->t[i], p->tlen[i] + 1);
+    }
+    p->build = XXH3_64bits_digest(s);
+    XXH3_freeState(s);
+    return p;
+fail:
+    tc__pages_free(p);
+    return NULL;
+}
+
+void tc__pages_free(tc_pages *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < T_COUNT; i++)
+        free(p->t[i]);
+    free(p);
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+static bool is(const char *raw, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(raw, want, len) == 0;
+}
+
+bool tc__page_path(const char *raw, size_t len)
+{
+    return is(raw, len, "/") || is(raw, len, "/login") || is(raw, len, "/dashboard") ||
+           (len > 6 && memcmp(raw, "/blog/", 6) == 0);
+}
+
+/* The page of a raw path; slug gets a post's slug (NUL-terminated). */
+static page_kind route(const char *raw, size_t len, char slug[101])
+{
+    if (is(raw, len, "/"))
+        return P_HOME;
+    if (is(raw, len, "/login"))
+        return P_LOGIN;
+    if (is(raw, len, "/dashboard"))
+        return P_DASHBOARD;
+    if (len > 6 && len - 6 <= 100 && memcmp(raw, "/blog/", 6) == 0) {
+        memcpy(slug, raw + 6, len - 6);
+        slug[len - 6] = '\0';
+        if (strlen(slug) == len - 6 && tc_in_slug(slug) == NULL)
+            return P_POST;
+    }
+    return P_NONE;
+}
+
+/* ---- rendering helpers ------------------------------------------------------------------------
+ */
+
+static const char *str(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s != NULL ? s : "";
+}
+
+static long long num(const json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void day(long long ms, char out[16])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 16, "%Y-%m-%d", &tm) == 0)
+        snprintf(out, 16, "-");
+}
+
+/* Renders template t into a NUL-terminated malloc'd string (html var). */
+static char *render_part(const tc_pages *p, int t, const tc_tmpl_var *v, int n)
+{
+    tc_buf b = {.max = PAGE_BYTES_MAX};
+    if (tc_tmpl_render(&b, p->t[t], p->tlen[t], v, n, static_lookup, (void *)p) != 0 ||
+        tc_buf_append(&b, "", 1) != 0) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* The whole page: content (HTML) inside the layout. */
+static int render_page(const tc_pages *p, tc_buf *out, const char *title, const char *content,
+                       const char *script)
+{
+    char tag[256] = "";
+    const char *url = script != NULL ? tc__asset_url(p->assets, script) : NULL;
+    if (url != NULL)
+        snprintf(tag, sizeof(tag), "<script src=\"%s\" defer></script>", url);
+    tc_tmpl_var v[] = {
+        {"title", title, false},
+        {"content", content, true},
+        {"page_script", tag, true},
+    };
+    return tc_tmpl_render(out, p->t[T_LAYOUT], p->tlen[T_LAYOUT], v, 3, static_lookup, (void *)p);
+}
+
+/* A post's body: paragraphs separated by blank lines, each escaped. */
+static int paragraphs(tc_buf *b, const char *text)
+{
+    int err = 0;
+    while (err == 0 && *text != '\0') {
+        while (*text == '\n' || *text == '\r' || *text == ' ')
+            text++;
+        if (*text == '\0')
+            break;
+        const char *end = strstr(text, "\n\n");
+        size_t n = end != NULL ? (size_t)(end - text) : strlen(text);
+        while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\r'))
+            n--;
+        err = tc_buf_append(b, "<p>", 3);
+        if (err == 0)
+            err = tc_html_escape(b, text, n);
+        if (err == 0)
+            err = tc_buf_append(b, "</p>\n", 5);
+        text += end != NULL ? (size_t)(end - text) : strlen(text);
+    }
+    return err == 0 ? tc_buf_append(b, "", 1) : err;
+}
+
+/* ---- the pages ---------------------------------------------------------------------------------
+ */
+
+static char *home_content(const tc_pages *p, const json_t *list)
+{
+    tc_buf items = {.max = PAGE_BYTES_MAX};
+    const json_t *arr = json_object_get(list, "items");
+    size_t i;
+    const json_t *it;
+    int err = 0;
+    json_array_foreach(arr, i, it)
+    {
+        char date[16];
+        day(num(it, "publishedAt"), date);
+        tc_tmpl_var v[] = {{"slug", str(it, "slug"), false},
+                           {"title", str(it, "title"), false},
+                           {"excerpt", str(it, "excerpt"), false},
+                           {"date", date, false}};
+        if (err == 0)
+            err = tc_tmpl_render(&items, p->t[T_POST_ITEM], p->tlen[T_POST_ITEM], v, 4, NULL, NULL);
+    }
+    if (err == 0)
+        err = tc_buf_append(&items, "", 1);
+    char *out = NULL;
+    if (err == 0) {
+        tc_tmpl_var v[] = {{"items", items.data, true},
+                           {"empty", json_array_size(arr) == 0 ? "No posts yet." : "", false}};
+        out = render_part(p, T_HOME, v, 2);
+    }
+    free(items.data);
+    return out;
+}
+
+static char *post_content(const tc_pages *p, const json_t *post, char *title, size_t tcap)
+{
+    tc_buf body = {.max = PAGE_BYTES_MAX};
+    if (paragraphs(&body, str(post, "body")) != 0) {
+        free(body.data);
+        return NULL;
+    }
+    char date[16];
+    day(num(post, "publishedAt"), date);
+    snprintf(title, tcap, "%s", str(post, "title"));
+    tc_tmpl_var v[] = {{"title", str(post, "title"), false},
+                       {"author", str(json_object_get(post, "author"), "name"), false},
+                       {"date", date, false},
+                       {"slug", str(post, "slug"), false},
+                       {"body", body.data, true}};
+    char *out = render_part(p, T_POST, v, 5);
+    free(body.data);
+    return out;
+}
+
+/* The dashboard's widgets from dashboard.summary and user.me. */
+static char *dashboard_content(const tc_pages *p, const json_t *d, const json_t *me)
+{
+    const json_t *usage = json_object_get(d, "usage"), *act = json_object_get(d, "activity"),
+                 *sub = json_object_get(d, "subscription"), *plan = json_object_get(sub, "plan"),
+                 *last7 = json_object_get(act, "last7d"), *daily = json_object_get(act, "daily");
+    tc_buf kinds = {.max = PAGE_BYTES_MAX}, recent = {.max = PAGE_BYTES_MAX},
+           chart = {.max = PAGE_BYTES_MAX};
+    int err = 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)json_object_get(last7, "byKind"), k, v)
+    {
+        if (err == 0)
+            err = tc_buf_append(&kinds, "<li><span class=\"k\">", 20);
+        if (err == 0)
+            err = tc_html_escape(&kinds, k, strlen(k));
+        if (err == 0)
+            err = tc_buf_printf(&kinds, "</span> <span class=\"n\">%lld</span></li>",
+                                (long long)json_integer_value(v));
+    }
+    size_t i;
+    json_array_foreach(json_object_get(d, "recent"), i, v)
+    {
+        char date[16];
+        day(num(v, "createdAt"), date);
+        if (err == 0)
+            err = tc_buf_append(&recent, "<li><span class=\"k\">", 20);
+        if (err == 0)
+            err = tc_html_escape(&recent, str(v, "kind"), strlen(str(v, "kind")));
+        if (err == 0)
+            err = tc_buf_printf(&recent, "</span> <time>%s</time></li>", date);
+    }
+    /* 30 bars, scaled to the busiest day; attributes only (the CSP allows no inline style) */
+    long long maxd = 1;
+    json_array_foreach(daily, i, v) if (json_integer_value(v) > maxd) maxd = json_integer_value(v);
+    json_array_foreach(daily, i, v)
+    {
+        long long n = json_integer_value(v);
+        long long hgt = n * 60 / maxd;
+        if (err == 0)
+            err = tc_buf_printf(&chart,
+                                "<rect x=\"%zu\" y=\"%lld\" width=\"8\" height=\"%lld\">"
+                                "<title>%lld</title></rect>",
+                                i * 10, 60 - hgt, hgt, n);
+    }
+    if (err == 0)
+        err = tc_buf_append(&kinds, "", 1);
+    if (err == 0)
+        err = tc_buf_append(&recent, "", 1);
+    if (err == 0)
+        err = tc_buf_append(&chart, "", 1);
+    char *out = NULL;
+    if (err == 0) {
+        char uid[24], events[24], limit[24], pct[24], total7[24], seats[24];
+        snprintf(uid, sizeof(uid), "%lld", num(d, "userId"));
+        snprintf(events, sizeof(events), "%lld", num(usage, "events30d"));
+        snprintf(limit, sizeof(limit), "%lld", num(usage, "limit"));
+        snprintf(pct, sizeof(pct), "%.1f", json_number_value(json_object_get(usage, "percent")));
+        snprintf(total7, sizeof(total7), "%lld", num(last7, "total"));
+        snprintf(seats, sizeof(seats), "%lld", num(sub, "seats"));
+        tc_tmpl_var vars[] = {
+            {"user_id", uid, false},
+            {"name", str(me, "name"), false},
+            {"email", str(me, "email"), false},
+            {"plan", str(plan, "name"), false},
+            {"status", str(sub, "status"), false},
+            {"seats", seats, false},
+            {"events30d", events, false},
+            {"limit", limit, false},
+            {"percent", pct, false},
+            {"total7", total7, false},
+            {"kinds7", kinds.data, true},
+            {"recent", recent.data, true},
+            {"chart", chart.data, true},
+        };
+        out = render_part(p, T_DASHBOARD, vars, (int)(sizeof(vars) / sizeof(vars[0])));
+    }
+    free(kinds.data);
+    free(recent.data);
+    free(chart.data);
+    return out;
+}
+
+/* ---- serving
+ * ------------------------------------------------------------------------------------- */
+
+/* One procedure call, exactly as the tRPC cycle makes it (same cache key). */
+static tc_call_status run(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
+                          const tc_session *s, const char *path, json_t *input)
+{
+    *c = (tc_call){
+        .app = app, .x = x, .may_block = may_block, .session = s, .path = path, .input = input};
+    return tc__call_run(c, tc__proc_find(path));
+}
+
+/* The call's value as JSON (parsed from the cached bytes, or the uncached data). */
+static json_t *data_of(const tc_call *c)
+{
+    if (c->value != NULL)
+        return json_loadb(c->value->data, c->value->len, JSON_DECODE_ANY, NULL);
+    return json_incref(c->data);
+}
+
+static void security_headers(tc_http_exchange *x)
+{
+    tc_http_add_header(x, "Content-Security-Policy",
+                       "default-src 'self'; script-src 'self'; style-src 'self'; "
+                       "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                       "frame-ancestors 'none'; form-action 'self'");
+    tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
+    tc_http_add_header(x, "Referrer-Policy", "same-origin");
+}
+
+/* Sends an error page (no-store) with the layout, or plain text if that fails.
+ * sec: the security headers are on the response already. */
+static void error_page(tc_app *app, tc_http_exchange *x, int status, const char *title,
+                       const char *message, bool sec)
+{
+    const tc_pages *p = app->pages;
+    tc_tmpl_var v[] = {{"title", title, false}, {"message", message, false}};
+    char *content = render_part(p, T_NOT_FOUND, v, 2);
+    tc_buf b = {.max = PAGE_BYTES_MAX};
+    tc_cachehdr_simple(x, TC_ROUTE_ERROR);
+    if (!sec)
+        security_headers(x);
+    if (content != NULL && render_page(p, &b, title, content, NULL) == 0) {
+        tc_http_respond(x, status, "text/html; charset=utf-8", NULL, 0);
+        tc_http_take_body(x, b.data, b.len);
+    } else {
+        free(b.data);
+        tc_http_respond(x, status, "text/plain; charset=utf-8", message, strlen(message));
+    }
+    free(content);
+}
+
+/* The ETag of a page: the build, the page, and its values' content hashes. */
+static const char *page_etag(const tc_pages *p, page_kind k, const tc_call *calls, int n,
+                             char out[TC_ETAG_MAX])
+{
+    uint64_t in[2 + 4] = {p->build, (uint64_t)k};
+    for (int i = 0; i < n; i++) {
+        if (calls[i].value == NULL)
+            return NULL; /* the cache is off: hash the body instead */
+        in[2 + i] = calls[i].value->hash;
+    }
+    return tc_cachehdr_etag(XXH3_64bits(in, (size_t)(2 + n) * sizeof(in[0])), NULL, out);
+}
+
+static void blocking_page(void *ctx, tc_http_exchange *x)
+{
+    tc__page_serve(ctx, x, true);
+}
+
+tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
+{
+    const tc_pages *p = app->pages;
+    size_t len;
+    const char *raw = tc_http_raw_path(x, &len);
+    char slug[101];
+    page_kind kind = route(raw, len, slug);
+    if (kind == P_NONE) {
+        error_page(app, x, 404, "Not found", "There is no page here.", false);
+        return TC_HTTP_DONE;
+    }
+    tc_http_method_id m = tc_http_method_id_of(x);
+    if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
+        tc_http_add_header(x, "Allow", "GET, HEAD");
+        error_page(app, x, 405, "Method not allowed", "This page answers GET and HEAD.", false);
+        return TC_HTTP_DONE;
+    }
+
+    tc_call calls[2];
+    int ncalls = 0;
+    tc_session sess;
+    json_t *input = NULL;
+    tc_cachehdr h = {.cls = TC_ROUTE_PAGE, .last_modified = -1, .tag_header = &app->tag_header};
+    char tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
+    const char *tagv[TC_TAGS_MAX];
+    tc_call_status st = CALL_OK;
+    bool sec = false; /* security headers added */
+    switch (kind) {
+    case P_HOME:
+        st = run(&calls[ncalls++], app, x, may_block, NULL, "blog.list", NULL);
+        break;
+    case P_POST:
+        if ((input = json_pack("{s:s}", "slug", slug)) == NULL)
+            goto oom;
+        st = run(&calls[ncalls++], app, x, may_block, NULL, "blog.bySlug", input);
+        break;
+    case P_DASHBOARD: {
+        /* Authentication before anything else, preconditions included. */
+        tc_call probe = {.app = app, .x = x, .may_block = may_block};
+        st = tc__auth_session(&probe, &sess);
+        if (st == CALL_NEED_BLOCK)
+            goto offload;
+        if (st == CALL_ERROR) {
+            error_page(app, x, 503, "Try again", "Sessions cannot be checked just now.", false);
+            return TC_HTTP_DONE;
+        }
+        if (sess.user_id == 0) {
+            tc_cachehdr_simple(x, TC_ROUTE_ERROR);
+            tc_http_add_header(x, "Location", "/login");
+            tc_http_respond(x, 303, "text/plain; charset=utf-8", "sign in first\n", 14);
+            return TC_HTTP_DONE;
+        }
+        h.cls = TC_ROUTE_PAGE_PRIVATE;
+        st = run(&calls[ncalls++], app, x, may_block, &sess, "dashboard.summary", NULL);
+        if (st == CALL_OK)
+            st = run(&calls[ncalls++], app, x, may_block, &sess, "user.me", NULL);
+        break;
+    }
+    default:
+        break;
+    }
+    if (st == CALL_NEED_BLOCK)
+        goto offload;
+    for (int i = 0; i < ncalls; i++) {
+        if (calls[i].code == TC_TRPC_NOT_FOUND) {
+            error_page(app, x, 404, "Not found", "There is no post here.", false);
+            goto done;
+        }
+        if (calls[i].code != TC_TRPC_OK) {
+            error_page(app, x, 500, "Something went wrong", "The page could not be built.", false);
+            goto done;
+        }
+    }
+    for (int i = 0; i < ncalls && h.cls == TC_ROUTE_PAGE; i++) {
+        int n = tc__call_tags(&calls[i], tc__proc_find(calls[i].path), tags);
+        for (int j = 0; j < n && h.ntags < TC_TAGS_MAX; j++)
+            tagv[h.ntags++] = tags[j];
+    }
+    h.tags = tagv;
+    security_headers(x);
+    sec = true;
+
+    /* A revalidation that matches: 304 from the cache lookups alone. */
+    char etag[TC_ETAG_MAX];
+    h.etag = page_etag(p, kind, calls, ncalls, etag);
+    if (h.etag != NULL && tc_cachehdr_precondition(x, &h) != 200) {
+        tc_cachehdr_respond(x, &h); /* 304 with the caching headers, or 412 */
+        goto done;
+    }
+
+    json_t *d0 = ncalls > 0 ? data_of(&calls[0]) : NULL,
+           *d1 = ncalls > 1 ? data_of(&calls[1]) : NULL;
+    char title[256] = "";
+    char *content = NULL;
+    const char *script = NULL;
+    switch (kind) {
+    case P_HOME:
+        snprintf(title, sizeof(title), "Blog");
+        content = d0 != NULL ? home_content(p, d0) : NULL;
+        break;
+    case P_POST:
+        content = d0 != NULL ? post_content(p, d0, title, sizeof(title)) : NULL;
+        break;
+    case P_LOGIN:
+        snprintf(title, sizeof(title), "Sign in");
+        content = render_part(p, T_LOGIN, NULL, 0);
+        break;
+    case P_DASHBOARD:
+        snprintf(title, sizeof(title), "Dashboard");
+        content = d0 != NULL && d1 != NULL ? dashboard_content(p, d0, d1) : NULL;
+        script = "dashboard.js";
+        break;
+    default:
+        break;
+    }
+    json_decref(d0);
+    json_decref(d1);
+    tc_buf b = {.max = PAGE_BYTES_MAX};
+    if (content == NULL || render_page(p, &b, title, content, script) != 0) {
+        free(content);
+        free(b.data);
+        goto oom;
+    }
+    free(content);
+    if (h.etag == NULL) /* no cached values: the body is the validator */
+        h.etag = tc_cachehdr_etag(XXH3_64bits(b.data, b.len), NULL, etag);
+    if (tc_cachehdr_respond(x, &h) == 200) {
+        tc_http_set_content_type(x, "text/html; charset=utf-8");
+        tc_http_take_body(x, b.data, b.len);
+    } else {
+        free(b.data);
+    }
+    goto done;
+
+offload:
+    for (int i = 0; i < ncalls; i++) {
+        tc_value_release(calls[i].value);
+        json_decref(calls[i].data);
+    }
+    json_decref(input);
+    if (tc_http_offload(x, blocking_page) == 0)
+        return TC_HTTP_OFFLOAD;
+    error_page(app, x, 500, "Something went wrong", "The request could not be handed over.", false);
+    return TC_HTTP_DONE;
+oom:
+    error_page(app, x, 500, "Something went wrong", "Out of memory.", sec);
+done:
+    for (int i = 0; i < ncalls; i++) {
+        tc_value_release(calls[i].value);
+        json_decref(calls[i].data);
+    }
+    json_decref(input);
+    return TC_HTTP_DONE;
+}

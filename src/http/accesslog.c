@@ -1,0 +1,436 @@
+/*
+ * The access log (see accesslog.h for the line and the buffering).
+ *
+ * DESIGN — two buffers, one writer. The event threads format a line on their
+ * stack and copy it into the current buffer under `lock` (a memcpy: the lock is
+ * never held across I/O). The writer thread wakes every FLUSH_MS, or when the
+ * current buffer is half full, swaps the two buffers under the lock and writes
+ * the full one with no lock held. While it writes, the event threads fill the
+ * other buffer; if that one fills up too, lines are dropped and counted. A slow
+ * disk or a stalled pipe therefore costs log lines, never request latency.
+ */
+#define _GNU_SOURCE /* gmtime_r */
+#include "http/accesslog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FLUSH_MS 100
+#define LINE_MAX_BYTES 2048
+#define VALUE_MAX 512 /* bytes of one value, as written */
+
+struct tc_access_log {
+    int fd;
+    bool own_fd;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    char *buf[2];
+    size_t len[2];
+    size_t cap;
+    int cur;       /* the buffer being filled (under lock) */
+    bool stopping; /* under lock */
+    pthread_t writer;
+    _Atomic uint64_t lines, dropped, write_errors;
+};
+
+/* ---- formatting ------------------------------------------------------------------- */
+
+typedef struct out {
+    char *p;
+    size_t len, cap; /* cap excludes room kept for the final '\n' */
+} out;
+
+static void put(out *o, const char *s, size_t n)
+{
+    if (n > o->cap - o->len)
+        n = o->cap - o->len;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static bool needs_quotes(const char *s, size_t n)
+{
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* key=value, quoted and escaped when needed; a value longer than VALUE_MAX
+ * bytes (as written, escapes included) is cut and ends in "...", so that no
+ * value can push the fields after it off the line. */
+static void field(out *o, const char *key, const char *v, size_t n)
+{
+    if (o->len > 0)
+        put(o, " ", 1);
+    puts_(o, key);
+    put(o, "=", 1);
+    bool quoted = needs_quotes(v, n);
+    size_t room = VALUE_MAX;
+    if (quoted)
+        put(o, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        char esc[8];
+        size_t k = 1;
+        esc[0] = (char)c;
+        if (!quoted) {
+            /* as is */
+        } else if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c, k = 2;
+        } else if (c == '\n') {
+            memcpy(esc, "\\n", 2), k = 2;
+        } else if (c == '\r') {
+            memcpy(esc, "\\r", 2), k = 2;
+        } else if (c == '\t') {
+            memcpy(esc, "\\t", 2), k = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            k = 6;
+        }
+        if (k > room) {
+            put(o, "...", 3);
+            break;
+        }
+        put(o, esc, k);
+        room -= k;
+    }
+    if (quoted)
+        put(o, "\"", 1);
+}
+
+static void field_s(out *o, const char *key, const char *v)
+{
+    field(o, key, v, strlen(v));
+}
+
+static void field_u(out *o, const char *key, uint64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+    field(o, key, num, (size_t)n);
+}
+
+size_t tc_access_log_format(char *buf, size_t cap, const tc_access_entry *e)
+{
+    out o = {buf, 0, cap - 1};
+    char t[80], num[48];
+    time_t secs = (time_t)(e->time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(e->time_ms % 1000));
+    field_s(&o, "time", t);
+    field_s(&o, "method", e->method != NULL && e->method[0] != '\0' ? e->method : "-");
+    field(&o, "path", e->path != NULL ? e->path : "", e->path != NULL ? e->path_len : 0);
+    field_u(&o, "status", (uint64_t)(e->status > 0 ? e->status : 0));
+    snprintf(num, sizeof(num), "%llu.%03llu", (unsigned long long)(e->duration_us / 1000),
+             (unsigned long long)(e->duration_us % 1000));
+    field_s(&o, "duration_ms", num);
+    char word[32], detail[32];
+    tc_cache_status_parse(e->cache_status, word, sizeof(word), detail, sizeof(detail));
+    field_s(&o, "cache", word);
+    if (detail[0] != '\0')
+        field_s(&o, "cache_detail", detail);
+    field_u(&o, "bytes", e->bytes);
+    field_s(&o, "route", e->route != NULL ? e->route : "-");
+    field_s(&o, "client", e->client != NULL ? e->client : "-");
+    if (e->aborted)
+        field_s(&o, "aborted", "true");
+    buf[o.len++] = '\n';
+    return o.len;
+}
+
+/* ---- Cache-Status ----------------------------------------------------------------- */
+
+static bool is_tok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~:/", c) != NULL);
+}
+
+/* Reads a token, integer or quoted string at *p into v (token characters only,
+ * others dropped; cut at cap - 1). */
+static void read_value(const char **p, char *v, size_t cap)
+{
+    size_t n = 0;
+    const char *s = *p;
+    if (*s == '"') {
+        for (s++; *s != '\0' && *s != '"'; s++) {
+            if (*s == '\\' && s[1] != '\0')
+                s++;
+            if (is_tok((unsigned char)*s) && n + 1 < cap)
+                v[n++] = *s;
+        }
+        if (*s == '"')
+            s++;
+    } else {
+        for (; is_tok((unsigned char)*s); s++)
+            if (n + 1 < cap)
+                v[n++] = *s;
+    }
+    v[n] = '\0';
+    *p = s;
+}
+
+static void skip_ows(const char **p)
+{
+    while (**p == ' ' || **p == '\t')
+        (*p)++;
+}
+
+tc_cstat tc_cache_status_parse(const char *h, char *word, size_t wcap, char *detail, size_t dcap)
+{
+    snprintf(word, wcap, "-");
+    detail[0] = '\0';
+    if (h == NULL)
+        return TC_CSTAT_NONE;
+    const char *p = h;
+    char v[64];
+    skip_ows(&p);
+    read_value(&p, v, sizeof(v)); /* the cache's name */
+    bool hit = false, fwd = false;
+    char fwd_v[32] = "";
+    long long ttl = 0;
+    for (;;) {
+        skip_ows(&p);
+        if (*p != ';')
+            break; /* ',' ends the first member; anything else ends the parse */
+        p++;
+        skip_ows(&p);
+        char key[16];
+        size_t k = 0;
+        for (; (*p >= 'a' && *p <= 'z') || *p == '-' || *p == '_' || (*p >= '0' && *p <= '9'); p++)
+            if (k + 1 < sizeof(key))
+                key[k++] = *p;
+        key[k] = '\0';
+        v[0] = '\0';
+        bool has_value = *p == '=';
+        if (has_value) {
+            p++;
+            read_value(&p, v, sizeof(v));
+        }
+        if (strcmp(key, "hit") == 0) {
+            hit = !has_value || strcmp(v, "?0") != 0;
+        } else if (strcmp(key, "fwd") == 0 && has_value) {
+            fwd = true;
+            snprintf(fwd_v, sizeof(fwd_v), "%s", v);
+        } else if (strcmp(key, "ttl") == 0 && has_value) {
+            ttl = strtoll(v, NULL, 10);
+        } else if (strcmp(key, "detail") == 0 && has_value) {
+            snprintf(detail, dcap, "%s", v);
+        }
+    }
+    if (hit) {
+        /* stale: a negative ttl (RFC 9211), or a detail that says so ("l1-stale"): a
+         * value less than a second past its fresh time still shows ttl=0 */
+        size_t dl = strlen(detail);
+        bool stale = ttl < 0 || (dl >= 5 && strcmp(detail + dl - 5, "stale") == 0);
+        snprintf(word, wcap, "%s", stale ? "stale" : "hit");
+        return stale ? TC_CSTAT_STALE : TC_CSTAT_HIT;
+    }
+    if (fwd) {
+        snprintf(word, wcap, "%s", fwd_v[0] != '\0' ? fwd_v : "fwd");
+        return strcmp(fwd_v, "miss") == 0 ? TC_CSTAT_MISS : TC_CSTAT_FWD;
+    }
+    return TC_CSTAT_NONE;
+}
+
+/* ---- the writer --------------------------------------------------------------------- */
+
+static void write_all(tc_access_log *l, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(l->fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            atomic_fetch_add_explicit(&l->write_errors, 1, memory_order_relaxed);
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    tc_access_log *l = arg;
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        if (l->len[l->cur] == 0 && !l->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += FLUSH_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L)
+                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+        } else if (!l->stopping && l->len[l->cur] < l->cap / 2) {
+            /* something to write, not urgent: let more lines join it */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += FLUSH_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L)
+                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+        }
+        int full = l->cur;
+        size_t n = l->len[full];
+        bool stop = l->stopping;
+        if (n > 0) {
+            l->cur ^= 1; /* the event threads fill the other one meanwhile */
+            pthread_mutex_unlock(&l->lock);
+            write_all(l, l->buf[full], n);
+            pthread_mutex_lock(&l->lock);
+            l->len[full] = 0;
+        } else if (stop) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *err, size_t errlen)
+{
+    tc_access_log *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->cap = buffer_bytes > 0 ? buffer_bytes : 256u * 1024;
+    if (l->cap < 2 * LINE_MAX_BYTES)
+        l->cap = 2 * LINE_MAX_BYTES;
+    l->buf[0] = malloc(l->cap);
+    l->buf[1] = malloc(l->cap);
+    if (l->buf[0] == NULL || l->buf[1] == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (strcmp(dest, "stderr") == 0) {
+        l->fd = STDERR_FILENO;
+    } else {
+        l->fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (l->fd < 0) {
+            snprintf(err, errlen, "access log %s: %s", dest, strerror(errno));
+            goto fail;
+        }
+        l->own_fd = true;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+        snprintf(err, errlen, "access log: cannot start its thread");
+        pthread_cond_destroy(&l->wake);
+        pthread_mutex_destroy(&l->lock);
+        if (l->own_fd)
+            close(l->fd);
+        goto fail;
+    }
+    return l;
+fail:
+    free(l->buf[0]);
+    free(l->buf[1]);
+    free(l);
+    return NULL;
+}
+
+void tc_access_log_close(tc_access_log *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->stopping = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    pthread_join(l->writer, NULL);
+    if (l->own_fd)
+        close(l->fd);
+    pthread_cond_destroy(&l->wake);
+    pthread_mutex_destroy(&l->lock);
+    free(l->buf[0]);
+    free(l->buf[1]);
+    free(l);
+}
+
+static void queue(tc_access_log *l, const char *line, size_t n)
+{
+    pthread_mutex_lock(&l->lock);
+    size_t *len = &l->len[l->cur];
+    if (l->stopping || n > l->cap - *len) {
+        pthread_mutex_unlock(&l->lock);
+        atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+        return;
+    }
+    memcpy(l->buf[l->cur] + *len, line, n);
+    *len += n;
+    bool urge = *len >= l->cap / 2 && *len - n < l->cap / 2;
+    if (urge)
+        pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    atomic_fetch_add_explicit(&l->lines, 1, memory_order_relaxed);
+}
+
+void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, uint64_t duration_us)
+{
+    if (l == NULL)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    size_t plen;
+    const char *path = tc_http_raw_path(x, &plen);
+    tc_access_entry e = {
+        .time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+        .method = tc_http_method(x),
+        .path = path,
+        .path_len = path != NULL ? plen : 0,
+        .status = status,
+        .duration_us = duration_us,
+        .cache_status = tc_http_response_header(x, "Cache-Status"),
+        .bytes = tc_http_response_bytes(x),
+        .route = tc_http_route(x),
+        /* status 0: a worker may still hold x, and the address is allocated on demand */
+        .client = status != 0 ? tc_http_client_addr(x) : NULL,
+        .aborted = !tc_http_response_complete(x),
+    };
+    tc_access_log_write(l, &e);
+}
+
+void tc_access_log_write(tc_access_log *l, const tc_access_entry *e)
+{
+    if (l == NULL)
+        return;
+    char line[LINE_MAX_BYTES];
+    queue(l, line, tc_access_log_format(line, sizeof(line), e));
+}
+
+void tc_access_log_get_stats(tc_access_log *l, tc_access_log_stats *o)
+{
+    memset(o, 0, sizeof(*o));
+    if (l == NULL)
+        return;
+    o->lines = atomic_load_explicit(&l->lines, memory_order_relaxed);
+    o->dropped = atomic_load_explicit(&l->dropped, memory_order_relaxed);
+    o->write_errors = atomic_load_explicit(&l->write_errors, memory_order_relaxed);
+}

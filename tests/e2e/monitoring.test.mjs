@@ -1,0 +1,331 @@
+// Monitoring end to end (issue 5): /metrics counters move exactly as the traffic says (N hits,
+// M misses, an L2 hit on a second instance, one stale read and one refresh, one invalidation per
+// mutation, the bus), route labels stay bounded, the format passes promtool, who may read
+// /metrics and the feed, the page's access rules, the access log, and `tiercache stats`.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startServer, call, login, sleep, BIN } from './lib.mjs';
+import { scrape, validate, value, promtool, until, logfmt } from './prom.mjs';
+
+const run = promisify(execFile);
+const METRICS_TOKEN = 'mtok_e2e_0123456789abcdef';
+
+// The change of every sample of name (with labels) between two scrapes.
+const delta = (a, b, name, labels = {}) => value(b.samples, name, labels) - value(a.samples, name, labels);
+
+describe('monitoring: counters, labels, format', () => {
+  let A, demo, admin;
+  before(async () => {
+    A = await startServer({ db: 'sqlite' });
+    demo = await login(A);
+    admin = await login(A, 'admin@example.com');
+  });
+  after(async () => { assert.equal(await A.stop(), 0); });
+
+  it('GET /metrics: Prometheus text 0.0.4, HELP and TYPE for every family, promtool is happy', async () => {
+    await call(A, 'user.me', { token: demo.token });
+    const m = await scrape(A);
+    assert.equal(m.status, 200);
+    assert.equal(m.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    assert.equal(m.headers.get('cache-control'), 'no-store');
+    validate(m.text);
+    assert.equal(promtool(m.text), '', 'promtool check metrics');
+    for (const fam of ['tiercache_cache_hits_total', 'tiercache_cache_misses_total', 'tiercache_cache_stale_served_total',
+      'tiercache_cache_refreshes_total', 'tiercache_cache_load_errors_total', 'tiercache_cache_invalidations_total',
+      'tiercache_cache_l1_bytes', 'tiercache_cache_l1_entries', 'tiercache_cache_l1_evictions_total',
+      'tiercache_redis_command_duration_seconds', 'tiercache_redis_errors_total', 'tiercache_redis_breaker_open',
+      'tiercache_bus_connected', 'tiercache_http_requests_total', 'tiercache_http_request_duration_seconds',
+      'tiercache_db_query_duration_seconds', 'tiercache_http_connections', 'tiercache_http_offloaded_total']) {
+      assert.ok(m.type.has(fam), `family ${fam}`);
+    }
+    assert.equal(value(m.samples, 'tiercache_bus_connected'), 1);
+    assert.equal(value(m.samples, 'tiercache_redis_breaker_open'), 0);
+    assert.ok(value(m.samples, 'tiercache_redis_command_duration_seconds_count') > 0, 'Redis round trips are timed');
+    assert.ok(value(m.samples, 'tiercache_db_query_duration_seconds_count', { dialect: 'sqlite', operation: 'query' }) > 0);
+    assert.ok(value(m.samples, 'tiercache_cache_l1_bytes') > 0);
+  });
+
+  it('N hits and M misses, per namespace and layer, per route and status, by cache outcome', async () => {
+    const list = await call(A, 'blog.list', { input: { limit: 3 } });
+    const slugs = list.body.result.data.items.map((p) => p.slug);
+    assert.equal(slugs.length, 3);
+    const b0 = await scrape(A);
+    const u = await call(A, 'user.update', { token: demo.token, input: { bio: 'reset' } }); // user.me misses next
+    assert.equal(u.status, 200);
+    const m0 = await scrape(A);
+    const N = 7;
+    assert.match((await call(A, 'user.me', { token: demo.token })).headers.get('cache-status'), /fwd=miss/);
+    for (let i = 0; i < N; i++) {
+      const r = await call(A, 'user.me', { token: demo.token });
+      assert.match(r.headers.get('cache-status'), /hit.*detail=l1/);
+    }
+    for (const slug of slugs) assert.equal((await call(A, 'blog.bySlug', { input: { slug } })).status, 200);
+    for (let i = 0; i < 2; i++) for (const slug of slugs) await call(A, 'blog.bySlug', { input: { slug } });
+    const m1 = await scrape(A);
+    assert.equal(delta(m0, m1, 'tiercache_cache_hits_total', { namespace: 'user', layer: 'l1' }), N);
+    assert.equal(delta(m0, m1, 'tiercache_cache_hits_total', { namespace: 'user', layer: 'l2' }), 0);
+    assert.equal(delta(m0, m1, 'tiercache_cache_misses_total', { namespace: 'user' }), 1);
+    assert.equal(delta(m0, m1, 'tiercache_cache_misses_total', { namespace: 'blog' }), 3);
+    assert.equal(delta(m0, m1, 'tiercache_cache_hits_total', { namespace: 'blog', layer: 'l1' }), 6);
+    assert.equal(delta(m0, m1, 'tiercache_cache_stale_served_total', { namespace: 'user' }), 0);
+    assert.equal(delta(m0, m1, 'tiercache_http_requests_total', { route: 'user.me', code: '200' }), N + 1);
+    assert.equal(delta(m0, m1, 'tiercache_http_requests_total', { route: 'blog.bySlug', code: '200' }), 9);
+    assert.equal(delta(m0, m1, 'tiercache_http_request_duration_seconds_count', { route: 'user.me' }), N + 1);
+    assert.equal(delta(m0, m1, 'tiercache_http_request_duration_by_cache_seconds_count', { cache: 'miss' }), 4);
+    assert.equal(delta(m0, m1, 'tiercache_http_request_duration_by_cache_seconds_count', { cache: 'hit' }), N + 6);
+    // the mutation in between: one tag invalidation, in the tag's namespace, nothing else
+    assert.equal(delta(b0, m0, 'tiercache_cache_invalidations_total', { reason: 'tag' }), 1);
+    assert.equal(delta(b0, m0, 'tiercache_cache_invalidations_total', { namespace: 'user', reason: 'tag' }), 1);
+    assert.equal(delta(b0, m0, 'tiercache_cache_invalidations_total', { reason: 'key' }), 0);
+    assert.equal(delta(b0, m0, 'tiercache_http_requests_total', { route: 'user.update', code: '200' }), 1);
+    assert.ok(delta(m0, m1, 'tiercache_db_query_duration_seconds_count', { dialect: 'sqlite', operation: 'query' }) >= 4,
+      'each miss ran database queries');
+  });
+
+  it('a second instance: L2 hits there, and one mutation is one invalidation, delivered by the bus', async () => {
+    const B = await startServer({ dbHandle: A.db, prefix: A.prefix });
+    try {
+      await call(A, 'user.me', { token: demo.token }); // in L1 and L2 on A
+      const a0 = await scrape(A), b0 = await scrape(B);
+      const r = await call(B, 'user.me', { token: demo.token });
+      assert.match(r.headers.get('cache-status'), /hit.*detail=l2/);
+      const b1 = await scrape(B);
+      assert.equal(delta(b0, b1, 'tiercache_cache_hits_total', { namespace: 'user', layer: 'l2' }), 1);
+      assert.equal(delta(b0, b1, 'tiercache_cache_misses_total', { namespace: 'user' }), 0);
+
+      assert.equal((await call(A, 'user.update', { token: demo.token, input: { name: 'Bus Test' } })).status, 200);
+      const a1 = await scrape(A);
+      assert.equal(delta(a0, a1, 'tiercache_cache_invalidations_total', { reason: 'tag' }), 1);
+      assert.equal(delta(a0, a1, 'tiercache_cache_invalidations_total', { namespace: 'user', reason: 'tag' }), 1);
+      const got = await until(async () => delta(b1, await scrape(B), 'tiercache_bus_messages_total') === 1, 5000);
+      assert.ok(got, 'B received the invalidation on the bus');
+      const again = await call(B, 'user.me', { token: demo.token });
+      assert.equal(again.body.result.data.name, 'Bus Test');
+      const b2 = await scrape(B);
+      assert.equal(delta(b1, b2, 'tiercache_cache_misses_total', { namespace: 'user' }), 1, 'B reloaded once');
+      assert.equal(delta(b1, b2, 'tiercache_bus_messages_total'), 1, 'exactly one message');
+    } finally {
+      assert.equal(await B.stop(), 0);
+    }
+  });
+
+  it('logout: one key invalidation, in the session namespace', async () => {
+    const s = await login(A);
+    const m0 = await scrape(A);
+    assert.equal((await call(A, 'auth.logout', { token: s.token })).status, 200);
+    const m1 = await scrape(A);
+    assert.equal(delta(m0, m1, 'tiercache_cache_invalidations_total', { namespace: 'session', reason: 'key' }), 1);
+    assert.equal(delta(m0, m1, 'tiercache_cache_invalidations_total', { reason: 'key' }), 1);
+    assert.equal(delta(m0, m1, 'tiercache_cache_invalidations_total', { reason: 'tag' }), 0);
+  });
+
+  it('unknown procedures count as "unknown", unknown paths as "other": the label set stays bounded', async () => {
+    const m0 = await scrape(A);
+    for (let i = 0; i < 25; i++) {
+      const r = await fetch(`${A.base}/trpc/nope${i}x.proc${i}`);
+      assert.equal(r.status, 404);
+      await r.text();
+      await (await fetch(`${A.base}/zz-random-${i}/${i}`)).text();
+    }
+    const batch = encodeURIComponent(JSON.stringify({ 0: { limit: 1 }, 1: { limit: 2 } }));
+    assert.equal((await fetch(`${A.base}/trpc/blog.list,blog.list?batch=1&input=${batch}`)).status, 200);
+    const m1 = await scrape(A);
+    assert.equal(delta(m0, m1, 'tiercache_http_requests_total', { route: 'unknown', code: '404' }), 25);
+    assert.equal(delta(m0, m1, 'tiercache_http_requests_total', { route: 'other', code: '404' }), 25);
+    assert.equal(delta(m0, m1, 'tiercache_http_requests_total', { route: 'batch' }), 1);
+    const routes = new Set(m1.samples.filter((s) => s.labels.route).map((s) => s.labels.route));
+    for (const r of routes) assert.doesNotMatch(r, /nope|zz-random/, `route label ${r} leaked from a request`);
+    assert.ok(routes.size < 25, `${routes.size} routes`);
+  });
+
+  it('/metrics: loopback peers may read it, a proxied request may not', async () => {
+    assert.equal((await scrape(A)).status, 200);
+    for (const h of [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { via: '1.1 proxy' }]) {
+      const r = await scrape(A, h);
+      assert.equal(r.status, 403, JSON.stringify(h));
+      assert.equal(r.headers.get('cache-control'), 'no-store');
+    }
+    assert.equal((await fetch(`${A.base}/metrics`, { method: 'POST' })).status, 405);
+  });
+
+  it('the feed: the last minute, series aligned on t, loopback without a token', async () => {
+    await sleep(1200); // at least two samples
+    const r = await fetch(`${A.base}/admin/cache.json`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('cache-control'), 'no-store');
+    const f = await r.json();
+    const n = f.series.t.length;
+    assert.ok(n >= 1);
+    for (const k of ['rps', 'hit_ratio', 'l1_bytes', 'stale_ps', 'refresh_ps', 'redis_errors_ps']) assert.equal(f.series[k].length, n, k);
+    for (const [ns, arr] of Object.entries(f.series.ns_hit_ratio)) assert.equal(arr.length, n, ns);
+    for (const p of ['p50', 'p95', 'p99']) assert.equal(f.series.cached_ms[p].length, n);
+    const user = f.summary.namespaces.find((x) => x.name === 'user');
+    assert.ok(user && user.totals.l1_hits >= 7, JSON.stringify(user));
+    assert.ok(f.summary.redis.configured && f.summary.redis.bus_connected && !f.summary.redis.breaker_open);
+    assert.ok(f.summary.l1.bytes > 0 && f.summary.l1.max_bytes === 64 * 1024 * 1024);
+    // and the access log is on by default, on stderr
+    assert.match(A.log(), /method=GET path=\/trpc\/user.me status=200 duration_ms=[\d.]+ cache=hit cache_detail=l1 bytes=\d+ route=user.me/);
+  });
+
+  it('tiercache stats: the same numbers in a terminal, once, as JSON, and --watch', async () => {
+    const once = await run(BIN, ['stats', '--url', A.base], { timeout: 20000 });
+    assert.match(once.stdout, /hit ratio\s+\d+\.\d %/);
+    assert.match(once.stdout, /latency\s+cached\s+p50 [\d.]+ ms/);
+    assert.match(once.stdout, /\n\s+user\s+\d+\.\d %\s+\d+/);
+    assert.match(once.stdout, /redis\s+ok: breaker closed, bus connected/);
+    const js = await run(BIN, ['stats', '--url', A.base, '--json'], { timeout: 20000 });
+    assert.ok(JSON.parse(js.stdout).summary.namespaces.length > 0);
+    const w = await run(BIN, ['stats', '--url', A.base, '--watch', '--interval', '0.2', '--count', '2'], { timeout: 20000 });
+    assert.equal(w.stdout.match(/^tiercache /gm).length, 2, 'two frames');
+    await assert.rejects(run(BIN, ['stats', '--url', 'http://127.0.0.1:1'], { timeout: 20000 }), /cannot connect/);
+  });
+});
+
+describe('monitoring: access rules with a metrics token, the access log, PostgreSQL', () => {
+  let D, demo, admin, dir, file;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tc-access-'));
+    file = join(dir, 'access.log');
+    D = await startServer({ db: 'pg', extra: ['--metrics-token', METRICS_TOKEN, '--access-log', file] });
+    demo = await login(D);
+    admin = await login(D, 'admin@example.com');
+  });
+  after(async () => {
+    assert.equal(await D.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('/metrics needs the bearer token when one is configured, loopback or not', async () => {
+    const none = await scrape(D);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get('www-authenticate'), /^Bearer/);
+    assert.equal((await scrape(D, { authorization: 'Bearer wrong-token-0123456789' })).status, 401);
+    const ok = await scrape(D, { authorization: `Bearer ${METRICS_TOKEN}` });
+    assert.equal(ok.status, 200);
+    validate(ok.text);
+    assert.ok(value(ok.samples, 'tiercache_db_query_duration_seconds_count', { dialect: 'postgresql', operation: 'query' }) > 0,
+      'PostgreSQL queries are timed under their dialect');
+    assert.equal(value(ok.samples, 'tiercache_db_query_duration_seconds_count', { dialect: 'sqlite' }), 0);
+  });
+
+  it('the feed: admin session or the metrics token; 401 anonymous, 403 other users', async () => {
+    const feed = (headers) => fetch(`${D.base}/admin/cache.json`, { headers });
+    const anon = await feed({});
+    assert.equal(anon.status, 401);
+    assert.equal(anon.headers.get('cache-control'), 'no-store');
+    assert.equal((await feed({ cookie: `session=${demo.token}` })).status, 403);
+    assert.equal((await feed({ authorization: `Bearer ${demo.token}` })).status, 403);
+    const adm = await feed({ cookie: `session=${admin.token}` });
+    assert.equal(adm.status, 200);
+    assert.equal(adm.headers.get('cache-control'), 'no-store');
+    assert.equal(adm.headers.get('content-type'), 'application/json');
+    assert.equal((await adm.json()).version, 1);
+    assert.equal((await feed({ authorization: `Bearer ${METRICS_TOKEN}` })).status, 200);
+    // the CLI: refused without a token, fine with either kind
+    await assert.rejects(run(BIN, ['stats', '--url', D.base], { timeout: 20000 }), /401.*--token/s);
+    for (const t of [METRICS_TOKEN, admin.token]) {
+      const out = await run(BIN, ['stats', '--url', D.base, '--token', t], { timeout: 20000 });
+      assert.match(out.stdout, /database\s+postgresql/);
+    }
+  });
+
+  it('the page: anonymous to /login, other users 403, admins the page with a strict CSP', async () => {
+    const page = (headers) => fetch(`${D.base}/admin/cache`, { headers, redirect: 'manual' });
+    const anon = await page({});
+    assert.equal(anon.status, 302);
+    assert.equal(anon.headers.get('location'), '/login?next=/admin/cache');
+    assert.equal((await page({ cookie: `session=${demo.token}` })).status, 403);
+    const ok = await page({ cookie: `session=${admin.token}` });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.equal(ok.headers.get('cache-control'), 'no-store');
+    assert.match(ok.headers.get('content-security-policy'), /script-src 'self'/);
+    assert.doesNotMatch(ok.headers.get('content-security-policy'), /unsafe/);
+    const html = await ok.text();
+    assert.match(html, /<script src="\/admin\/cache.js" defer><\/script>/);
+    assert.doesNotMatch(html, /\son[a-z]+=/i, 'no inline event handlers');
+    const js = await fetch(`${D.base}/admin/cache.js`);
+    assert.equal(js.status, 200);
+    const etag = js.headers.get('etag');
+    assert.match(etag, /^"[0-9a-f]{16}"$/);
+    assert.doesNotMatch(await js.text(), /innerHTML|insertAdjacentHTML|document\.write/, 'text only, never HTML');
+    const again = await fetch(`${D.base}/admin/cache.js`, { headers: { 'if-none-match': `W/${etag}` } });
+    assert.equal(again.status, 304);
+  });
+
+  it('access log: one logfmt line per request, path without its query, cache status, bytes', async () => {
+    const secret = 'secret-input-value';
+    await call(D, 'blog.bySlug', { input: { slug: `${secret}-nope` } }); // 404, but input in the query
+    await call(D, 'blog.list', { input: { limit: 2 } });
+    await call(D, 'blog.list', { input: { limit: 2 } });
+    const lines = await until(() => {
+      if (!existsSync(file)) return null;
+      const l = readFileSync(file, 'utf8').split('\n').filter((x) => x.includes('path=/trpc/blog.'));
+      return l.length >= 3 ? l : null;
+    }, 5000);
+    assert.ok(lines, 'the lines reached the file within 5 s');
+    assert.equal(lines.length, 3, 'one line per request');
+    const all = readFileSync(file, 'utf8');
+    assert.ok(!all.includes(secret), 'query strings are never logged');
+    assert.ok(!all.includes(METRICS_TOKEN) && !all.includes(admin.token), 'no credentials');
+    const [nf, miss, hit] = lines.map(logfmt);
+    assert.deepEqual([nf.method, nf.path, nf.status, nf.route], ['GET', '/trpc/blog.bySlug', '404', 'blog.bySlug']);
+    assert.deepEqual([miss.path, miss.status, miss.cache, hit.cache, hit.cache_detail], ['/trpc/blog.list', '200', 'miss', 'hit', 'l1']);
+    assert.ok(Number(hit.bytes) > 100 && hit.bytes === miss.bytes);
+    assert.match(hit.duration_ms, /^\d+\.\d{3}$/);
+    assert.match(hit.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(hit.client, '127.0.0.1');
+    const m = await scrape(D, { authorization: `Bearer ${METRICS_TOKEN}` });
+    assert.equal(value(m.samples, 'tiercache_access_log_dropped_total'), 0);
+    assert.ok(value(m.samples, 'tiercache_access_log_lines_total') >= 3);
+  });
+});
+
+describe('monitoring: a stale read, the access log switched off', () => {
+  let C, demo;
+  before(async () => {
+    C = await startServer({ db: 'sqlite', extra: ['--test-fresh-ms', '1000', '--access-log', 'off'] });
+    demo = await login(C);
+  });
+  after(async () => { assert.equal(await C.stop(), 0); });
+
+  it('past its fresh time: served stale at once, exactly one background refresh', async () => {
+    const m0 = await scrape(C);
+    const first = await call(C, 'dashboard.summary', { token: demo.token });
+    assert.equal(first.status, 200);
+    assert.match(first.headers.get('cache-status'), /fwd=miss/);
+    await sleep(1300);
+    const m1 = await scrape(C);
+    const stale = await call(C, 'dashboard.summary', { token: demo.token });
+    assert.equal(stale.status, 200);
+    assert.match(stale.headers.get('cache-status'), /hit.*(ttl=-|stale)/);
+    const refreshed = await until(async () => {
+      const m = await scrape(C);
+      return delta(m1, m, 'tiercache_cache_refreshes_total', { namespace: 'dash' }) >= 1 ? m : null;
+    }, 10000);
+    assert.ok(refreshed, 'a background refresh ran');
+    await sleep(300);
+    const m2 = await scrape(C);
+    assert.equal(delta(m0, m2, 'tiercache_cache_misses_total', { namespace: 'dash' }), 1);
+    assert.equal(delta(m1, m2, 'tiercache_cache_stale_served_total', { namespace: 'dash' }), 1);
+    assert.equal(delta(m1, m2, 'tiercache_cache_hits_total', { namespace: 'dash', layer: 'l1' }), 1);
+    assert.equal(delta(m1, m2, 'tiercache_cache_refreshes_total', { namespace: 'dash' }), 1, 'exactly one refresh');
+    assert.equal(delta(m1, m2, 'tiercache_cache_misses_total', { namespace: 'dash' }), 0);
+    assert.equal(delta(m1, m2, 'tiercache_http_request_duration_by_cache_seconds_count', { cache: 'stale' }), 1);
+    const fresh = await call(C, 'dashboard.summary', { token: demo.token });
+    assert.match(fresh.headers.get('cache-status'), /hit; ttl=\d/, 'the refreshed value is fresh');
+  });
+
+  it('--access-log off: no request lines on stderr; the default server logs them', async () => {
+    await call(C, 'blog.list', { input: { limit: 1 } });
+    await sleep(300);
+    assert.doesNotMatch(C.log(), /method=GET path=/);
+    const m = await scrape(C);
+    assert.equal(value(m.samples, 'tiercache_access_log_lines_total'), 0);
+  });
+});

@@ -1,0 +1,210 @@
+// Shared caches in front of the server, as deploy/ ships them: Varnish with deploy/varnish.vcl
+// (xkey tag purges) and nginx with deploy/nginx.conf (proxy_cache), each started here on a
+// loopback port in a temp dir (plain child processes as root, not system services).
+// Proves: authenticated responses are never served to another user or to an anonymous
+// request (bearer and cookie, API and pages, sequential and concurrent); public blog
+// responses are cached (the second request is a HIT); publishing or updating a post purges
+// exactly its tags from Varnish through xkey, so the next request is a MISS with the new
+// content, while other posts stay cached; deception paths are never stored.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, login, call, freePort, sleep } from './lib.mjs';
+import { raw, startVarnish, startNginx, HAVE_VARNISH, HAVE_NGINX, assetUrls } from './http-lib.mjs';
+
+const q = (proc, input) => `/trpc/${proc}${input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`}`;
+const json = (r) => JSON.parse(r.body.toString());
+
+// Polls fn until it returns true (3 s at most): purges are sent off the request path.
+async function eventually(fn, what) {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) assert.fail(`not within 3 s: ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_NGINX ? 'varnishd or nginx is not installed (scripts/deps.sh installs them)' : false }, () => {
+  let srv, varnish, nginx, a, b, slugs;
+  before(async () => {
+    const vport = await freePort();
+    srv = await startServer({ extra: ['--purge-url', `http://127.0.0.1:${vport}/`] });
+    varnish = await startVarnish(srv.port, vport);
+    nginx = await startNginx(srv.port);
+    a = await login(srv, 'demo@example.com');
+    b = await login(srv, 'user1@example.com');
+    const list = (await call(srv, 'blog.list', { input: { limit: 5 } })).body.result.data;
+    slugs = list.items.map((i) => i.slug);
+  });
+  after(async () => {
+    await varnish?.stop();
+    await nginx?.stop();
+    assert.equal(await srv.stop(), 0);
+  });
+
+  for (const which of ['varnish', 'nginx']) {
+    const front = () => (which === 'varnish' ? varnish : nginx);
+    const status = (r) => (which === 'varnish' ? r.headers['x-cache'] : r.headers['x-cache-status']);
+    // nginx files a response in its cache just after the client has it (Varnish before it
+    // delivers): give it a moment before the second request
+    const settle = () => sleep(which === 'nginx' ? 200 : 0);
+
+    it(`${which}: authenticated responses are never served to another user or to an anonymous request`, async () => {
+      const base = front().base;
+      const cases = [
+        [q('user.me'), (d, u) => assert.equal(json(d).result.data.email, u.user.email)],
+        [q('dashboard.summary'), (d, u) => assert.equal(json(d).result.data.userId, u.user.id)],
+        ['/trpc/user.me,subscription.get?batch=1', (d, u) => assert.equal(json(d)[0].result.data.id, u.user.id)],
+        ['/dashboard', (d, u) => {
+          assert.match(d.body.toString(), new RegExp(`data-user-id="${u.user.id}"`));
+          assert.match(d.body.toString(), new RegExp(u.user.email.replace('.', '\\.')));
+        }],
+      ];
+      for (const [path, check] of cases) {
+        for (let round = 0; round < 2; round++) {
+          for (const u of [a, b]) {
+            for (const creds of [{ authorization: `Bearer ${u.token}` }, { cookie: `theme=x; session=${u.token}` }]) {
+              if (path === '/dashboard' && creds.authorization) continue; // pages are for browsers
+              const r = await raw(base, 'GET', path, creds);
+              assert.equal(r.status, 200, `${path} as ${u.user.email}`);
+              check(r, u);
+              assert.notEqual(status(r), 'HIT', `${path}: a private response came from the shared cache`);
+            }
+          }
+          const anon = await raw(base, 'GET', path);
+          assert.ok(anon.status === 401 || anon.status === 303, `${path} anonymous: ${anon.status}`);
+          assert.doesNotMatch(anon.body.toString(), /@example\.com|userId|data-user-id/);
+        }
+      }
+      // and concurrently: the cache's request coalescing must not hand one user's answer to another
+      const who = [a, b, null];
+      const rs = await Promise.all(Array.from({ length: 60 }, (_, i) => {
+        const u = who[i % 3];
+        return raw(base, 'GET', q('user.me'), u ? { cookie: `session=${u.token}` } : {}).then((r) => ({ r, u }));
+      }));
+      for (const { r, u } of rs) {
+        if (u === null) assert.equal(r.status, 401);
+        else assert.equal(json(r).result.data.email, u.user.email);
+      }
+    });
+
+    it(`${which}: public blog responses and fingerprinted assets are cached; pages are not`, async () => {
+      const base = front().base;
+      const slug = slugs[4];
+      for (const path of [q('blog.bySlug', { slug }), q('blog.list', { limit: 5 })]) {
+        const first = await raw(base, 'GET', path);
+        assert.equal(first.status, 200);
+        assert.match(first.headers['cache-control'], /^public, /);
+        await settle();
+        const second = await raw(base, 'GET', path);
+        assert.equal(status(second), 'HIT', `${path}: second request`);
+        assert.deepEqual(second.body, first.body);
+        assert.equal(second.headers.xkey, undefined, 'the tags are not shown to clients');
+        // shared with signed-in readers too: the object is public, whoever asks
+        const signedIn = await raw(base, 'GET', path, { cookie: `session=${a.token}` });
+        assert.equal(status(signedIn), 'HIT');
+      }
+      const home = await raw(base, 'GET', '/');
+      const asset = assetUrls(home.body.toString()).find((u) => u.endsWith('.css'));
+      await raw(base, 'GET', asset, { 'accept-encoding': 'gzip' });
+      await settle();
+      const again = await raw(base, 'GET', asset, { 'accept-encoding': 'gzip' });
+      assert.equal(status(again), 'HIT', 'fingerprinted asset');
+      assert.equal(again.headers['content-encoding'], 'gzip');
+      const plain = await raw(base, 'GET', asset);
+      assert.equal(plain.headers['content-encoding'], undefined, 'Vary: Accept-Encoding keeps the variants apart');
+      const page = await raw(base, 'GET', '/');
+      assert.notEqual(status(page), 'HIT', 'no-cache pages are revalidated at the server');
+      const reval = await raw(base, 'GET', '/', { 'if-none-match': page.headers.etag });
+      assert.equal(reval.status, 304, 'and the revalidation goes through');
+      assert.equal(reval.body.length, 0);
+      // a private query revalidates at the server too, per user
+      const mine = await raw(base, 'GET', q('user.me'), { cookie: `session=${a.token}` });
+      const again304 = await raw(base, 'GET', q('user.me'), { cookie: `session=${a.token}`, 'if-none-match': mine.headers.etag });
+      assert.equal(again304.status, 304);
+      const theirs = await raw(base, 'GET', q('user.me'), { cookie: `session=${b.token}`, 'if-none-match': mine.headers.etag });
+      assert.equal(theirs.status, 200);
+      assert.equal(json(theirs).result.data.email, b.user.email);
+      // a stored public response answers a matching revalidation with 304, and a 304 is never
+      // stored: the next plain request still gets the whole body
+      const post = q('blog.bySlug', { slug });
+      const full = await raw(base, 'GET', post);
+      const p304 = await raw(base, 'GET', post, { 'if-none-match': full.headers.etag });
+      assert.equal(p304.status, 304);
+      const after304 = await raw(base, 'GET', post);
+      assert.equal(after304.status, 200);
+      assert.deepEqual(after304.body, full.body);
+      const fresh = q('blog.bySlug', { slug: slugs[3] }); // not in the shared cache yet
+      const f1 = await raw(srv.base, 'GET', fresh);
+      const f304 = await raw(base, 'GET', fresh, { 'if-none-match': f1.headers.etag });
+      assert.equal(f304.status, 304);
+      const f2 = await raw(base, 'GET', fresh);
+      assert.equal(f2.status, 200, 'the 304 was not stored');
+      assert.deepEqual(f2.body, f1.body);
+      const missing = await raw(base, 'GET', '/static/app.css');
+      assert.equal(missing.status, 404);
+      assert.notEqual(status(await raw(base, 'GET', '/static/app.css')), 'HIT', 'a 404 under /static/ is not stored');
+    });
+
+    it(`${which}: deception paths are never stored or answered with the parent resource`, async () => {
+      const base = front().base;
+      for (const p of ['/trpc/user.me/x.css', '/trpc/user.me;x.css', '/trpc/user.me%2fx.css', '/dashboard/x.css', '/dashboard;x.css']) {
+        const mine = await raw(base, 'GET', p, { authorization: `Bearer ${a.token}`, cookie: `session=${a.token}` });
+        assert.equal(mine.status, 404, p);
+        const anon = await raw(base, 'GET', p);
+        assert.equal(anon.status, 404, p);
+        assert.notEqual(status(anon), 'HIT', p);
+        assert.doesNotMatch(anon.body.toString(), /demo@example\.com/, p);
+      }
+    });
+  }
+
+  it('varnish: updating a post purges it through xkey; the next request is a MISS with the new content', async () => {
+    const base = varnish.base;
+    const [slug, otherSlug] = [slugs[0], slugs[1]];
+    const post = q('blog.bySlug', { slug }), other = q('blog.bySlug', { slug: otherSlug }), list = q('blog.list', { limit: 5 });
+    for (const p of [post, other, list]) {
+      await raw(base, 'GET', p);
+      assert.equal((await raw(base, 'GET', p)).headers['x-cache'], 'HIT', p);
+    }
+    const admin = await login(srv, 'admin@example.com');
+    const title = `Purged ${Date.now()}`;
+    const ed = await raw(base, 'POST', '/trpc/blog.update', { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
+      JSON.stringify({ slug, title }));
+    assert.equal(ed.status, 200, ed.body.toString());
+    assert.equal(ed.headers['x-cache'], 'PASS', 'a mutation passes through');
+    let r;
+    await eventually(async () => {
+      r = await raw(base, 'GET', post);
+      return r.headers['x-cache'] === 'MISS';
+    }, 'the updated post is a MISS');
+    assert.equal(json(r).result.data.title, title);
+    assert.equal((await raw(base, 'GET', post)).headers['x-cache'], 'HIT', 'and cached again');
+    assert.equal((await raw(base, 'GET', other)).headers['x-cache'], 'HIT', 'another post keeps its cached copy');
+    assert.equal((await raw(base, 'GET', list)).headers['x-cache'], 'MISS', 'the list (tag blog-list) was purged too');
+  });
+
+  it('varnish: publishing a post purges the list; the new post appears at once', async () => {
+    const base = varnish.base;
+    const list = q('blog.list', { limit: 5 });
+    await raw(base, 'GET', list);
+    assert.equal((await raw(base, 'GET', list)).headers['x-cache'], 'HIT');
+    const admin = await login(srv, 'admin@example.com');
+    const slug = `shared-cache-${Date.now()}`;
+    const pub = await call(srv, 'blog.publish', { token: admin.token, input: { slug, title: 'Fresh from the oven', body: 'Purged everywhere.' } });
+    assert.equal(pub.status, 200, JSON.stringify(pub.body));
+    let r;
+    await eventually(async () => {
+      r = await raw(base, 'GET', list);
+      return r.headers['x-cache'] === 'MISS';
+    }, 'the list is a MISS after publishing');
+    assert.equal(json(r).result.data.items[0].slug, slug);
+    const page = await raw(base, 'GET', q('blog.bySlug', { slug }));
+    assert.equal(page.status, 200);
+    assert.equal(page.headers['x-cache'], 'MISS');
+  });
+
+  it('the purges were sent by the server, not expiry: the server logs no purge failure', () => {
+    assert.doesNotMatch(srv.log(), /purge .*(no answer|refused)/);
+  });
+});
