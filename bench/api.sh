@@ -4,7 +4,8 @@
 #
 #   bench/api.sh [-d SECONDS] [-u USERS_LOGGED_IN]
 #
-# Prints, for each mode: user.me with one token (the headline: an authenticated, cached
+# Prints nginx serving a static file (the bar, measured in the same run), then for each mode:
+# user.me with one token (the headline: an authenticated, cached
 # query), the seed's acceptance mix (Zipf-skewed users, 45% user.me, 45% subscription.get,
 # 6% dashboard, 4% writes) with hit rates, and user.me while 16 other connections run
 # writes through the worker pool. Loopback only; every run is bounded by -d.
@@ -60,6 +61,28 @@ login_all() { # port -> tokens file
 
 w() { taskset -c 1 wrk -t1 -c64 -d"${dur}s" --latency "$@"; }
 summary() { grep -E "Requests/sec|^ +(50|90|99)%" | tr -s ' ' | paste -sd' ' | sed 's/^ //'; }
+
+# The bar, side by side: nginx serving a small static file, pinned the same way.
+if command -v nginx >/dev/null; then
+    mkdir -p "$work/nginx/html"
+    head -c 225 /dev/urandom | base64 -w0 >"$work/nginx/html/file.json" # 300 bytes
+    cat >"$work/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$((rport + 1)); root $work/nginx/html; } }
+NGX
+    taskset -c 0 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    ngx=$!
+    sleep 0.5
+    echo
+    echo "== the bar: nginx, a 300-byte static file =="
+    echo "static file:           $(w "http://127.0.0.1:$((rport + 1))/file.json" | summary)"
+    kill -TERM "$ngx"
+    wait "$ngx" 2>/dev/null || true
+fi
 
 for mode in on off; do
     port=$((18000 + RANDOM % 1000))

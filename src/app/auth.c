@@ -105,18 +105,28 @@ static int load_session(void *app, const char *key, tc_buf *out)
     return tc__with_db(app, session_db, key, out);
 }
 
+/* "<user id> <role> <expires ms>" (what session_db stores); "-" or anything
+ * else is no session. On the hot path of every authenticated request: no sscanf. */
 static bool parse_session(const char *v, size_t len, tc_session *s)
 {
-    char buf[96], role[16];
-    long long uid, exp;
+    char buf[96], *p, *end;
     if (len >= sizeof(buf))
         return false;
     memcpy(buf, v, len);
     buf[len] = '\0';
-    if (sscanf(buf, "%lld %15s %lld", &uid, role, &exp) != 3)
+    long long uid = strtoll(buf, &end, 10);
+    if (end == buf || *end != ' ' || uid <= 0)
+        return false;
+    p = end + 1;
+    char *sp = strchr(p, ' ');
+    if (sp == NULL)
+        return false;
+    bool admin = (size_t)(sp - p) == 5 && memcmp(p, "admin", 5) == 0;
+    long long exp = strtoll(sp + 1, &end, 10);
+    if (end == sp + 1 || *end != '\0')
         return false;
     s->user_id = uid;
-    s->role = strcmp(role, "admin") == 0 ? ROLE_ADMIN : ROLE_USER;
+    s->role = admin ? ROLE_ADMIN : ROLE_USER;
     s->expires_ms = exp;
     return true;
 }
