@@ -29,11 +29,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rport=$((20000 + RANDOM % 20000))
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-    --dir "$work" --logfile "$work/redis.log" </dev/null &
-pids+=($!)
-taskset -pc 1 $! >/dev/null
+source "$root/scripts/redis.sh"
+start_redis "$work" || { echo "bench: could not start redis-server" >&2; exit 1; }
+rport=$redis_port
+pids+=("$redis_pid")
+taskset -pc 1 "$redis_pid" >/dev/null
 
 # The default demo set (10k users, ~1M activity rows): an uncached dashboard costs ms.
 echo "bench: seeding the default demo set (10k users, ~1M activity rows)..."

@@ -27,21 +27,9 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ -z "${TIERCACHE_REDIS:-}" ]]; then
-    for _ in 1 2 3 4 5; do # a random port may be taken: then try another
-        port=$((20000 + RANDOM % 40000))
-        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-            --daemonize no --dir "$root/var" --logfile "$root/var/redis.log" </dev/null &
-        redis_pid=$!
-        for _ in $(seq 100); do
-            kill -0 "$redis_pid" 2>/dev/null || break
-            redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$redis_pid" && break 2
-            sleep 0.05
-        done
-        kill -KILL "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-        redis_pid=""
-    done
-    [[ -n "$redis_pid" ]] || { echo "run.sh: could not start redis-server" >&2; exit 1; }
+    source "$root/scripts/redis.sh"
+    start_redis "$root/var" || { echo "run.sh: could not start redis-server" >&2; exit 1; }
+    port=$redis_port
     export TIERCACHE_REDIS=127.0.0.1:$port
     echo "run.sh: private redis-server on $TIERCACHE_REDIS (log var/redis.log)"
 fi

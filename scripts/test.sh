@@ -76,29 +76,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# pdeathsig: redis dies with this script even if the script is SIGKILLed.
-pdeath=()
-setpriv --pdeathsig KILL true 2>/dev/null && pdeath=(setpriv --pdeathsig KILL)
-for _ in 1 2 3 4 5; do   # a random port may be taken: then redis exits and we try another
-    port=$((20000 + RANDOM % 40000))
-    "${pdeath[@]}" "$TC_REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" \
-        --appendonly no --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" </dev/null &
-    redis_pid=$!
-    for _ in $(seq 100); do
-        kill -0 "$redis_pid" 2>/dev/null || break
-        # ours, not a stranger on the same port: INFO's process_id is our pid
-        redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$redis_pid" && break 2
-        sleep 0.05
-    done
-    kill -KILL "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-    redis_pid=""
-done
-if [[ -z "$redis_pid" ]]; then
+source "$root/scripts/redis.sh"
+if ! start_redis "$tmp"; then
     echo "test.sh: could not start redis-server" >&2
     cat "$tmp/redis.log" >&2 || true
     exit 1
 fi
+port=$redis_port
 export TC_REDIS_PORT=$port
 export TMPDIR=$tmp   # tests' own temp dirs (tct_redis_start) go here and are removed with it
 echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port; build in ${build#"$root"/}"
@@ -107,6 +91,8 @@ echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port; build in ${build#
 # refuses root: as root the cluster runs as the "postgres" system user, which must reach
 # $tmp (711) and owns $tmp/pg. tct_pg_start (tests/support/pg_server.c) does the same.
 export TC_PG_BINDIR=${TC_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+pdeath=()   # pdeathsig: postgres dies with this script even if the script is SIGKILLed
+setpriv --pdeathsig KILL true 2>/dev/null && pdeath=(setpriv --pdeathsig KILL)
 pgrun=(setpriv "${pdeath[@]:1}")
 mkdir "$tmp/pg"
 if [[ $(id -u) -eq 0 ]]; then
