@@ -27,6 +27,13 @@ if [[ ${#missing[@]} -gt 0 ]]; then
         SUDO=(sudo)
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # nginx, varnish, redis, postgresql and prometheus are run by the tests and run.sh
+    # themselves, on private ports: keep apt from starting them as system services.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${SUDO[@]}" chmod +x /usr/sbin/policy-rc.d
+        trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
