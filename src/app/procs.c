@@ -380,6 +380,11 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
                    p, 8, NULL) != 0)
         return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     tc__invalidate(c->app, "user:%lld", (long long)uid);
+    /* Posts show their author's name, and only administrators write posts. The tags of
+     * a post are fixed before its loader learns the author, so an author's rename drops
+     * every post: renames are rare, and stale bylines are wrong. */
+    if (name != NULL && c->session->role == ROLE_ADMIN)
+        tc__invalidate(c->app, "blog");
     tc_buf b = {0};
     return data_from_buf(c, tc__user_json(db, uid, &b), &b);
 }

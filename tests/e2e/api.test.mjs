@@ -84,6 +84,18 @@ for (const kind of ['sqlite', 'pg']) {
       assert.equal(nf.body.error.data.code, 'NOT_FOUND');
     });
 
+    it("an author's rename reaches the byline of cached posts", async () => {
+      const list = await call(srv, 'blog.list', { input: { limit: 1 } });
+      const slug = list.body.result.data.items[0].slug;
+      const before = await call(srv, 'blog.bySlug', { input: { slug } });
+      assert.equal(before.status, 200);
+      const r = await call(srv, 'user.update', { token: admin.token, input: { name: `Editor ${kind}` } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const after = await call(srv, 'blog.bySlug', { input: { slug } });
+      assert.equal(after.body.result.data.author.name, `Editor ${kind}`);
+      assert.match(after.headers.get('cache-status'), /fwd=miss/);
+    });
+
     it('auth: 401 without a session, 403 for a user calling an admin procedure, bad password 401', async () => {
       const a = await call(srv, 'user.me');
       assert.equal(a.status, 401);
