@@ -464,6 +464,9 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         pc.url = cfg->purge_url;
         pc.header = cfg->tag_header;
         pc.sep = cfg->tag_sep;
+        /* A response fetched before an invalidation may reach the shared cache after
+         * the purge; a second purge 2 s later drops it (docs/http-caching.md). */
+        pc.repurge_ms = 2000;
         int perr;
         if ((app->purger = tc_purger_start(&pc, &perr)) == NULL) {
             snprintf(err, errlen, "purge %s: %s", cfg->purge_url, tc_http_strerror(perr));

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define TAG_MAX 128
+#define AGAIN_MAX 16
 
 struct tc_purger {
     tc_purge_config cfg;
@@ -37,7 +38,10 @@ struct tc_purger {
     int head, count;
     int in_flight; /* tags taken by the thread and not yet answered */
     bool stop;
-    bool failing; /* the last request failed: logged once until one succeeds */
+    bool failing;           /* the last request failed: logged once until one succeeds */
+    char *again[AGAIN_MAX]; /* joined tags of purges to send once more (repurge_ms) */
+    int64_t again_at[AGAIN_MAX];
+    int nagain;
     pthread_t thread;
     tc_purge_stats st;
 };
@@ -213,14 +217,66 @@ done:
 
 /* ---- the thread ------------------------------------------------------------------------------ */
 
+/* The index of the second purge due first, or -1. */
+static int next_again(const tc_purger *p)
+{
+    int best = -1;
+    for (int i = 0; i < p->nagain; i++)
+        if (best < 0 || p->again_at[i] < p->again_at[best])
+            best = i;
+    return best;
+}
+
+/* Waits, with the lock held, for queued tags, a stop, or a second purge that is due;
+ * returns the index of the due second purge, or -1 for the other two. */
+static int wait_work(tc_purger *p)
+{
+    for (;;) {
+        if (p->count > 0 || p->stop)
+            return -1;
+        int i = next_again(p);
+        if (i < 0) {
+            pthread_cond_wait(&p->cond, &p->lock);
+            continue;
+        }
+        int64_t left = p->again_at[i] - mono_ms();
+        if (left <= 0)
+            return i;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + left * 1000000;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+}
+
+/* Sends the second purge at index i (one try); called and returns with the lock held. */
+static void send_again(tc_purger *p, int i)
+{
+    char *tags = p->again[i];
+    p->again[i] = p->again[--p->nagain];
+    p->again_at[i] = p->again_at[p->nagain];
+    pthread_mutex_unlock(&p->lock);
+    send_purge(p, tags); /* best effort: the first purge already succeeded */
+    free(tags);
+    pthread_mutex_lock(&p->lock);
+    p->st.requests++;
+    p->st.repurges++;
+}
+
 static void *purge_main(void *arg)
 {
     tc_purger *p = arg;
     char tags[7000];
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        while (!p->stop && p->count == 0)
-            pthread_cond_wait(&p->cond, &p->lock);
+        int due = wait_work(p);
+        if (due >= 0) {
+            send_again(p, due);
+            pthread_mutex_unlock(&p->lock);
+            continue;
+        }
         if (p->count == 0) { /* stopping, nothing left */
             pthread_mutex_unlock(&p->lock);
             break;
@@ -269,6 +325,9 @@ static void *purge_main(void *arg)
             p->st.failed += (uint64_t)taken;
         bool was_failing = p->failing;
         p->failing = !ok;
+        if (ok && !p->stop && p->cfg.repurge_ms > 0 && p->nagain < AGAIN_MAX &&
+            (p->again[p->nagain] = strdup(tags)) != NULL)
+            p->again_at[p->nagain++] = mono_ms() + p->cfg.repurge_ms;
         bool give_up = !ok && p->stop;
         if (give_up) { /* stopping and the cache does not answer: drop the rest */
             while (p->count > 0) {
@@ -416,6 +475,8 @@ void tc_purger_stop(tc_purger *p)
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->thread, NULL);
+    for (int i = 0; i < p->nagain; i++) /* second purges not yet due are skipped */
+        free(p->again[i]);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     free(p->ring);

@@ -11,6 +11,9 @@
  * unauthenticated request; the target must be on this machine: 127.0.0.0/8,
  * ::1 or localhost).
  *
+ * With repurge_ms, a purge that succeeded is sent once more that much later
+ * (at most 16 waiting; beyond that the second purge is skipped).
+ *
  * Delivery is best effort with bounds: a request that fails is tried three
  * times (0, 100 ms, 400 ms); a tag that cannot be queued (queue full) or sent
  * is counted and logged, and the shared cache then keeps the response until
@@ -36,6 +39,10 @@ typedef struct tc_purge_config {
     int queue_max;      /* distinct tags waiting; default 1024 */
     int batch_max;      /* tags in one request; default 32 */
     int timeout_ms;     /* connect + send + first response line, per request; default 1000 */
+    /* > 0: send each purge that succeeded once more this many ms later (one try). A
+     * response whose fetch began before the invalidation can reach the shared cache
+     * after the first purge; the second one drops it. 0 (default): no second purge. */
+    int repurge_ms;
     tc_http_log_fn log; /* optional: default writes to stderr */
     void *log_ctx;
 } tc_purge_config;
@@ -67,6 +74,7 @@ typedef struct tc_purge_stats {
     uint64_t dropped;  /* tags refused: queue full */
     uint64_t requests; /* PURGE requests sent (tries included) */
     uint64_t waiting;  /* tags queued or in flight now */
+    uint64_t repurges; /* second purges sent (requests; see repurge_ms) */
 } tc_purge_stats;
 
 void tc_purger_stats(tc_purger *p, tc_purge_stats *out);

@@ -4,7 +4,8 @@
  * with the tags in the configured header and separator, duplicates queued
  * once, three tries then "failed" when the cache refuses or is gone, a full
  * queue drops and counts, bad tags are refused, stop returns with work
- * pending. Bounded: every wait has a deadline.
+ * pending, and with repurge_ms a successful purge is sent once more later. Bounded: every wait has
+ * a deadline.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -265,11 +266,52 @@ static void test_full_queue_and_stop(void)
     CHECK_EQ_INT(tc_purger_tag(NULL, "x"), 0);
 }
 
+/* repurge_ms: a purge that succeeded goes out once more, later, with the same tags. */
+static void test_repurge(void)
+{
+    responder r;
+    responder_start(&r);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", r.port);
+    tc_purge_config cfg;
+    tc_purge_config_init(&cfg);
+    cfg.url = url;
+    cfg.timeout_ms = 500;
+    cfg.repurge_ms = 150;
+    int err = 0;
+    tc_purger *p = tc_purger_start(&cfg, &err);
+    REQUIRE(p != NULL);
+    CHECK_EQ_INT(tc_purger_tag(p, "blog:again"), 0);
+    int requests = 0;
+    for (int i = 0; i < 300 && requests < 2; i++) { /* 3 s at most */
+        sleep_ms(10);
+        pthread_mutex_lock(&r.lock);
+        requests = r.requests;
+        pthread_mutex_unlock(&r.lock);
+    }
+    CHECK_EQ_INT(requests, 2);
+    pthread_mutex_lock(&r.lock);
+    const char *first = strstr(r.log, "xkey: blog:again");
+    CHECK(first != NULL && strstr(first + 1, "xkey: blog:again") != NULL);
+    pthread_mutex_unlock(&r.lock);
+    tc_purge_stats st;
+    tc_purger_stats(p, &st);
+    CHECK_EQ_INT(st.repurges, 1);
+    CHECK_EQ_INT(st.sent, 1); /* tags count once; the second purge is a request */
+    sleep_ms(300);            /* and there is no third */
+    pthread_mutex_lock(&r.lock);
+    CHECK_EQ_INT(r.requests, 2);
+    pthread_mutex_unlock(&r.lock);
+    tc_purger_stop(p);
+    responder_stop(&r);
+}
+
 int main(void)
 {
     test_batches();
     test_other_header();
     test_failures();
     test_full_queue_and_stop();
+    test_repurge();
     return check_report();
 }
