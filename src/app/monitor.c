@@ -501,6 +501,13 @@ static void series(tc_buf *b, const char *name, const char *labels, uint64_t v)
         P("%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A family with one unlabelled series. */
+static void single(tc_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    family(b, name, type, help);
+    series(b, name, "", v);
+}
+
 static void hist_tail(tc_buf *b, const char *name, const char *labels, uint64_t cum,
                       uint64_t sum_us)
 {
@@ -642,31 +649,29 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
     family(b, "tiercache_cache_l1_evictions_total", "counter",
            "Entries evicted from the in-process cache to stay under its limit.");
     series(b, "tiercache_cache_l1_evictions_total", "", cm->l1_evictions);
-    family(b, "tiercache_cache_pending_invalidations", "gauge",
-           "Invalidations applied here but not yet delivered to Redis (replayed when it answers).");
-    series(b, "tiercache_cache_pending_invalidations", "", cm->pending_invalidations);
+    single(b, "tiercache_cache_pending_invalidations", "gauge",
+           "Invalidations applied here but not yet delivered to Redis (replayed when it answers).",
+           cm->pending_invalidations);
 
-    family(b, "tiercache_redis_errors_total", "counter",
-           "Redis commands that failed, timed out or could not be sent.");
-    series(b, "tiercache_redis_errors_total", "", cm->redis_errors);
-    family(b, "tiercache_redis_breaker_open", "gauge",
-           "1 while the circuit breaker is open (Redis is skipped), else 0.");
-    series(b, "tiercache_redis_breaker_open", "", (uint64_t)cm->breaker_open);
-    family(b, "tiercache_redis_breaker_opens_total", "counter", "Times the breaker opened.");
-    series(b, "tiercache_redis_breaker_opens_total", "", cm->breaker_opens);
+    single(b, "tiercache_redis_errors_total", "counter",
+           "Redis commands that failed, timed out or could not be sent.", cm->redis_errors);
+    single(b, "tiercache_redis_breaker_open", "gauge",
+           "1 while the circuit breaker is open (Redis is skipped), else 0.",
+           (uint64_t)cm->breaker_open);
+    single(b, "tiercache_redis_breaker_opens_total", "counter", "Times the breaker opened.",
+           cm->breaker_opens);
     family(b, "tiercache_redis_command_duration_seconds", "histogram",
            "Redis round trips (command sent to reply read).");
     hist_log2(b, "tiercache_redis_command_duration_seconds", "", cm->redis_latency.buckets,
               TC_HIST_BUCKETS, cm->redis_latency.sum_us);
-    family(b, "tiercache_bus_connected", "gauge",
-           "1 while subscribed to the invalidation bus, else 0 (L1 is bypassed meanwhile).");
-    series(b, "tiercache_bus_connected", "", (uint64_t)cm->bus_connected);
-    family(b, "tiercache_bus_reconnects_total", "counter",
-           "Times the invalidation bus subscription was re-established.");
-    series(b, "tiercache_bus_reconnects_total", "", cm->bus_reconnects);
-    family(b, "tiercache_bus_messages_total", "counter",
-           "Invalidation messages received on the bus (this process's own included).");
-    series(b, "tiercache_bus_messages_total", "", cm->bus_messages);
+    single(b, "tiercache_bus_connected", "gauge",
+           "1 while subscribed to the invalidation bus, else 0 (L1 is bypassed meanwhile).",
+           (uint64_t)cm->bus_connected);
+    single(b, "tiercache_bus_reconnects_total", "counter",
+           "Times the invalidation bus subscription was re-established.", cm->bus_reconnects);
+    single(b, "tiercache_bus_messages_total", "counter",
+           "Invalidation messages received on the bus (this process's own included).",
+           cm->bus_messages);
 }
 
 static void render_http(tc_monitor *m, tc_buf *b)
@@ -720,20 +725,16 @@ static void render_http(tc_monitor *m, tc_buf *b)
     pthread_mutex_unlock(&m->srv_lock);
     if (!have)
         return;
-    family(b, "tiercache_http_connections", "gauge", "Open client connections.");
-    series(b, "tiercache_http_connections", "", st.connections);
-    family(b, "tiercache_http_in_flight_requests", "gauge",
-           "Requests between request line and response sent.");
-    series(b, "tiercache_http_in_flight_requests", "", st.in_flight);
-    family(b, "tiercache_http_queued_requests", "gauge",
-           "Requests waiting for a worker thread now.");
-    series(b, "tiercache_http_queued_requests", "", st.queued);
-    family(b, "tiercache_http_handler_calls_total", "counter",
-           "Requests that reached the application's handler.");
-    series(b, "tiercache_http_handler_calls_total", "", st.requests);
-    family(b, "tiercache_http_offloaded_total", "counter",
-           "Requests run on a worker thread (could block: cache miss, database, mutation).");
-    series(b, "tiercache_http_offloaded_total", "", st.offloaded);
+    single(b, "tiercache_http_connections", "gauge", "Open client connections.", st.connections);
+    single(b, "tiercache_http_in_flight_requests", "gauge",
+           "Requests between request line and response sent.", st.in_flight);
+    single(b, "tiercache_http_queued_requests", "gauge",
+           "Requests waiting for a worker thread now.", st.queued);
+    single(b, "tiercache_http_handler_calls_total", "counter",
+           "Requests that reached the application's handler.", st.requests);
+    single(b, "tiercache_http_offloaded_total", "counter",
+           "Requests run on a worker thread (could block: cache miss, database, mutation).",
+           st.offloaded);
     family(b, "tiercache_http_rejected_total", "counter",
            "Requests the server refused by itself: busy (503, worker queue full), too_large "
            "(413), bad_request (400, framing).");
@@ -794,9 +795,9 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     tc_metrics *cm = malloc(sizeof(*cm));
     if (cm == NULL)
         return NULL;
-    family(b, "tiercache_cache_enabled", "gauge",
-           "1 when reads go through the cache, 0 when it is turned off (--no-cache).");
-    series(b, "tiercache_cache_enabled", "", m->app->cache != NULL);
+    single(b, "tiercache_cache_enabled", "gauge",
+           "1 when reads go through the cache, 0 when it is turned off (--no-cache).",
+           m->app->cache != NULL);
     if (m->app->cache != NULL)
         render_cache(m, b, cm);
     free(cm);
@@ -804,14 +805,11 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     render_db(b);
     tc_access_log_stats ls;
     tc_access_log_get_stats(m->log, &ls);
-    family(b, "tiercache_access_log_lines_total", "counter", "Access log lines queued.");
-    series(b, "tiercache_access_log_lines_total", "", ls.lines);
-    family(b, "tiercache_access_log_dropped_total", "counter",
-           "Access log lines dropped: the destination was slower than the traffic.");
-    series(b, "tiercache_access_log_dropped_total", "", ls.dropped);
-    family(b, "tiercache_access_log_write_errors_total", "counter",
-           "Failed writes of the access log (their lines are lost).");
-    series(b, "tiercache_access_log_write_errors_total", "", ls.write_errors);
+    single(b, "tiercache_access_log_lines_total", "counter", "Access log lines queued.", ls.lines);
+    single(b, "tiercache_access_log_dropped_total", "counter",
+           "Access log lines dropped: the destination was slower than the traffic.", ls.dropped);
+    single(b, "tiercache_access_log_write_errors_total", "counter",
+           "Failed writes of the access log (their lines are lost).", ls.write_errors);
     family(b, "process_start_time_seconds", "gauge",
            "Start time of the process since the unix epoch in seconds.");
     P("process_start_time_seconds %lld.%03lld\n", (long long)(m->started_ms / 1000),
