@@ -25,20 +25,6 @@
 #define START_TIMEOUT_MS 30000
 #define STOP_TIMEOUT_MS 5000
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-    }
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 const char *tct_env_pg_url(void)
 {
     const char *s = getenv("TC_PG_URL");
@@ -132,7 +118,7 @@ static pid_t spawn(char *const argv[], const struct passwd *pw, const char *logf
 /* Waits for pid: its exit status, or -1 on a timeout (timeout_ms < 0: forever). */
 static int reap(pid_t pid, long timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = tct_now_ms() + timeout_ms;
     int status;
     for (;;) {
         pid_t w = waitpid(pid, &status, timeout_ms < 0 ? 0 : WNOHANG);
@@ -140,10 +126,10 @@ static int reap(pid_t pid, long timeout_ms)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (w < 0 && errno != EINTR)
             return errno == ECHILD ? 0 : -1;
-        if (timeout_ms >= 0 && now_ms() >= deadline)
+        if (timeout_ms >= 0 && tct_now_ms() >= deadline)
             return -1;
         if (timeout_ms >= 0)
-            sleep_ms(10);
+            tct_sleep_ms(10);
     }
 }
 
@@ -217,8 +203,8 @@ static int start_postgres(tct_pg *pg, const struct passwd *pw)
         pg->pid = 0;
         return -1;
     }
-    deadline = now_ms() + START_TIMEOUT_MS;
-    while (now_ms() < deadline) {
+    deadline = tct_now_ms() + START_TIMEOUT_MS;
+    while (tct_now_ms() < deadline) {
         int status;
         if (ready(pg))
             return 0;
@@ -226,7 +212,7 @@ static int start_postgres(tct_pg *pg, const struct passwd *pw)
             pg->pid = 0;
             return -1;
         }
-        sleep_ms(20);
+        tct_sleep_ms(20);
     }
     fprintf(stderr, "tct_pg: postgres not ready on port %d after %d ms\n", pg->port,
             START_TIMEOUT_MS);

@@ -20,14 +20,14 @@
 
 #define START_TIMEOUT_MS 10000
 
-static void sleep_ms(long ms)
+void tct_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
     }
 }
 
-static long now_ms(void)
+long tct_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -131,8 +131,8 @@ static int spawn(tct_redis *r)
         _exit(127);
     }
     r->pid = pid;
-    deadline = now_ms() + START_TIMEOUT_MS;
-    while (now_ms() < deadline) {
+    deadline = tct_now_ms() + START_TIMEOUT_MS;
+    while (tct_now_ms() < deadline) {
         int status;
         if (ping(r->port, pid))
             return 0;
@@ -140,7 +140,7 @@ static int spawn(tct_redis *r)
             r->pid = 0;
             return -1;
         }
-        sleep_ms(20);
+        tct_sleep_ms(20);
     }
     fprintf(stderr, "tct_redis: no PONG on port %d after %d ms\n", r->port, START_TIMEOUT_MS);
     tct_redis_kill(r);
@@ -178,7 +178,7 @@ int tct_redis_restart(tct_redis *r)
     for (int attempt = 0; attempt < 5; attempt++) { /* old socket may linger briefly */
         if (spawn(r) == 0)
             return 0;
-        sleep_ms(200);
+        tct_sleep_ms(200);
     }
     fprintf(stderr, "tct_redis_restart: could not restart on port %d\n", r->port);
     print_log(r);
@@ -187,7 +187,7 @@ int tct_redis_restart(tct_redis *r)
 
 static int reap(pid_t pid, long timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = tct_now_ms() + timeout_ms;
     int status;
     do {
         pid_t w = waitpid(pid, &status, timeout_ms < 0 ? 0 : WNOHANG);
@@ -196,8 +196,8 @@ static int reap(pid_t pid, long timeout_ms)
         if (w < 0 && errno != EINTR)
             return -1;
         if (timeout_ms >= 0)
-            sleep_ms(10);
-    } while (timeout_ms < 0 || now_ms() < deadline);
+            tct_sleep_ms(10);
+    } while (timeout_ms < 0 || tct_now_ms() < deadline);
     return -1;
 }
 

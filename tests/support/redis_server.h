@@ -28,4 +28,9 @@ int tct_env_redis_port(void);
 /* A port that was free on 127.0.0.1 a moment ago, or -1. */
 int tct_free_port(void);
 
+/* Small clock helpers for the test kit: sleep ms (restarting on EINTR), and a
+ * monotonic clock in ms. */
+void tct_sleep_ms(long ms);
+long tct_now_ms(void);
+
 #endif

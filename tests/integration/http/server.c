@@ -72,13 +72,13 @@ static void gate_release(void)
     pthread_mutex_unlock(&gate_lock);
 }
 
-/* Waits until n blocking functions are inside the gate; false at the deadline. */
-static bool gate_wait_entered(int n)
+/* Waits until *counter (gate_entered or gate_left) reaches n; false at the deadline. */
+static bool gate_wait(const int *counter, int n)
 {
     int64_t end = mono_ms() + WAIT_MS;
     for (;;) {
         pthread_mutex_lock(&gate_lock);
-        int e = gate_entered;
+        int e = *counter;
         pthread_mutex_unlock(&gate_lock);
         if (e >= n)
             return true;
@@ -88,19 +88,15 @@ static bool gate_wait_entered(int n)
     }
 }
 
+/* Waits until n blocking functions are inside the gate / have left it. */
+static bool gate_wait_entered(int n)
+{
+    return gate_wait(&gate_entered, n);
+}
+
 static bool gate_wait_left(int n)
 {
-    int64_t end = mono_ms() + WAIT_MS;
-    for (;;) {
-        pthread_mutex_lock(&gate_lock);
-        int e = gate_left;
-        pthread_mutex_unlock(&gate_lock);
-        if (e >= n)
-            return true;
-        if (mono_ms() > end)
-            return false;
-        sleep_ms(2);
-    }
+    return gate_wait(&gate_left, n);
 }
 
 /* ------------------------------------------------------------------------ */
