@@ -31,6 +31,7 @@ export function freePort() {
 }
 
 let dbCounter = 0;
+let serverCounter = 0;
 
 // A fresh database: { url, drop() }.
 export function freshDb(kind) {
@@ -64,7 +65,9 @@ export async function startServer(opts = {}) {
       String(opts.activity ?? 20), '--fast-password-hash']);
   }
   const port = await freePort();
-  const prefix = opts.prefix ?? `e2e${process.pid}x${port}:`;
+  // One prefix per server ever started by this process: a port can come back after a
+  // server stopped, and its Redis keys must not greet the next one.
+  const prefix = opts.prefix ?? `e2e${process.pid}s${++serverCounter}:`;
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--db', db.url,
     '--redis', opts.redis ?? `127.0.0.1:${REDIS_PORT}`, '--prefix', prefix,
     '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash',

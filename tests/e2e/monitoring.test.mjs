@@ -260,22 +260,28 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
 
   it('access log: one logfmt line per request, path without its query, cache status, bytes', async () => {
     const secret = 'secret-input-value';
-    await call(D, 'blog.bySlug', { input: { slug: `${secret}-nope` } }); // 404, but input in the query
-    await call(D, 'blog.list', { input: { limit: 2 } });
-    await call(D, 'blog.list', { input: { limit: 2 } });
-    const lines = await until(() => {
-      if (!existsSync(file)) return null;
-      const l = readFileSync(file, 'utf8').split('\n').filter((x) => x.includes('path=/trpc/blog.'));
-      return l.length >= 3 ? l : null;
-    }, 5000);
-    assert.ok(lines, 'the lines reached the file within 5 s');
-    assert.equal(lines.length, 3, 'one line per request');
+    const blogLines = () => (existsSync(file) ? readFileSync(file, 'utf8') : '')
+      .split('\n').filter((x) => x.includes('path=/trpc/blog.'));
+    // A line is written when its response has gone out, so the client can be quicker than
+    // the log: wait for each request's line before sending the next, to know their order.
+    const requests = [
+      () => call(D, 'blog.bySlug', { input: { slug: `${secret}-nope` } }), // 404, input in the query
+      () => call(D, 'blog.list', { input: { limit: 2 } }),
+      () => call(D, 'blog.list', { input: { limit: 2 } }),
+    ];
+    for (const [i, send] of requests.entries()) {
+      await send();
+      assert.ok(await until(() => blogLines().length >= i + 1, 5000), `line ${i + 1} reached the file within 5 s`);
+    }
+    const lines = blogLines();
+    const why = `the access log:\n${readFileSync(file, 'utf8')}`;
+    assert.equal(lines.length, 3, `one line per request; ${why}`);
     const all = readFileSync(file, 'utf8');
     assert.ok(!all.includes(secret), 'query strings are never logged');
     assert.ok(!all.includes(METRICS_TOKEN) && !all.includes(admin.token), 'no credentials');
     const [nf, miss, hit] = lines.map(logfmt);
-    assert.deepEqual([nf.method, nf.path, nf.status, nf.route], ['GET', '/trpc/blog.bySlug', '404', 'blog.bySlug']);
-    assert.deepEqual([miss.path, miss.status, miss.cache, hit.cache, hit.cache_detail], ['/trpc/blog.list', '200', 'miss', 'hit', 'l1']);
+    assert.deepEqual([nf.method, nf.path, nf.status, nf.route], ['GET', '/trpc/blog.bySlug', '404', 'blog.bySlug'], why);
+    assert.deepEqual([miss.path, miss.status, miss.cache, hit.cache, hit.cache_detail], ['/trpc/blog.list', '200', 'miss', 'hit', 'l1'], why);
     assert.ok(Number(hit.bytes) > 100 && hit.bytes === miss.bytes);
     assert.match(hit.duration_ms, /^\d+\.\d{3}$/);
     assert.match(hit.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
