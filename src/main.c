@@ -9,7 +9,8 @@
  *
  * A bad value is refused at start with a message naming the option, and exit
  * status 2. SIGTERM or SIGINT stops the server gracefully: no new
- * connections, in-flight requests finish, then exit 0.
+ * connections, in-flight requests finish, then exit 0. SIGHUP reopens the
+ * access log file (after logrotate has renamed it).
  */
 #include <errno.h>
 #include <limits.h>
@@ -69,7 +70,7 @@ static const char USAGE[] =
     "  --seed-activity N      seed: mean activity rows per user (100)\n"
     "  --fast-password-hash   argon2id at minimum cost: tests only [TIERCACHE_FAST_HASH=1]\n"
     "  --access-log off|stderr|FILE  one logfmt line per request [TIERCACHE_ACCESS_LOG]\n"
-    "                         (stderr)\n"
+    "                         (stderr); a FILE is reopened on SIGHUP (log rotation)\n"
     "  --metrics-token T      bearer token for /metrics and the monitoring feed\n"
     "                         [TIERCACHE_METRICS_TOKEN] (none: loopback peers only)\n"
     "  --test-fresh-ms N      tests only: every cached query is fresh N ms\n"
@@ -364,6 +365,7 @@ static int run_serve(options *o)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -388,7 +390,8 @@ static int run_serve(options *o)
            o->app.cache && o->app.redis_host != NULL ? o->redis : "");
     fflush(stdout);
     int sig;
-    sigwait(&stop, &sig);
+    while (sigwait(&stop, &sig) == 0 && sig == SIGHUP)
+        tc_app_reopen_logs(app); /* log rotation */
     fprintf(stderr, "tiercache: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     tc_app_attach_server(app, NULL);
     int cut = tc_http_stop(srv);

@@ -57,4 +57,7 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc);
  * again before tc_http_stop. */
 void tc_app_attach_server(tc_app *app, tc_http_server *srv);
 
+/* SIGHUP: reopen the access log file (after a rotation). Safe from any thread. */
+void tc_app_reopen_logs(tc_app *app);
+
 #endif

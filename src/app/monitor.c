@@ -1415,3 +1415,9 @@ void tc_app_attach_server(tc_app *app, tc_http_server *srv)
 {
     tc__monitor_attach(app->monitor, srv);
 }
+
+void tc_app_reopen_logs(tc_app *app)
+{
+    if (app->monitor != NULL)
+        tc_access_log_reopen(app->monitor->log);
+}

@@ -28,8 +28,9 @@
 #define VALUE_MAX 512 /* bytes of one value, as written */
 
 struct tc_access_log {
-    int fd;
-    bool own_fd;
+    int fd;        /* the writer thread's; replaced by it on a reopen */
+    char *path;    /* NULL: stderr, never reopened */
+    bool reopen;   /* under lock: a reopen was asked for */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     char *buf[2];
@@ -270,11 +271,39 @@ static void write_all(tc_access_log *l, const char *p, size_t n)
     }
 }
 
+/* A reopen (log rotation): the new file first, so that a failure keeps the old
+ * one and loses nothing. Called by the writer thread without the lock. */
+static void reopen_file(tc_access_log *l)
+{
+    int fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        fprintf(stderr, "tiercache: access log %s: cannot reopen (%s); still writing to the old file\n",
+                l->path, strerror(errno));
+        atomic_fetch_add_explicit(&l->write_errors, 1, memory_order_relaxed);
+        return;
+    }
+    close(l->fd);
+    l->fd = fd;
+}
+
 static void *writer_main(void *arg)
 {
     tc_access_log *l = arg;
     pthread_mutex_lock(&l->lock);
     for (;;) {
+        if (l->reopen) {
+            /* what was queued before the signal goes to the old file */
+            int full = l->cur;
+            size_t n = l->len[full];
+            l->reopen = false;
+            l->cur ^= 1;
+            pthread_mutex_unlock(&l->lock);
+            write_all(l, l->buf[full], n);
+            reopen_file(l);
+            pthread_mutex_lock(&l->lock);
+            l->len[full] = 0;
+            continue;
+        }
         if (l->len[l->cur] == 0 && !l->stopping) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -332,7 +361,11 @@ tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *e
             snprintf(err, errlen, "access log %s: %s", dest, strerror(errno));
             goto fail;
         }
-        l->own_fd = true;
+        if ((l->path = strdup(dest)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            close(l->fd);
+            goto fail;
+        }
     }
     pthread_mutex_init(&l->lock, NULL);
     pthread_condattr_t ca;
@@ -344,12 +377,13 @@ tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *e
         snprintf(err, errlen, "access log: cannot start its thread");
         pthread_cond_destroy(&l->wake);
         pthread_mutex_destroy(&l->lock);
-        if (l->own_fd)
+        if (l->path != NULL)
             close(l->fd);
         goto fail;
     }
     return l;
 fail:
+    free(l->path);
     free(l->buf[0]);
     free(l->buf[1]);
     free(l);
@@ -365,13 +399,24 @@ void tc_access_log_close(tc_access_log *l)
     pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
     pthread_join(l->writer, NULL);
-    if (l->own_fd)
+    if (l->path != NULL)
         close(l->fd);
+    free(l->path);
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->lock);
     free(l->buf[0]);
     free(l->buf[1]);
     free(l);
+}
+
+void tc_access_log_reopen(tc_access_log *l)
+{
+    if (l == NULL || l->path == NULL)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->reopen = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
 }
 
 static void queue(tc_access_log *l, const char *line, size_t n)

@@ -5,8 +5,8 @@
  * It is for: formatting a request's outcome (method, path without its query,
  * status, duration, cache status, bytes, route, client) and getting it to
  * stderr or a file. It is not for: deciding what a request was (the server's
- * on_done hook calls it), rotation (reopen is not supported: use
- * copytruncate, or log to stderr and let the supervisor rotate).
+ * on_done hook calls it), rotation (the process reopens its file on SIGHUP:
+ * tc_access_log_reopen).
  *
  * The line (docs/monitoring.md has the field list):
  *   time=2025-01-02T03:04:05.678Z method=GET path=/trpc/user.me status=200
@@ -39,6 +39,11 @@ typedef struct tc_access_entry tc_access_entry; /* below */
 tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *err, size_t errlen);
 /* Writes what is buffered, stops the writer, closes a file. NULL is a no-op. */
 void tc_access_log_close(tc_access_log *l);
+/* After a rotation (the file renamed): lines queued before this call go to the
+ * old file, later ones to a new file at the same path. Asynchronous (the writer
+ * thread reopens); if the open fails the old file is kept and it says so on
+ * stderr. A no-op for stderr and for NULL. Safe from any thread. */
+void tc_access_log_reopen(tc_access_log *l);
 
 /* Formats the request of x (from an on_done hook: same arguments) and queues
  * the line. Never blocks on I/O. */

@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -289,6 +289,24 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
     const m = await scrape(D, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.equal(value(m.samples, 'tiercache_access_log_dropped_total'), 0);
     assert.ok(value(m.samples, 'tiercache_access_log_lines_total') >= 3);
+  });
+
+  it('log rotation: after a rename and SIGHUP, lines go to a new file; none is lost', async () => {
+    const rotated = `${file}.1`;
+    const slugLines = (f, tag) => (existsSync(f) ? readFileSync(f, 'utf8') : '')
+      .split('\n').filter((x) => x.includes(`path=/blog/${tag}`));
+    await (await fetch(`${D.base}/blog/rotate-before`)).text();
+    assert.ok(await until(() => slugLines(file, 'rotate-before').length === 1, 5000));
+    renameSync(file, rotated);
+    await (await fetch(`${D.base}/blog/rotate-between`)).text(); // still into the renamed file
+    D.child.kill('SIGHUP');
+    assert.ok(await until(() => existsSync(file), 5000), 'a new file at the configured path');
+    await (await fetch(`${D.base}/blog/rotate-after`)).text();
+    assert.ok(await until(() => slugLines(file, 'rotate-after').length === 1, 5000), 'the next line is in the new file');
+    assert.equal(slugLines(rotated, 'rotate-between').length + slugLines(file, 'rotate-between').length, 1,
+      'the line sent around the rotation is in exactly one of them');
+    assert.equal(slugLines(rotated, 'rotate-after').length, 0);
+    assert.equal(D.child.exitCode, null, 'SIGHUP does not stop the server');
   });
 });
 
