@@ -56,6 +56,7 @@ typedef struct flight {
     uint64_t gens[TC_TAGS_MAX + 2];
     int refs; /* the leader and each waiter; guarded by the shard lock */
     bool linked, done;
+    bool background; /* a refresh: what it replaces may still be served meanwhile */
     int err;
     tc_result res;
     pthread_cond_t cond;
@@ -590,6 +591,34 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
     return 0;
 }
 
+/* An answer from L2 alone (fresh, or stale within its window), no load and no
+ * refresh: 0, TC_ENOTFOUND, or an error from recording the tags. */
+static int l2_answer(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
+                     tc_result *res)
+{
+    if (!l2_usable(c, p))
+        return TC_ENOTFOUND;
+    tc__tag *tags[TC_TAGS_MAX + 2];
+    uint64_t gens[TC_TAGS_MAX + 2];
+    int ntags, err = capture(c, key, p, tags, gens, &ntags);
+    if (err != 0)
+        return err;
+    uint64_t now = now_ms(c);
+    l2_read rd = {0};
+    int state = l2_fetch(c, key, p, now, &rd);
+    if (state == L2_FRESH || state == L2_STALE) {
+        tc__ns *ns = tc__metrics_ns(&c->metrics, key);
+        tc__entry_release(l1_store(c, key, khash, p, rd.value, &rd.t, ns, tags, gens, ntags));
+        fill_result(res, rd.value, TC_SRC_L2, &rd.t, now);
+        TC__INC(ns->l2_hits);
+        if (state == L2_STALE)
+            TC__INC(ns->stale_served);
+        tc_value_release(rd.value);
+    }
+    release_tags(tags, ntags);
+    return state == L2_FRESH || state == L2_STALE ? 0 : TC_ENOTFOUND;
+}
+
 /* A foreground load: join the flight for key or lead a new one. */
 static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
                         tc_result *res)
@@ -598,6 +627,15 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
     int err = 0;
     pthread_mutex_lock(&s->lock);
     flight *f = flight_find(s, key, khash);
+    if (f != NULL && f->background && gens_current(f->tags, f->gens, f->ntags)) {
+        /* A refresh is running, so there was a stale record: with L1 unusable (or
+         * the entry evicted), serve it from L2 rather than wait for the refresh. */
+        pthread_mutex_unlock(&s->lock);
+        if ((err = l2_answer(c, key, khash, p, res)) != TC_ENOTFOUND)
+            return err;
+        pthread_mutex_lock(&s->lock); /* gone meanwhile: wait for the refresh after all */
+        f = flight_find(s, key, khash);
+    }
     if (f != NULL && gens_current(f->tags, f->gens, f->ntags)) {
         f->refs++;
         struct timespec ts;
@@ -694,6 +732,8 @@ static void schedule_refresh(tc_cache *c, tc__entry *e, const char *key, uint64_
         return;
     }
     j->f = flight_start(c, s, key, khash, p, &err);
+    if (j->f != NULL)
+        j->f->background = true;
     pthread_mutex_unlock(&s->lock);
     if (j->f == NULL)
         goto dropped;
@@ -781,25 +821,7 @@ int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
     uint64_t khash = tc__hash(key, strlen(key));
     if (l1_lookup(c, key, khash, p, false, res))
         return 0;
-    if (!l2_usable(c, p))
-        return TC_ENOTFOUND;
-    tc__tag *tags[TC_TAGS_MAX + 2];
-    uint64_t gens[TC_TAGS_MAX + 2];
-    int ntags, err = capture(c, key, p, tags, gens, &ntags);
-    if (err != 0)
-        return err;
-    uint64_t now = now_ms(c);
-    l2_read rd = {0};
-    int state = l2_fetch(c, key, p, now, &rd);
-    if (state == L2_FRESH || state == L2_STALE) {
-        tc__ns *ns = tc__metrics_ns(&c->metrics, key);
-        tc__entry_release(l1_store(c, key, khash, p, rd.value, &rd.t, ns, tags, gens, ntags));
-        fill_result(res, rd.value, TC_SRC_L2, &rd.t, now);
-        TC__INC(ns->l2_hits);
-        tc_value_release(rd.value);
-    }
-    release_tags(tags, ntags);
-    return state == L2_FRESH || state == L2_STALE ? 0 : TC_ENOTFOUND;
+    return l2_answer(c, key, khash, p, res);
 }
 
 int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p)

@@ -10,7 +10,8 @@
  * invalidation lands while a load runs. Writers bump a key's version and then
  * invalidate: by key, by the key's own tag, by a group tag shared by NKEYS /
  * NGROUPS keys, or (rarely) tc_clear. Readers call tc_get_or_load (and some
- * tc_get / tc_peek) and check every answer.
+ * tc_get / tc_peek, and some tc_get_or_load with TC_POLICY_NO_L1, which reads
+ * through L2 as every read does while the bus is down) and check every answer.
  *
  * What an invalidation covers. A writer reads ("snapshots") the version of
  * every key the call covers (one key, a group, or all keys) just BEFORE the
@@ -112,7 +113,7 @@ typedef struct keystate {
     _Atomic uint64_t same[NINST];  /* see the top comment */
     _Atomic uint64_t cross[NINST]; /* see the top comment */
     char name[32];
-    tc_policy pol;
+    tc_policy pol, pol_no_l1;
     char tag[24], group[24];
 } keystate;
 
@@ -335,7 +336,7 @@ static void violation(const char *what, int inst, int k, uint64_t got, uint64_t 
             res->stale, (long long)res->age_ms, (long long)res->ttl_ms);
 }
 
-/* One checked read; op 0 get_or_load, 1 tc_get, 2 tc_peek. */
+/* One checked read; op 0 get_or_load, 1 tc_get, 2 tc_peek, 3 get_or_load without L1. */
 static void check_read(int inst, int k, int op)
 {
     keystate *ks = &g_phase->keys[k];
@@ -344,7 +345,8 @@ static void check_read(int inst, int k, int op)
     tc_result res;
     int rc = op == 0   ? tc_get_or_load(g_cache[inst], ks->name, &ks->pol, &res)
              : op == 1 ? tc_get(g_cache[inst], ks->name, &ks->pol, &res)
-                       : tc_peek(g_cache[inst], ks->name, &ks->pol, &res);
+             : op == 2 ? tc_peek(g_cache[inst], ks->name, &ks->pol, &res)
+                       : tc_get_or_load(g_cache[inst], ks->name, &ks->pol_no_l1, &res);
     uint64_t truth = atomic_load(&ks->truth);
     atomic_fetch_add_explicit(&g_reads, 1, memory_order_relaxed);
     if (rc == TC_ENOTFOUND && op != 0) {
@@ -389,7 +391,8 @@ static void *reader(void *arg)
         uint64_t r = rnd(&seed);
         /* half the reads on 8 hot keys, so that reads and writes collide */
         int k = (r & 1) ? (int)((r >> 8) % 8) : (int)((r >> 8) % NKEYS);
-        int op = (r >> 40) % 10 < 8 ? 0 : (r >> 40) % 10 == 8 ? 1 : 2;
+        int d = (int)((r >> 40) % 10);
+        int op = d < 7 ? 0 : d == 7 ? 1 : d == 8 ? 2 : 3;
         check_read(inst, k, op);
         if (g_phase->reader_pause_us > 0)
             sleep_us((long)(rnd(&seed) % (uint64_t)g_phase->reader_pause_us));
@@ -418,6 +421,8 @@ static void phase_init(phase *ph)
                               .ntags = 2,
                               .loader = loader,
                               .loader_ctx = ph};
+        ks->pol_no_l1 = ks->pol;
+        ks->pol_no_l1.flags = TC_POLICY_NO_L1;
     }
 }
 

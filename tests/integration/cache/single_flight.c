@@ -10,6 +10,10 @@
  *      loader runs once in total and every caller gets the same bytes and hash. The lock is
  *      <prefix>~l:<key>, with a TTL of at most lock_ms, while the loader runs, and is gone
  *      after. Control: with lock_ms = 0 two instances do load twice (the counter can tell).
+ *   4  stale-while-revalidate without L1 (TC_POLICY_NO_L1; the same path as while the bus is
+ *      down or the entry was evicted): while the one refresh runs, its loader held shut, the
+ *      other callers get the stale record from L2 at once instead of waiting for it; then the
+ *      new value; the loader ran once for the refresh.
  */
 #include "common.h"
 
@@ -153,6 +157,88 @@ static void test_without_lock_each_instance_loads(void)
         tc_cache_destroy(inst[i]);
 }
 
+/* A loader that blocks while its gate is shut (30 s at most). */
+typedef struct gate_source {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open;
+    atomic_int loads;
+    char version[16];
+} gate_source;
+
+static int gate_loader(void *ctx, const char *key, tc_buf *out)
+{
+    gate_source *g = ctx;
+    atomic_fetch_add(&g->loads, 1);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&g->lock);
+    while (!g->open && pthread_cond_timedwait(&g->cond, &g->lock, &until) == 0)
+        ;
+    int rc = tc_buf_printf(out, "%s=%s", key, g->version);
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+static void gate_set(gate_source *g, bool open, const char *version)
+{
+    pthread_mutex_lock(&g->lock);
+    g->open = open;
+    snprintf(g->version, sizeof(g->version), "%s", version);
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void test_stale_from_l2_while_refreshing(void)
+{
+    it_clock clk;
+    it_clock_init(&clk);
+    tc_config cfg;
+    it_config(&cfg, port, 0, prefix);
+    cfg.clock = it_clock_fn;
+    cfg.clock_ctx = &clk;
+    tc_cache *c = it_cache(&cfg);
+    REQUIRE(c != NULL);
+    gate_source g = {.open = true, .version = "v1"};
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.cond, NULL);
+    tc_policy p = {.fresh_ms = 1000, .stale_ms = 60000, .loader = gate_loader,
+                   .loader_ctx = &g, .flags = TC_POLICY_NO_L1};
+    const char *key = "swr:no-l1";
+    it_read r = it_get_or_load(c, key, &p);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.source, TC_SRC_LOADER);
+    CHECK_EQ_STR(r.data, "swr:no-l1=v1");
+
+    atomic_fetch_add(&clk.ms, 1500); /* past its fresh time, well within its stale time */
+    gate_set(&g, false, "v2");
+    r = it_get_or_load(c, key, &p); /* stale from L2; starts the refresh, which blocks */
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.source, TC_SRC_L2);
+    CHECK_EQ_INT(r.stale, 1);
+    CHECK_EQ_STR(r.data, "swr:no-l1=v1");
+    int started;
+    IT_WAIT_UNTIL(started, atomic_load(&g.loads) == 2, IT_DEADLINE_MS);
+    CHECK(started);
+    for (int i = 0; i < 5; i++) { /* the refresh is held: these must not wait for it */
+        r = it_get_or_load(c, key, &p);
+        CHECK_EQ_INT(r.rc, 0);
+        CHECK_EQ_INT(r.source, TC_SRC_L2);
+        CHECK_EQ_INT(r.stale, 1);
+        CHECK_EQ_STR(r.data, "swr:no-l1=v1");
+    }
+    CHECK_EQ_INT(atomic_load(&g.loads), 2);
+    gate_set(&g, true, "v2");
+    r = it_read_until(c, key, &p, "swr:no-l1=v2", IT_DEADLINE_MS, NULL);
+    CHECK_EQ_STR(r.data, "swr:no-l1=v2");
+    CHECK_EQ_INT(r.stale, 0);
+    CHECK_EQ_INT(atomic_load(&g.loads), 2); /* one refresh, nothing else loaded */
+    tc_cache_destroy(c);
+    pthread_cond_destroy(&g.cond);
+    pthread_mutex_destroy(&g.lock);
+}
+
 int main(void)
 {
     tct_redis own;
@@ -161,6 +247,7 @@ int main(void)
     snprintf(prefix, sizeof(prefix), "it-sf-%ld:", (long)getpid());
     test_lock_makes_one_load_across_instances();
     test_without_lock_each_instance_loads();
+    test_stale_from_l2_while_refreshing();
     tct_redis_stop(&own);
     return check_report();
 }
