@@ -199,6 +199,18 @@ int tc_delete(tc_cache *c, const char *key); /* = tc_invalidate_key */
  * no FLUSHDB, no scan of the keyspace. */
 int tc_clear(tc_cache *c);
 
+/*
+ * A rate limit shared by every process on this Redis and prefix: a token
+ * bucket of `burst` tokens refilled at `per_minute` a minute, kept in Redis as
+ * one number under <prefix>~rl:<name>, on Redis's clock (hosts need not agree
+ * on the time). One round trip. Returns 1 (a token taken), 0 (none left:
+ * *retry_after_ms until one is), or a negative error when it cannot tell
+ * (TC_EREDIS: no Redis, the breaker open, a failure; TC_EINVAL): the caller
+ * decides what that means, e.g. falls back to a per-process limit.
+ */
+int tc_rate_take(tc_cache *c, const char *name, int burst, int per_minute,
+                 int64_t *retry_after_ms);
+
 /* --------------------------------------------------------------------------
  * Metrics. A namespace is the part of a key before its first ':'
  * ("user" for "user:42"); keys without ':' count under "-".

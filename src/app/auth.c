@@ -173,6 +173,25 @@ static void client_key(tc_call *c, char *out, size_t cap)
     snprintf(out, cap, "addr:%s", addr != NULL ? addr : "?");
 }
 
+/* One token from the login limit for rlkey: this process's bucket first (it
+ * holds even without Redis), then the bucket every instance on this Redis
+ * shares. Where Redis cannot tell, the per-process limit stands alone. */
+static bool login_take(tc_app *app, tc_ratelimit *local, const char *rlkey, uint64_t now,
+                       int *retry)
+{
+    if (!tc_ratelimit_take(local, rlkey, now, retry))
+        return false;
+    if (app->cache == NULL)
+        return true;
+    char name[TC_KEY_MAX];
+    snprintf(name, sizeof(name), "login:%s", rlkey);
+    int64_t ms = 0;
+    if (tc_rate_take(app->cache, name, app->cfg.login_burst, app->cfg.login_per_minute, &ms) != 0)
+        return true;
+    *retry = ms > 1000 ? (int)((ms + 999) / 1000) : 1;
+    return false;
+}
+
 tc_call_status tc__auth_login(tc_call *c, tc_db *db)
 {
     tc_app *app = c->app;
@@ -185,10 +204,10 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
     int retry = 0;
     uint64_t now = tc__now_ms();
     client_key(c, rlkey, sizeof(rlkey));
-    bool ok = tc_ratelimit_take(app->login_by_addr, rlkey, now, &retry);
+    bool ok = login_take(app, app->login_by_addr, rlkey, now, &retry);
     snprintf(rlkey, sizeof(rlkey), "email:%s", email);
     if (ok)
-        ok = tc_ratelimit_take(app->login_by_email, rlkey, now, &retry);
+        ok = login_take(app, app->login_by_email, rlkey, now, &retry);
     if (!ok) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%d", retry);

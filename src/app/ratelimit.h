@@ -3,8 +3,9 @@
  * "email:a@b.co"), in process memory, safe from any thread. Bounded: at most
  * `capacity` keys are tracked; when full, the least recently refilled bucket
  * is forgotten (which can only make the limiter more lenient for that key,
- * never lock anyone out). Used for login; per process, so N instances allow
- * N times the rate — documented in README.
+ * never lock anyone out). Used for login, as the per-process half of the limit:
+ * auth.c also takes a token from the bucket all instances share in Redis
+ * (tc_rate_take), and this one is what holds when Redis cannot answer.
  */
 #ifndef TC_APP_RATELIMIT_H
 #define TC_APP_RATELIMIT_H

@@ -976,6 +976,36 @@ int tc_clear(tc_cache *c)
     return invalidate(c, "*");
 }
 
+/* ---- shared rate limit ---------------------------------------------------- */
+
+int tc_rate_take(tc_cache *c, const char *name, int burst, int per_minute,
+                 int64_t *retry_after_ms)
+{
+    *retry_after_ms = 0;
+    if (!key_ok(name) || burst < 1 || per_minute < 1)
+        return TC_EINVAL;
+    if (c->redis == NULL)
+        return TC_EREDIS;
+    char key[TC_KEY_MAX + 256], b[16], step[32];
+    const char *argv[3] = {key, b, step};
+    size_t lens[3];
+    lens[0] = redis_key(c, key, "~rl:", name);
+    lens[1] = (size_t)snprintf(b, sizeof(b), "%d", burst);
+    lens[2] = (size_t)snprintf(step, sizeof(step), "%.3f", 60000.0 / per_minute);
+    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_RATE, 1, 3, argv, lens);
+    if (rep == NULL)
+        return TC_EREDIS;
+    int rc = TC_EREDIS;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        rc = rep->element[0]->integer == 1;
+        *retry_after_ms = rep->element[1]->integer;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
 /* ---- the bus -------------------------------------------------------------- */
 
 static void bus_connected(void *ctx)

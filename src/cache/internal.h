@@ -179,7 +179,14 @@ struct redisReply *tc__redis_command(tc__redis *r, int argc, const char **argv, 
 /* Runs one of the engine's Lua scripts (EVALSHA, loading it when Redis lost it). */
 struct redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc,
                                     const char **argv, const size_t *lens);
-enum { TC__SCRIPT_READ, TC__SCRIPT_WRITE, TC__SCRIPT_INVALIDATE, TC__SCRIPT_UNLOCK, TC__NSCRIPTS };
+enum {
+    TC__SCRIPT_READ,
+    TC__SCRIPT_WRITE,
+    TC__SCRIPT_INVALIDATE,
+    TC__SCRIPT_UNLOCK,
+    TC__SCRIPT_RATE,
+    TC__NSCRIPTS
+};
 bool tc__redis_breaker_open(tc__redis *r);
 
 /* ---- bus.c -------------------------------------------------------------- */

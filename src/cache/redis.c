@@ -57,8 +57,22 @@ static const char SCRIPT_UNLOCK[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
     "return 0\n";
 
+/* KEYS[1] bucket; ARGV[1] burst, ARGV[2] ms per token. A token bucket kept as
+ * one number, the time at which it would be full again ("theoretical arrival
+ * time", GCRA), on Redis's clock. Returns {1, 0} (taken) or {0, ms to wait}. */
+static const char SCRIPT_RATE[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local burst, step = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tat < now then tat = now end\n"
+    "local wait = tat + step - burst * step - now\n"
+    "if wait > 0 then return {0, math.ceil(wait)} end\n"
+    "redis.call('SET', KEYS[1], tostring(math.ceil(tat + step)), 'PX', math.ceil(tat + step - now))\n"
+    "return {1, 0}\n";
+
 static const char *const SCRIPTS[TC__NSCRIPTS] = {SCRIPT_READ, SCRIPT_WRITE, SCRIPT_INVALIDATE,
-                                                  SCRIPT_UNLOCK};
+                                                  SCRIPT_UNLOCK, SCRIPT_RATE};
 
 enum { CLOSED, OPEN };
 

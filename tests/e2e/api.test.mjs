@@ -250,6 +250,28 @@ describe('login rate limit', () => {
     const ok = await call(srv, 'auth.login', { input: { email: 'user4@example.com', password: DEMO_PASSWORD } });
     assert.equal(ok.status, 429);
   });
+
+  it('the limit is shared by every instance on the same Redis, in Redis under the prefix', async () => {
+    // a pair of its own: the test above has used up this client address's bucket
+    const one = await startServer({ loginLimit: 3 });
+    const other = await startServer({ loginLimit: 3, dbHandle: one.db, prefix: one.prefix });
+    try {
+      const email = 'user5@example.com';
+      const wrong = (s) => call(s, 'auth.login', { input: { email, password: 'wrong' } });
+      assert.equal((await wrong(one)).status, 401);
+      assert.equal((await wrong(other)).status, 401);
+      assert.equal((await wrong(one)).status, 401);
+      // three in all, one of them here: this process's own bucket still has two
+      const r = await call(other, 'auth.login', { input: { email, password: DEMO_PASSWORD } });
+      assert.equal(r.status, 429);
+      assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      const ttl = Number(redis('PTTL', `${one.prefix}~rl:login:email:${email}`));
+      assert.ok(ttl > 0 && ttl <= 60000, `the bucket expires by itself (PTTL ${ttl})`);
+    } finally {
+      await other.stop();
+      await one.stop();
+    }
+  });
 });
 
 describe('cache turned off', () => {

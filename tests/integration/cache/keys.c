@@ -11,6 +11,8 @@
  *      long as it does, and start at a random epoch, not at 1.
  *   1  L2: a second instance (its own L1) is answered from Redis with the same bytes and
  *      hash (source L2), without running its loader; then from its own L1.
+ *   8  tc_rate_take (the shared login limit): its bucket is <prefix>~rl:<name> in the
+ *      configured database, with a TTL; two instances share it; the burst+1st take is refused.
  */
 #include "cache/internal.h" /* tc__record_decode: read the engine's record as stored */
 #include "common.h"
@@ -340,6 +342,43 @@ static void test_no_flush_and_clear_scans_nothing(void)
     CHECK(command_calls("get") > 0); /* the stats are there to read */
 }
 
+/* tc_rate_take: a bucket under the prefix in the configured database, shared by two
+ * instances, with a TTL; refused exactly past the burst. */
+static void test_shared_rate_limit(void)
+{
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, PREFIX);
+    tc_cache *a = it_cache(&cfg), *b = it_cache(&cfg);
+    REQUIRE(a != NULL && b != NULL);
+    int64_t ms = -1;
+    /* burst 3, one token a minute: nothing comes back during the test */
+    CHECK_EQ_INT(tc_rate_take(a, "login:x", 3, 1, &ms), 1);
+    CHECK_EQ_INT(ms, 0);
+    CHECK_EQ_INT(tc_rate_take(b, "login:x", 3, 1, &ms), 1);
+    CHECK_EQ_INT(tc_rate_take(a, "login:x", 3, 1, &ms), 1);
+    CHECK_EQ_INT(tc_rate_take(b, "login:x", 3, 1, &ms), 0);
+    CHECK(ms > 55000 && ms <= 60000);
+    CHECK_EQ_INT(tc_rate_take(a, "login:x", 3, 1, &ms), 0); /* a refusal takes nothing */
+    CHECK(ms > 55000 && ms <= 60000);
+    CHECK_EQ_INT(tc_rate_take(a, "login:y", 3, 1, &ms), 1); /* another bucket */
+    long long pttl = it_rint(db3, "PTTL %s", PREFIX "~rl:login:x");
+    CHECK(pttl > 120000 && pttl <= 180000); /* empty now, full again in three minutes */
+    CHECK_EQ_INT(it_rint(db0, "EXISTS %s", PREFIX "~rl:login:x"), 0);
+    check_foreign_untouched("rate_take");
+
+    CHECK_EQ_INT(tc_rate_take(a, "", 3, 1, &ms), TC_EINVAL);
+    CHECK_EQ_INT(tc_rate_take(a, "login:x", 0, 1, &ms), TC_EINVAL);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+
+    /* No Redis configured: it cannot tell, and says so. */
+    tc_config_init(&cfg);
+    tc_cache *local = it_cache(&cfg);
+    REQUIRE(local != NULL);
+    CHECK_EQ_INT(tc_rate_take(local, "login:x", 3, 1, &ms), TC_EREDIS);
+    tc_cache_destroy(local);
+}
+
 int main(void)
 {
     REQUIRE(tct_redis_start(&server) == 0);
@@ -354,6 +393,7 @@ int main(void)
     test_l2_hit_from_second_instance();
     test_foreign_keys_untouched_by_every_operation();
     test_no_flush_and_clear_scans_nothing();
+    test_shared_rate_limit();
 
     redisFree(db3);
     redisFree(db0);
