@@ -87,7 +87,8 @@ typedef struct tc_http_config {
     int idle_timeout_ms;      /* keep-alive idle, and time to get a request line; default 30000 */
     int request_timeout_ms;   /* request line to complete body; default 10000 */
     size_t max_header_bytes;  /* per-connection memory for request line + headers (libmicrohttpd
-                                 CONNECTION_MEMORY_LIMIT); default 32 KiB */
+                                 CONNECTION_MEMORY_LIMIT); default 32 KiB, of which about
+                                 15 KiB can be request headers (Node's limit: 16 KiB) */
     size_t max_body_bytes;    /* default body limit when body_limit is NULL; default 1 MiB */
     int retry_after_s;        /* Retry-After of a 503; default 1 */
     int stop_timeout_ms; /* tc_http_stop: wait this long for in-flight requests; default 10000 */
