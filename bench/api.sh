@@ -4,7 +4,8 @@
 #
 #   bench/api.sh [-d SECONDS] [-u USERS_LOGGED_IN]
 #
-# Prints nginx serving a static file (the bar, measured in the same run), then for each mode:
+# Prints nginx serving a static file (the bar, measured in the same run, access log off),
+# the cached user.me with the access log off too, then for each mode (logging every request):
 # user.me with one token (the headline: an authenticated, cached
 # query), the seed's acceptance mix (Zipf-skewed users, 45% user.me, 45% subscription.get,
 # 6% dashboard, 4% writes) with hit rates, and user.me while 16 other connections run
@@ -39,9 +40,9 @@ taskset -pc 1 "$redis_pid" >/dev/null
 echo "bench: seeding the default demo set (10k users, ~1M activity rows)..."
 "$bin" seed --db "sqlite:$work/app.db" --fast-password-hash 2>&1 | tail -1
 
-serve() { # mode port
-    local extra=()
-    [[ $1 == off ]] && extra=(--no-cache)
+serve() { # mode port [more flags]
+    local extra=("${@:3}")
+    [[ $1 == off ]] && extra+=(--no-cache)
     taskset -c 0 "$bin" serve --listen "127.0.0.1:$2" --db "sqlite:$work/app.db" \
         --redis "127.0.0.1:$rport" --prefix "bench$2:" --login-limit 100000 \
         --fast-password-hash "${extra[@]}" >"$work/server-$1.log" 2>&1 &
@@ -83,6 +84,21 @@ NGX
     kill -TERM "$ngx"
     wait "$ngx" 2>/dev/null || true
 fi
+
+# nginx above logs nothing (access_log off); so does this one server, for the
+# comparison. The runs after it log every request (to stderr, into a file), as
+# the server does by default.
+port=$((18000 + RANDOM % 1000))
+serve nolog "$port" --access-log off
+tok=$(curl -s -X POST "http://127.0.0.1:$port/trpc/auth.login" -H 'content-type: application/json' \
+    -d '{"email":"user1@example.com","password":"demo1234"}' | grep -o '"token":"[^"]*"' | cut -d'"' -f4)
+curl -s "http://127.0.0.1:$port/trpc/user.me" -H "Authorization: Bearer $tok" >/dev/null # warm
+echo
+echo "== cache on, access log off (as nginx above) =="
+echo "user.me, one user:     $(w -H "Authorization: Bearer $tok" "http://127.0.0.1:$port/trpc/user.me" | summary)"
+kill -TERM "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
 
 for mode in on off; do
     port=$((18000 + RANDOM % 1000))

@@ -104,6 +104,7 @@ typedef struct conn_track {
     _Atomic int phase;
     _Atomic int64_t since_ms;
     bool killed; /* under conns_lock */
+    char addr[INET6_ADDRSTRLEN]; /* the peer, as text ("" if unknown); set at connect */
 } conn_track;
 
 enum xstate {
@@ -393,25 +394,36 @@ void tc_http_headers_each(const tc_http_exchange *x,
     MHD_get_connection_values(x->conn, MHD_HEADER_KIND, each_header, &e);
 }
 
-const char *tc_http_client_addr(tc_http_exchange *x)
+/* The peer address of c as text into buf ("" if unknown). */
+static void peer_text(struct MHD_Connection *c, char buf[INET6_ADDRSTRLEN])
 {
-    if (x->client_addr)
-        return x->client_addr;
+    buf[0] = '\0';
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL)
-        return NULL;
-    char buf[INET6_ADDRSTRLEN];
+        return;
     const struct sockaddr *sa = ci->client_addr;
     const char *t = NULL;
     if (sa->sa_family == AF_INET)
-        t = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, sizeof buf);
+        t = inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, INET6_ADDRSTRLEN);
     else if (sa->sa_family == AF_INET6)
-        t = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, sizeof buf);
+        t = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                      INET6_ADDRSTRLEN);
     if (t == NULL)
-        return NULL;
-    x->client_addr = arena_strdup(x, buf, strlen(buf));
-    return x->client_addr;
+        buf[0] = '\0';
+}
+
+const char *tc_http_client_addr(tc_http_exchange *x)
+{
+    if (x->client_addr == NULL) {
+        char buf[INET6_ADDRSTRLEN];
+        if (x->ct != NULL) /* formatted once per connection, not per request */
+            memcpy(buf, x->ct->addr, sizeof buf);
+        else
+            peer_text(x->conn, buf);
+        x->client_addr = arena_strdup(x, buf, strlen(buf));
+    }
+    return x->client_addr != NULL && x->client_addr[0] != '\0' ? x->client_addr : NULL;
 }
 
 const char *tc_http_body(const tc_http_exchange *x, size_t *len)
@@ -819,6 +831,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         t->fd = ci ? ci->connect_fd : -1;
+        peer_text(c, t->addr);
         atomic_init(&t->phase, PH_IDLE);
         atomic_init(&t->since_ms, now_ms());
         pthread_mutex_lock(&s->conns_lock);
