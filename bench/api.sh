@@ -5,7 +5,8 @@
 #   bench/api.sh [-d SECONDS] [-u USERS_LOGGED_IN]
 #
 # Prints nginx serving a static file (the bar, measured in the same run, access log off),
-# the cached user.me with the access log off too, then for each mode (logging every request):
+# the cached user.me with the access log off too, and beside writes to a database made 5 ms
+# slower; then for each mode (logging every request):
 # user.me with one token (the headline: an authenticated, cached
 # query), the seed's acceptance mix (Zipf-skewed users, 45% user.me, 45% subscription.get,
 # 6% dashboard, 4% writes) with hit rates, and user.me while 16 other connections run
@@ -96,6 +97,26 @@ curl -s "http://127.0.0.1:$port/trpc/user.me" -H "Authorization: Bearer $tok" >/
 echo
 echo "== cache on, access log off (as nginx above) =="
 echo "user.me, one user:     $(w -H "Authorization: Bearer $tok" "http://127.0.0.1:$port/trpc/user.me" | summary)"
+kill -TERM "${pids[-1]}"
+wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
+
+# The bar's other half: a slow database must not hold up a cached request. Every
+# database use waits 5 ms (--test-db-delay-ms) while 16 connections send writes.
+port=$((18000 + RANDOM % 1000))
+serve slowdb "$port" --access-log off --test-db-delay-ms 5
+login_all "$port"
+url="http://127.0.0.1:$port"
+tok=$(head -1 "$work/tokens")
+curl -s "$url/trpc/user.me" -H "Authorization: Bearer $tok" >/dev/null # warm
+TOKENS=$work/tokens WRITE_PCT=100 taskset -c 1 wrk -t1 -c16 -d"${dur}s" \
+    -s "$root/bench/api-mix.lua" "$url" >"$work/writes.out" &
+wp=$!
+echo
+echo "== cache on, access log off, every database call 5 ms slower =="
+echo "user.me beside writes: $(w -H "Authorization: Bearer $tok" "$url/trpc/user.me" | summary)"
+wait "$wp"
+echo "  (the 16 writing connections: $(grep Requests/sec "$work/writes.out" | tr -s ' '))"
 kill -TERM "${pids[-1]}"
 wait "${pids[-1]}" 2>/dev/null || true
 unset 'pids[-1]'

@@ -74,6 +74,8 @@ static const char USAGE[] =
     "  --metrics-token T      bearer token for /metrics and the monitoring feed\n"
     "                         [TIERCACHE_METRICS_TOKEN] (none: loopback peers only)\n"
     "  --test-fresh-ms N      tests only: every cached query is fresh N ms\n"
+    "  --test-db-delay-ms N   tests and benchmarks only: every database use first waits\n"
+    "                         N ms, as a slow database would\n"
     "                         [TIERCACHE_TEST_FRESH_MS]\n"
     "  --web-dir DIR          page templates and static files [TIERCACHE_WEB_DIR]\n"
     "                         (" TC_WEB_DIR ")\n"
@@ -170,6 +172,8 @@ static void set(options *o, const char *name, const char *v)
         o->app.metrics_token = v;
     } else if (strcmp(name, "test-fresh-ms") == 0)
         o->app.test_fresh_ms = (uint32_t)to_int("--test-fresh-ms", v, 1, 86400000);
+    else if (strcmp(name, "test-db-delay-ms") == 0)
+        o->app.test_db_delay_ms = (uint32_t)to_int("--test-db-delay-ms", v, 0, 60000);
     else if (strcmp(name, "web-dir") == 0)
         o->app.web_dir = v;
     else if (strcmp(name, "purge-url") == 0) {
@@ -227,6 +231,7 @@ static void from_env(options *o)
         {"TIERCACHE_ACCESS_LOG", "access-log"},
         {"TIERCACHE_METRICS_TOKEN", "metrics-token"},
         {"TIERCACHE_TEST_FRESH_MS", "test-fresh-ms"},
+        {"TIERCACHE_TEST_DB_DELAY_MS", "test-db-delay-ms"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);

@@ -34,6 +34,8 @@ typedef struct tc_app_config {
     const char *access_log;            /* "off", "stderr" (default) or a file (monitor.h) */
     const char *metrics_token;         /* bearer token for /metrics; NULL: loopback only */
     uint32_t test_fresh_ms;            /* > 0: every cached query is fresh this long (tests) */
+    uint32_t test_db_delay_ms;         /* > 0: every database use first waits this long (tests,
+                                          benchmarks: a slow database) */
 
     const char *web_dir;    /* templates/ and static/; required */
     const char *purge_url;  /* shared cache to purge by tag ("http://127.0.0.1:6081/"), or NULL */

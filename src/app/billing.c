@@ -209,7 +209,7 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
     tc_db *db = NULL;
     if (bad != NULL) {
         answer(x, 400, "%s", bad);
-    } else if (tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, &db) != 0) {
+    } else if (tc__db_acquire(app, &db) != 0) {
         answer(x, 503, "%s", "database busy, retry later");
     } else {
         size_t len;

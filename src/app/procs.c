@@ -10,10 +10,12 @@
  * the cache to every row the same way.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/internal.h"
 
@@ -61,11 +63,23 @@ static int64_t key_id(const char *key)
     return p != NULL && *end == '\0' && v > 0 ? v : 0;
 }
 
+int tc__db_acquire(tc_app *app, tc_db **db)
+{
+    int rc = tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, db);
+    if (rc == 0 && app->cfg.test_db_delay_ms > 0) {
+        uint32_t ms = app->cfg.test_db_delay_ms;
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return rc;
+}
+
 int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
                 tc_buf *out)
 {
     tc_db *db;
-    if (tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, &db) != 0)
+    if (tc__db_acquire(app, &db) != 0)
         return APP_EDB;
     int err = fn(db, key, out);
     tc_db_pool_release(app->db, db);
@@ -722,7 +736,7 @@ tc_call_status tc__call_run(tc_call *c, const tc_proc *p)
     if (!c->may_block)
         return CALL_NEED_BLOCK;
     tc_db *db;
-    if (tc_db_pool_acquire(c->app->db, c->app->cfg.db_timeout_ms, &db) != 0)
+    if (tc__db_acquire(c->app, &db) != 0)
         return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
     tc_call_status st = p->mutate(c, db);
     tc_db_pool_release(c->app->db, db);

@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, call, login, redis, sign, DEMO_PASSWORD } from './lib.mjs';
+import { startServer, call, login, redis, sign, sleep, DEMO_PASSWORD } from './lib.mjs';
 
 for (const kind of ['sqlite', 'pg']) {
   describe(`API on ${kind}`, () => {
@@ -271,6 +271,33 @@ describe('login rate limit', () => {
       await other.stop();
       await one.stop();
     }
+  });
+});
+
+describe('a slow database never holds up a cached request', () => {
+  // Every database use waits 1 s (--test-db-delay-ms) and there are two workers: four
+  // mutations keep both busy for two seconds. A cached read is answered on the event
+  // thread meanwhile, before the first of them.
+  let srv, a, b;
+  before(async () => {
+    srv = await startServer({ extra: ['--test-db-delay-ms', '1000', '--workers', '2'] });
+    [a, b] = await Promise.all([login(srv, 'user1@example.com'), login(srv, 'user2@example.com')]);
+    assert.equal((await call(srv, 'user.me', { token: a.token })).status, 200); // now cached
+  });
+  after(async () => { await srv.stop(); });
+
+  it('user.me from the cache while every worker waits on the database', async () => {
+    const order = [];
+    const t0 = Date.now();
+    const slow = [0, 1, 2, 3].map((i) => call(srv, 'user.update', { token: b.token, input: { bio: `slow ${i}` } })
+      .then((r) => { order.push(`update ${r.status}`); return Date.now() - t0; }));
+    await sleep(100); // both workers have taken one
+    const fast = await call(srv, 'user.me', { token: a.token });
+    order.push(`user.me ${fast.status}`);
+    assert.match(fast.headers.get('cache-status'), /hit/);
+    const took = await Promise.all(slow);
+    assert.deepEqual(order, ['user.me 200', 'update 200', 'update 200', 'update 200', 'update 200']);
+    assert.ok(Math.max(...took) >= 2000, `the updates queued behind the slow database (${took} ms)`);
   });
 });
 
