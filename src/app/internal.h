@@ -99,12 +99,12 @@ const tc_proc *tc__proc_find(const char *path);
 tc_call_status tc__call_run(tc_call *c, const tc_proc *p);
 tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* A loader's body: runs fn(db, key, out) with a pooled connection; APP_EDB when
- * none is free within the database timeout. */
 /* A database connection for a request (worker threads only): the pool's, after
  * --test-db-delay-ms if set (a slow database, for tests and benchmarks). 0 or a
  * tc_db error; release it with tc_db_pool_release. */
 int tc__db_acquire(tc_app *app, tc_db **db);
+/* A loader's body: runs fn(db, key, out) with a pooled connection; APP_EDB when
+ * none is free within the database timeout. */
 int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
                 tc_buf *out);
 /* The shared-cache tags of a call of public query p, expanded ("blog:hello");

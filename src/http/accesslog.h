@@ -40,9 +40,10 @@ tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *e
 /* Writes what is buffered, stops the writer, closes a file. NULL is a no-op. */
 void tc_access_log_close(tc_access_log *l);
 /* After a rotation (the file renamed): lines queued before this call go to the
- * old file, later ones to a new file at the same path. Asynchronous (the writer
- * thread reopens); if the open fails the old file is kept and it says so on
- * stderr. A no-op for stderr and for NULL. Safe from any thread. */
+ * old file, and so do the few queued before the writer thread gets to it; then
+ * a new file at the same path takes the rest. If the open fails the old file is
+ * kept and it says so on stderr. A no-op for stderr and for NULL. Safe from any
+ * thread. */
 void tc_access_log_reopen(tc_access_log *l);
 
 /* Formats the request of x (from an on_done hook: same arguments) and queues
