@@ -202,20 +202,36 @@ static char *render_part(const tc_pages *p, int t, const tc_tmpl_var *v, int n)
     return b.data;
 }
 
-/* The whole page: content (HTML) inside the layout. */
+/* The whole page: content (HTML) inside the layout. who: the signed-in user's
+ * name for a personal page's header, or NULL for a page anyone may be sent (it
+ * offers "Sign in": shared caches may keep public pages). */
 static int render_page(const tc_pages *p, tc_buf *out, const char *title, const char *content,
-                       const char *script)
+                       const char *script, const char *who)
 {
     char tag[256] = "";
     const char *url = script != NULL ? tc__asset_url(p->assets, script) : NULL;
     if (url != NULL)
         snprintf(tag, sizeof(tag), "<script src=\"%s\" defer></script>", url);
+    tc_buf account = {.max = 4096};
+    int err = who == NULL ? tc_buf_printf(&account, "<a href=\"/login\">Sign in</a>")
+                          : tc_buf_printf(&account, "<a class=\"account\" href=\"/dashboard\">");
+    if (err == 0 && who != NULL && (err = tc_html_escape(&account, who, strlen(who))) == 0)
+        err = tc_buf_append(&account, "</a>", 4);
+    if (err == 0)
+        err = tc_buf_append(&account, "", 1);
+    if (err != 0) {
+        free(account.data);
+        return err;
+    }
     tc_tmpl_var v[] = {
         {"title", title, false},
         {"content", content, true},
         {"page_script", tag, true},
+        {"account", account.data, true},
     };
-    return tc_tmpl_render(out, p->t[T_LAYOUT], p->tlen[T_LAYOUT], v, 3, static_lookup, (void *)p);
+    err = tc_tmpl_render(out, p->t[T_LAYOUT], p->tlen[T_LAYOUT], v, 4, static_lookup, (void *)p);
+    free(account.data);
+    return err;
 }
 
 /* A post's body: paragraphs separated by blank lines, each escaped. */
@@ -420,7 +436,7 @@ static void error_page(tc_app *app, tc_http_exchange *x, int status, const char 
     tc_cachehdr_simple(x, TC_ROUTE_ERROR);
     if (!sec)
         security_headers(x);
-    if (content != NULL && render_page(p, &b, title, content, NULL) == 0) {
+    if (content != NULL && render_page(p, &b, title, content, NULL, NULL) == 0) {
         tc_http_respond(x, status, "text/html; charset=utf-8", NULL, 0);
         tc_http_take_body(x, b.data, b.len);
     } else {
@@ -540,7 +556,7 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
 
     json_t *d0 = ncalls > 0 ? data_of(&calls[0]) : NULL,
            *d1 = ncalls > 1 ? data_of(&calls[1]) : NULL;
-    char title[256] = "";
+    char title[256] = "", who[256] = "";
     char *content = NULL;
     const char *script = NULL;
     switch (kind) {
@@ -559,6 +575,12 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
         snprintf(title, sizeof(title), "Dashboard");
         content = d0 != NULL && d1 != NULL ? dashboard_content(p, d0, d1) : NULL;
         script = "dashboard.js";
+        if (d1 != NULL) { /* the header names the user: private pages only */
+            const char *name = json_string_value(json_object_get(d1, "name"));
+            if (name == NULL || name[0] == '\0')
+                name = json_string_value(json_object_get(d1, "email"));
+            snprintf(who, sizeof(who), "%s", name != NULL ? name : "your account");
+        }
         break;
     default:
         break;
@@ -566,7 +588,8 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
     json_decref(d0);
     json_decref(d1);
     tc_buf b = {.max = PAGE_BYTES_MAX};
-    if (content == NULL || render_page(p, &b, title, content, script) != 0) {
+    if (content == NULL ||
+        render_page(p, &b, title, content, script, who[0] != '\0' ? who : NULL) != 0) {
         free(content);
         free(b.data);
         goto oom;

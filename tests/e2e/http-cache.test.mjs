@@ -13,7 +13,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
-import { startServer, login, sign, DEMO_PASSWORD } from './lib.mjs';
+import { startServer, call, login, sign, DEMO_PASSWORD } from './lib.mjs';
 import { raw, assetUrls, comparable } from './http-lib.mjs';
 
 const STATIC_CC = 'public, max-age=31536000, immutable';
@@ -227,6 +227,16 @@ describe('HTTP cache semantics', () => {
     assert.equal(dashAnon.status, 303);
     assert.equal(dashAnon.headers.location, '/login');
     const myDash = await get('/dashboard', { cookie });
+    const me = (await call(srv, 'user.me', { token: demo.token })).body.result.data;
+    const esc = (t) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+    assert.ok(myDash.body.toString().includes(`<a class="account" href="/dashboard">${esc(me.name)}</a>`),
+      'a personal page names its user in the header');
+    assert.doesNotMatch(myDash.body.toString(), /Sign in</);
+    for (const pub of ['/', '/login']) { // pages a shared cache may keep name nobody
+      const page = (await get(pub)).body.toString();
+      assert.match(page, /<a href="\/login">Sign in<\/a>/, pub);
+      assert.doesNotMatch(page, /class="account"/, pub);
+    }
     const theirDash = await get('/dashboard', { cookie: `session=${other.token}`, 'if-none-match': myDash.headers.etag });
     assert.equal(theirDash.status, 200);
     assert.match(theirDash.body.toString(), /user1@example\.com/);
