@@ -557,6 +557,8 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
     }
 
     tc_buf out = {0};
+    if (!background) /* a miss: nothing usable cached, the caller waits for the loader */
+        TC__INC(ns->misses);
     uint64_t t0 = tc__now_monotonic_us();
     int err = p->loader(p->loader_ctx, key, &out);
     uint64_t took = tc__now_monotonic_us() - t0;
@@ -587,7 +589,8 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
         l2_store(c, key, p, v, &t, &rd);
     fill_result(res, v, TC_SRC_LOADER, &t, now);
     tc_value_release(v);
-    TC__INC(*(background ? &ns->refreshes : &ns->misses));
+    if (background)
+        TC__INC(ns->refreshes);
     return 0;
 }
 
