@@ -5,6 +5,7 @@
 #   bench/api.sh [-d SECONDS] [-u USERS_LOGGED_IN]
 #
 # Prints nginx serving a static file (the bar, measured in the same run, access log off),
+# the Node stack tiercache replaces (bench/node-ref: tRPC v11 + ioredis, a cached user.me),
 # the cached user.me with the access log off too, and beside writes to a database made 5 ms
 # slower; then for each mode (logging every request):
 # user.me with one token (the headline: an authenticated, cached
@@ -87,6 +88,29 @@ NGX
     echo "static file:           $(w "http://127.0.0.1:$((rport + 1))/file.json" | summary)"
     kill -TERM "$ngx"
     wait "$ngx" 2>/dev/null || true
+fi
+
+# The stack it replaces: tRPC v11 + ioredis on Node (bench/node-ref), its cached,
+# authenticated user.me, pinned the same way; against the same Redis.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    ref="$root/bench/node-ref"
+    [[ -d $ref/node_modules ]] || (cd "$ref" && npm ci --no-audit --no-fund --loglevel=error)
+    nport=$((rport + 2))
+    NODE_ENV=production PORT=$nport REDIS_PORT=$rport TOKEN=bench-node-ref-token \
+        taskset -c 0 node "$ref/server.mjs" >"$work/node-ref.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        curl -sf -H "Authorization: Bearer bench-node-ref-token" \
+            "http://127.0.0.1:$nport/trpc/user.me" >/dev/null && break
+        sleep 0.1
+    done
+    echo
+    echo "== the stack it replaces: tRPC v11 + ioredis on Node $(node --version) =="
+    echo "user.me, one user:     $(w -H "Authorization: Bearer bench-node-ref-token" \
+        "http://127.0.0.1:$nport/trpc/user.me" | summary)"
+    kill -TERM "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+    unset 'pids[-1]'
 fi
 
 # nginx above logs nothing (access_log off); so does this one server, for the
