@@ -310,6 +310,35 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
   });
 });
 
+describe('monitoring: a stampede on an invalidated key', () => {
+  // Every database use waits 300 ms (--test-db-delay-ms), so 40 reads sent at once all
+  // arrive while the first one's load is running.
+  let S, demo;
+  before(async () => {
+    S = await startServer({ db: 'sqlite', extra: ['--test-db-delay-ms', '300'] });
+    demo = await login(S);
+    assert.equal((await call(S, 'user.me', { token: demo.token })).status, 200);
+  });
+  after(async () => { assert.equal(await S.stop(), 0); });
+
+  it('40 concurrent reads of it run the loader once; the others wait for that load or hit', async () => {
+    assert.equal((await call(S, 'user.update', { token: demo.token, input: { bio: 'stampede' } })).status, 200);
+    const m0 = await scrape(S);
+    const all = await Promise.all(Array.from({ length: 40 }, () => call(S, 'user.me', { token: demo.token })));
+    const m1 = await scrape(S);
+    assert.deepEqual([...new Set(all.map((r) => r.status))], [200]);
+    assert.deepEqual([...new Set(all.map((r) => r.body.result.data.bio))], ['stampede']);
+    assert.equal(new Set(all.map((r) => r.headers.get('etag'))).size, 1);
+    assert.equal(delta(m0, m1, 'tiercache_cache_misses_total', { namespace: 'user' }), 1, 'one load');
+    const others = delta(m0, m1, 'tiercache_cache_coalesced_total', { namespace: 'user' }) +
+      delta(m0, m1, 'tiercache_cache_hits_total', { namespace: 'user', layer: 'l1' }) +
+      delta(m0, m1, 'tiercache_cache_hits_total', { namespace: 'user', layer: 'l2' });
+    assert.equal(others, 39, 'the other 39 waited for it or read what it stored');
+    assert.ok(delta(m0, m1, 'tiercache_cache_coalesced_total', { namespace: 'user' }) >= 1,
+      'some arrived while it ran');
+  });
+});
+
 describe('monitoring: a stale read, the access log switched off', () => {
   let C, demo;
   before(async () => {
