@@ -171,6 +171,17 @@ typedef struct tc_result {
  */
 int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
 
+/*
+ * For callers that must not block a thread waiting for another's load (an
+ * event loop, a worker pool): if a load of key is running in this process that
+ * tc_get_or_load would join now, arranges for cb(arg, err) to be called once it
+ * is over — from the thread that ran it, after its result is stored, with the
+ * load's error or 0 — and returns 0. The caller then reads the key again
+ * (that read is what the metrics count). TC_ENOTFOUND when there is no such load (cb is never
+ * called); TC_EINVAL, TC_ENOMEM.
+ */
+int tc_await_flight(tc_cache *c, const char *key, void (*cb)(void *arg, int err), void *arg);
+
 /* L1 -> L2 only; TC_ENOTFOUND when there is no fresh or stale-allowed entry.
  * p gives the tags the entry must carry (NULL: no tags). No refresh is run. */
 int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);

@@ -47,6 +47,13 @@
 #define REFRESH_RETRY_MS 1000 /* after a failed background refresh */
 #define TAG_TTL_SLACK_MS 60000
 
+/* A caller that asked to be told when a flight is over (tc_await_flight). */
+typedef struct flight_waiter {
+    struct flight_waiter *next;
+    void (*cb)(void *arg, int err);
+    void *arg;
+} flight_waiter;
+
 typedef struct flight {
     struct flight *next;
     uint64_t khash;
@@ -57,6 +64,7 @@ typedef struct flight {
     int refs; /* the leader and each waiter; guarded by the shard lock */
     bool linked, done;
     bool background; /* a refresh: what it replaces may still be served meanwhile */
+    flight_waiter *waiters; /* tc_await_flight: told after it is over; shard lock */
     int err;
     tc_result res;
     pthread_cond_t cond;
@@ -317,8 +325,16 @@ static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
     }
     flight_unlink(s, f);
     pthread_cond_broadcast(&f->cond);
+    flight_waiter *w = f->waiters;
+    f->waiters = NULL;
     flight_put(f);
     pthread_mutex_unlock(&s->lock);
+    while (w != NULL) { /* after the result is stored, without a lock */
+        flight_waiter *next = w->next;
+        w->cb(w->arg, err);
+        free(w);
+        w = next;
+    }
 }
 
 /* ---- L2 ------------------------------------------------------------------- */
@@ -674,6 +690,31 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
         schedule_refresh(c, stale_entry, key, khash, p, now_ms(c));
     tc__entry_release(stale_entry);
     return err;
+}
+
+int tc_await_flight(tc_cache *c, const char *key, void (*cb)(void *arg, int err), void *arg)
+{
+    if (!key_ok(key) || cb == NULL)
+        return TC_EINVAL;
+    uint64_t khash = tc__hash(key, strlen(key));
+    flight_waiter *w = malloc(sizeof(*w));
+    if (w == NULL)
+        return TC_ENOMEM;
+    flight_shard *s = fshard(c, khash);
+    pthread_mutex_lock(&s->lock);
+    flight *f = flight_find(s, key, khash);
+    /* the same flights tc_get_or_load would join */
+    if (f == NULL || f->background || !gens_current(f->tags, f->gens, f->ntags)) {
+        pthread_mutex_unlock(&s->lock);
+        free(w);
+        return TC_ENOTFOUND;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    w->next = f->waiters;
+    f->waiters = w;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 /* ---- background refresh --------------------------------------------------- */

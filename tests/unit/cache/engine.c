@@ -669,6 +669,67 @@ static void test_single_flight(void)
     world_free(&w);
 }
 
+/* tc_await_flight: told when another's load is over, without a thread waiting. */
+typedef struct awaited {
+    _Atomic int calls, err;
+} awaited;
+
+static void on_flight_over(void *arg, int err)
+{
+    awaited *a = arg;
+    atomic_store(&a->err, err);
+    atomic_fetch_add(&a->calls, 1);
+}
+
+static void test_await_flight(void)
+{
+    begin(__func__, NULL);
+    world w;
+    world_init(&w, 0, 0);
+    awaited a = {0};
+    CHECK_EQ_INT(tc_await_flight(w.c, "cold:2", on_flight_over, &a), TC_ENOTFOUND); /* no load */
+    set_gate(&w.src, true);
+    reader leader;
+    reader_start(&leader, &w, "cold:2");
+    CHECK(wait_calls(&w.src, 1));
+    CHECK_EQ_INT(tc_await_flight(w.c, "cold:2", on_flight_over, &a), 0);
+    CHECK_EQ_INT(tc_await_flight(w.c, "cold:3", on_flight_over, &a), TC_ENOTFOUND); /* another key */
+    CHECK_EQ_INT(atomic_load(&a.calls), 0);
+    set_gate(&w.src, false);
+    pthread_join(leader.th, NULL);
+    CHECK_EQ_INT(atomic_load(&a.calls), 1); /* by the leader's thread, before it returned */
+    CHECK_EQ_INT(atomic_load(&a.err), 0);
+    CHECK_ANSWER(load(&w, "cold:2"), "cold:2@0", TC_SRC_L1, 0); /* stored before the call */
+    CHECK_EQ_INT(calls(&w.src), 1);
+
+    /* a failed load: the waiter gets its error */
+    awaited b = {0};
+    set_fail(&w.src, -42);
+    set_gate(&w.src, true);
+    reader failing;
+    reader_start(&failing, &w, "cold:4");
+    CHECK(wait_calls(&w.src, 2));
+    CHECK_EQ_INT(tc_await_flight(w.c, "cold:4", on_flight_over, &b), 0);
+    set_gate(&w.src, false);
+    pthread_join(failing.th, NULL);
+    CHECK_EQ_INT(atomic_load(&b.calls), 1);
+    CHECK_EQ_INT(atomic_load(&b.err), -42);
+
+    /* a load that began before an invalidation is not awaited: its result is not usable */
+    set_fail(&w.src, 0);
+    set_gate(&w.src, true);
+    reader stale;
+    reader_start(&stale, &w, "cold:5");
+    CHECK(wait_calls(&w.src, 3));
+    CHECK_EQ_INT(tc_invalidate_key(w.c, "cold:5"), 0);
+    CHECK_EQ_INT(tc_await_flight(w.c, "cold:5", on_flight_over, &b), TC_ENOTFOUND);
+    set_gate(&w.src, false);
+    pthread_join(stale.th, NULL);
+    CHECK_EQ_INT(atomic_load(&b.calls), 1);
+    CHECK_EQ_INT(tc_await_flight(w.c, "", on_flight_over, &b), TC_EINVAL);
+    world_free(&w);
+}
+
 /* ==== guarantee 2: an invalidation during a load ============================== */
 
 static void invalidation_during_load(inval how)
@@ -940,6 +1001,7 @@ int main(void)
     test_past_stale_waits_for_loader();
     test_xfetch_early_refresh();
     test_single_flight();
+    test_await_flight();
     test_invalidate_tag_during_load();
     test_invalidate_key_during_load();
     test_clear_during_load();
