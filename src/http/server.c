@@ -160,6 +160,12 @@ struct tc_http_exchange {
     void (*release)(void *);
     void *release_arg;
     tc_http_blocking_fn blocking;
+    /* tc_http_park: set by the blocking function's worker (only it reads it);
+     * park_parties: that worker and the tc_http_unpark call, whichever comes
+     * last puts x back on the queue. */
+    bool parked, parked_once;
+    _Atomic int park_parties;
+    struct tc_http_exchange *ready_next; /* on the ready list (qlock) */
 
     void *user;
     void (*user_free)(void *);
@@ -189,6 +195,8 @@ struct tc_http_server {
     pthread_cond_t qcond;
     tc_http_exchange **ring;
     int qcap, qhead, qcount;
+    tc_http_exchange *ready, *ready_tail; /* unparked: run before the ring */
+    int nparked;                          /* parked, not yet back (qlock) */
     bool qclosed;
     int nworkers;
     pthread_t *workers;
@@ -202,7 +210,7 @@ struct tc_http_server {
     pthread_t watchdog;
 
     /* stats */
-    _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle;
+    _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle, n_parked;
     _Atomic int64_t n_connections, n_in_flight;
 };
 
@@ -689,21 +697,87 @@ static enum MHD_Result reject(tc_http_exchange *x, int status)
 /* ------------------------------------------------------------------------ */
 /* Workers                                                                  */
 
+/* x is back from a park: onto the ready list, which workers take before the
+ * ring (it has waited once already), whatever the ring's fill. */
+static void park_done(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    x->parked = false;
+    x->ready_next = NULL;
+    pthread_mutex_lock(&s->qlock);
+    if (s->ready_tail != NULL)
+        s->ready_tail->ready_next = x;
+    else
+        s->ready = x;
+    s->ready_tail = x;
+    s->nparked--;
+    if (s->qclosed) /* stopping: the workers waiting for the last one may exit after it */
+        pthread_cond_broadcast(&s->qcond);
+    else
+        pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+}
+
+int tc_http_park(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    if (x->parked || x->parked_once || atomic_load(&x->state) != X_OFFLOADED)
+        return TC_HTTP_ESTATE;
+    x->parked = x->parked_once = true;
+    atomic_store(&x->park_parties, 2);
+    pthread_mutex_lock(&s->qlock);
+    s->nparked++;
+    pthread_mutex_unlock(&s->qlock);
+    return 0;
+}
+
+void tc_http_park_cancel(tc_http_exchange *x)
+{
+    tc_http_server *s = x->srv;
+    if (!x->parked)
+        return;
+    x->parked = false;
+    pthread_mutex_lock(&s->qlock);
+    if (--s->nparked == 0 && s->qclosed)
+        pthread_cond_broadcast(&s->qcond);
+    pthread_mutex_unlock(&s->qlock);
+}
+
+void tc_http_unpark(tc_http_exchange *x)
+{
+    if (atomic_fetch_sub(&x->park_parties, 1) == 1)
+        park_done(x);
+}
+
 static void *worker_main(void *arg)
 {
     tc_http_server *s = arg;
     pthread_mutex_lock(&s->qlock);
     for (;;) {
-        while (s->qcount == 0 && !s->qclosed)
+        while (s->qcount == 0 && s->ready == NULL && !(s->qclosed && s->nparked == 0))
             pthread_cond_wait(&s->qcond, &s->qlock);
-        if (s->qcount == 0)
-            break; /* closed and drained */
-        tc_http_exchange *x = s->ring[s->qhead];
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qcount--;
+        tc_http_exchange *x;
+        if (s->ready != NULL) {
+            x = s->ready;
+            if ((s->ready = x->ready_next) == NULL)
+                s->ready_tail = NULL;
+        } else if (s->qcount > 0) {
+            x = s->ring[s->qhead];
+            s->qhead = (s->qhead + 1) % s->qcap;
+            s->qcount--;
+        } else {
+            break; /* closed, drained, nothing parked */
+        }
         pthread_mutex_unlock(&s->qlock);
 
         x->blocking(s->cfg.ctx, x);
+        if (x->parked) { /* it will be queued again: by the unpark, or by us if that came first */
+            atomic_fetch_add_explicit(&s->n_parked, 1, memory_order_relaxed);
+            if (atomic_fetch_sub(&x->park_parties, 1) == 1)
+                park_done(x);
+            pthread_mutex_lock(&s->qlock);
+            continue;
+        }
         struct MHD_Connection *conn = x->conn;
         atomic_store_explicit(&x->state, X_WORKER_DONE, memory_order_release);
         MHD_resume_connection(conn);
@@ -1297,6 +1371,7 @@ void tc_http_get_stats(const tc_http_server *s, tc_http_stats *o)
     tc_http_server *m = (tc_http_server *)s; /* atomics: loads only */
     o->requests = atomic_load_explicit(&m->n_requests, memory_order_relaxed);
     o->offloaded = atomic_load_explicit(&m->n_offloaded, memory_order_relaxed);
+    o->parked = atomic_load_explicit(&m->n_parked, memory_order_relaxed);
     o->rejected_busy = atomic_load_explicit(&m->n_busy, memory_order_relaxed);
     o->rejected_large = atomic_load_explicit(&m->n_large, memory_order_relaxed);
     o->rejected_bad = atomic_load_explicit(&m->n_bad, memory_order_relaxed);

@@ -123,6 +123,7 @@ int tc_http_stop(tc_http_server *s);
 typedef struct tc_http_stats {
     uint64_t requests;        /* handler calls */
     uint64_t offloaded;       /* requests run on a worker */
+    uint64_t parked;          /* of those, parked once (tc_http_park) */
     uint64_t rejected_busy;   /* 503: worker queue full */
     uint64_t rejected_large;  /* 413: body over its limit */
     uint64_t rejected_bad;    /* 400 from the server's own framing checks */
@@ -231,5 +232,21 @@ int tc_http_response_complete(const tc_http_exchange *x);
  * is noticed only when the response is sent, so fn needs its own deadline).
  * TC_HTTP_ESTATE when called from a blocking function. */
 int tc_http_offload(tc_http_exchange *x, tc_http_blocking_fn fn);
+
+/*
+ * Parking: a blocking function that would only wait for something another
+ * thread is doing (another request's load of the same key) gives its worker
+ * back instead. It calls tc_http_park(x), arranges for tc_http_unpark(x) to be
+ * called once the thing is done (from any thread; it may be at once), and
+ * returns without a response. When both have happened the blocking function
+ * runs again, from the start, on a worker, ahead of the queue. The connection
+ * stays suspended throughout. Once per exchange: the second tc_http_park (or
+ * one outside a blocking function) is TC_HTTP_ESTATE, and the function must
+ * then wait as it would have. If the arrangement fails, tc_http_park_cancel(x)
+ * and carry on. A stopping server waits for parked exchanges to come back.
+ */
+int tc_http_park(tc_http_exchange *x);
+void tc_http_park_cancel(tc_http_exchange *x);
+void tc_http_unpark(tc_http_exchange *x);
 
 #endif

@@ -128,6 +128,42 @@ static void slow(void *ctx, tc_http_exchange *x)
     tc_http_add_header(x, "X-Worker", "yes");
 }
 
+/* /park: the first run parks (the test unparks it: parked_x), the second answers
+ * with the number of runs. */
+static tc_http_exchange *parked_x;
+static int park_runs;
+
+static void parking(void *ctx, tc_http_exchange *x)
+{
+    (void)ctx;
+    pthread_mutex_lock(&gate_lock);
+    int run = ++park_runs;
+    pthread_mutex_unlock(&gate_lock);
+    if (tc_http_park(x) == 0) {
+        pthread_mutex_lock(&gate_lock);
+        parked_x = x;
+        pthread_mutex_unlock(&gate_lock);
+        return;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "runs=%d", run);
+    tc_http_respond(x, 200, "text/plain", buf, strlen(buf));
+}
+
+static tc_http_exchange *take_parked(void)
+{
+    tc_http_exchange *x = NULL;
+    for (int i = 0; i < WAIT_MS / 10 && x == NULL; i++) {
+        pthread_mutex_lock(&gate_lock);
+        x = parked_x;
+        parked_x = NULL;
+        pthread_mutex_unlock(&gate_lock);
+        if (x == NULL)
+            sleep_ms(10);
+    }
+    return x;
+}
+
 static tc_http_action handler(void *ctx, tc_http_exchange *x)
 {
     (void)ctx;
@@ -146,6 +182,10 @@ static tc_http_action handler(void *ctx, tc_http_exchange *x)
     }
     if (strcmp(p, "/gate") == 0) {
         tc_http_offload(x, gated);
+        return TC_HTTP_OFFLOAD;
+    }
+    if (strcmp(p, "/park") == 0) {
+        tc_http_offload(x, parking);
         return TC_HTTP_OFFLOAD;
     }
     if (strcmp(p, "/echo") == 0 || strcmp(p, "/upload") == 0) {
@@ -721,6 +761,58 @@ static void test_offload_does_not_block(void)
     CHECK_EQ_INT(tc_http_stop(s), 0);
 }
 
+/* A parked request gives its worker back: with one worker, a slow request is
+ * served while the parked one waits; unparked, it runs again and is answered.
+ * And a stopping server waits for a parked request to come back. */
+static void *unpark_later(void *arg)
+{
+    sleep_ms(300);
+    tc_http_unpark(arg);
+    return NULL;
+}
+
+static void test_park(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.workers = 1;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    park_runs = 0;
+    client *p = client_open(port), *c = client_open(port);
+    response r;
+    REQUIRE(send_str(p, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n"));
+    tc_http_exchange *x = take_parked();
+    REQUIRE(x != NULL);
+    REQUIRE(send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")); /* needs the one worker */
+    CHECK_EQ_INT(read_response(c, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "slow");
+    struct pollfd pf = {p->fd, POLLIN, 0};
+    CHECK_EQ_INT(poll(&pf, 1, 0), 0); /* the parked one is still waiting */
+    tc_http_unpark(x);
+    CHECK_EQ_INT(read_response(p, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "runs=2"); /* ran again; could not park twice */
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.parked, 1);
+    CHECK_EQ_INT(st.offloaded, 2);
+
+    /* parked while the server stops: the stop waits for it */
+    REQUIRE(send_str(p, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n"));
+    REQUIRE((x = take_parked()) != NULL);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, unpark_later, x) == 0);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(read_response(p, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "runs=4");
+    client_close(p);
+    client_close(c);
+}
+
 /* Clients that leave while their request is on a worker: the worker finishes,
  * the send fails, the exchange is freed once (ASan checks the rest). */
 static void test_client_leaves(void)
@@ -1140,6 +1232,7 @@ int main(void)
     test_framing(s);
     CHECK_EQ_INT(tc_http_stop(s), 0);
     test_offload_does_not_block();
+    test_park();
     test_client_leaves();
     test_queue_full();
     test_slowloris_and_idle();
