@@ -220,6 +220,7 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         *c = (tc_call){.app = app,
                        .x = x,
                        .may_block = may_block,
+                       .may_park = may_block,
                        .session = need_session && sess.user_id != 0 ? &sess : NULL,
                        .path = req.calls[i].path,
                        .input = req.calls[i].input};
@@ -233,6 +234,8 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         tc_call_status st = tc__call_run(c, procs[i]);
         if (st == CALL_NEED_BLOCK)
             goto offload;
+        if (st == CALL_PARKED)
+            goto parked;
         a.mutation |= kinds[i] == TC_TRPC_MUTATION;
         a.personal |= procs[i]->auth != AUTH_PUBLIC;
         if (st == CALL_OK && c->from_cache) {
@@ -303,6 +306,11 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
     }
     goto send;
 
+parked: /* no response: this runs again once the load it waits for is over */
+    free_calls(calls, req.ncalls);
+    free(calls);
+    tc_trpc_request_free(&req);
+    return TC_HTTP_DONE;
 offload:
     free_calls(calls, req.ncalls);
     free(calls);

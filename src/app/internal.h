@@ -55,6 +55,8 @@ typedef enum {
     CALL_OK = 0,
     CALL_ERROR,      /* code + message are set */
     CALL_NEED_BLOCK, /* would block: run the request again on a worker */
+    CALL_PARKED,     /* waits for another request's load: the worker is given back and
+                        the request runs again once it is over (tc_http_park) */
 } tc_call_status;
 
 /* One procedure call in progress. */
@@ -62,6 +64,7 @@ typedef struct tc_call {
     tc_app *app;
     tc_http_exchange *x;
     bool may_block;            /* false on the event thread */
+    bool may_park;             /* on a worker: may answer CALL_PARKED */
     const tc_session *session; /* NULL: anonymous */
     const char *path;
     json_t *input;

@@ -735,6 +735,10 @@ static void render_http(tc_monitor *m, tc_buf *b)
     single(b, "tiercache_http_offloaded_total", "counter",
            "Requests run on a worker thread (could block: cache miss, database, mutation).",
            st.offloaded);
+    single(b, "tiercache_http_parked_total", "counter",
+           "Offloaded requests that gave their worker back while another request loaded "
+           "the same key, and ran again after it.",
+           st.parked);
     family(b, "tiercache_http_rejected_total", "counter",
            "Requests the server refused by itself: busy (503, worker queue full), too_large "
            "(413), bad_request (400, framing).");

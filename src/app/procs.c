@@ -679,6 +679,14 @@ bool tc__tag_is_public(const char *tag)
     return false;
 }
 
+/* tc_await_flight's callback: the load is over (its error is not ours to keep:
+ * the request runs again and reads what it left, or loads once more). */
+static void unpark(void *x, int err)
+{
+    (void)err;
+    tc_http_unpark(x);
+}
+
 static tc_call_status run_query(tc_call *c, const tc_proc *p)
 {
     char key[TC_KEY_MAX + 1], tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
@@ -709,6 +717,13 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
         if (err == TC_ENOTFOUND)
             return CALL_NEED_BLOCK;
     } else {
+        /* Another request is loading this key: rather than hold a worker to wait
+         * for it, give the worker back and run again when it is over. */
+        if (c->may_park && tc_http_park(c->x) == 0) {
+            if (tc_await_flight(c->app->cache, key, unpark, c->x) == 0)
+                return CALL_PARKED;
+            tc_http_park_cancel(c->x);
+        }
         err = tc_get_or_load(c->app->cache, key, &pol, &c->cache);
     }
     if (err == 0) {

@@ -697,17 +697,18 @@ int tc_await_flight(tc_cache *c, const char *key, void (*cb)(void *arg, int err)
     if (!key_ok(key) || cb == NULL)
         return TC_EINVAL;
     uint64_t khash = tc__hash(key, strlen(key));
-    flight_waiter *w = malloc(sizeof(*w));
-    if (w == NULL)
-        return TC_ENOMEM;
     flight_shard *s = fshard(c, khash);
     pthread_mutex_lock(&s->lock);
     flight *f = flight_find(s, key, khash);
     /* the same flights tc_get_or_load would join */
     if (f == NULL || f->background || !gens_current(f->tags, f->gens, f->ntags)) {
         pthread_mutex_unlock(&s->lock);
-        free(w);
-        return TC_ENOTFOUND;
+        return TC_ENOTFOUND; /* the common case, and no allocation for it */
+    }
+    flight_waiter *w = malloc(sizeof(*w));
+    if (w == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        return TC_ENOMEM;
     }
     w->cb = cb;
     w->arg = arg;

@@ -720,27 +720,17 @@ static void park_done(tc_http_exchange *x)
 
 int tc_http_park(tc_http_exchange *x)
 {
-    tc_http_server *s = x->srv;
     if (x->parked || x->parked_once || atomic_load(&x->state) != X_OFFLOADED)
         return TC_HTTP_ESTATE;
     x->parked = x->parked_once = true;
     atomic_store(&x->park_parties, 2);
-    pthread_mutex_lock(&s->qlock);
-    s->nparked++;
-    pthread_mutex_unlock(&s->qlock);
     return 0;
 }
 
 void tc_http_park_cancel(tc_http_exchange *x)
 {
-    tc_http_server *s = x->srv;
-    if (!x->parked)
-        return;
-    x->parked = false;
-    pthread_mutex_lock(&s->qlock);
-    if (--s->nparked == 0 && s->qclosed)
-        pthread_cond_broadcast(&s->qcond);
-    pthread_mutex_unlock(&s->qlock);
+    if (x->parked) /* never parked after all: it may park later */
+        x->parked = x->parked_once = false;
 }
 
 void tc_http_unpark(tc_http_exchange *x)
@@ -773,6 +763,9 @@ static void *worker_main(void *arg)
         x->blocking(s->cfg.ctx, x);
         if (x->parked) { /* it will be queued again: by the unpark, or by us if that came first */
             atomic_fetch_add_explicit(&s->n_parked, 1, memory_order_relaxed);
+            pthread_mutex_lock(&s->qlock);
+            s->nparked++; /* before our part of the rendezvous: park_done undoes it */
+            pthread_mutex_unlock(&s->qlock);
             if (atomic_fetch_sub(&x->park_parties, 1) == 1)
                 park_done(x);
             pthread_mutex_lock(&s->qlock);

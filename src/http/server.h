@@ -243,7 +243,8 @@ int tc_http_offload(tc_http_exchange *x, tc_http_blocking_fn fn);
  * stays suspended throughout. Once per exchange: the second tc_http_park (or
  * one outside a blocking function) is TC_HTTP_ESTATE, and the function must
  * then wait as it would have. If the arrangement fails, tc_http_park_cancel(x)
- * and carry on. A stopping server waits for parked exchanges to come back.
+ * and carry on (it may park later). A stopping server waits for parked
+ * exchanges to come back.
  */
 int tc_http_park(tc_http_exchange *x);
 void tc_http_park_cancel(tc_http_exchange *x);

@@ -299,6 +299,30 @@ describe('a slow database never holds up a cached request', () => {
     assert.deepEqual(order, ['user.me 200', 'update 200', 'update 200', 'update 200', 'update 200']);
     assert.ok(Math.max(...took) >= 2000, `the updates queued behind the slow database (${took} ms)`);
   });
+
+  it('a stampede on one key leaves the workers free: its waiters give them back', async () => {
+    // A post is put in Redis by a second server on the same prefix, so that reading it on
+    // the first one takes a worker but no database. Then ten reads of an invalidated
+    // user.me: one loads (1 s), the others wait for it — without a worker each, so the
+    // post is served meanwhile by the second of the two workers.
+    const T = await startServer({ dbHandle: srv.db, prefix: srv.prefix });
+    try {
+      const slug = (await call(T, 'blog.list', { input: { limit: 1 } })).body.result.data.items[0].slug;
+      assert.equal((await call(T, 'blog.bySlug', { input: { slug } })).status, 200);
+      assert.equal((await call(srv, 'user.update', { token: a.token, input: { bio: 'herd' } })).status, 200);
+      const order = [];
+      const herd = Array.from({ length: 10 }, () => call(srv, 'user.me', { token: a.token })
+        .then((r) => order.push(`user.me ${r.status} ${r.body.result?.data?.bio}`)));
+      await sleep(200); // the load has begun and the others have reached a worker
+      const post = await call(srv, 'blog.bySlug', { input: { slug } });
+      order.push(`post ${post.status}`);
+      assert.match(post.headers.get('cache-status'), /hit.*detail=l2/);
+      await Promise.all(herd);
+      assert.deepEqual(order, ['post 200', ...Array(10).fill('user.me 200 herd')]);
+    } finally {
+      await T.stop();
+    }
+  });
 });
 
 describe('cache turned off', () => {
