@@ -160,9 +160,10 @@ struct tc_http_exchange {
     void (*release)(void *);
     void *release_arg;
     tc_http_blocking_fn blocking;
-    /* tc_http_park: set by the blocking function's worker (only it reads it);
-     * park_parties: that worker and the tc_http_unpark call, whichever comes
-     * last puts x back on the queue. */
+    /* tc_http_park: parked is set by the blocking function on its worker, read
+     * by that worker when the function returns, cleared by park_done once both
+     * parties (that worker and tc_http_unpark) have counted park_parties down:
+     * whichever comes last puts x back on the queue. */
     bool parked, parked_once;
     _Atomic int park_parties;
     struct tc_http_exchange *ready_next; /* on the ready list (qlock) */
