@@ -156,6 +156,7 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
                        .body_len = blen};
     tc_trpc_request req;
     tc_call *calls = NULL;
+    bool parked = false; /* a call gave the worker back (CALL_PARKED) */
     char *out = NULL;
     size_t olen = 0;
     int status = 500;
@@ -234,8 +235,10 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         tc_call_status st = tc__call_run(c, procs[i]);
         if (st == CALL_NEED_BLOCK)
             goto offload;
-        if (st == CALL_PARKED)
-            goto parked;
+        if (st == CALL_PARKED) {
+            parked = true;
+            goto offload;
+        }
         a.mutation |= kinds[i] == TC_TRPC_MUTATION;
         a.personal |= procs[i]->auth != AUTH_PUBLIC;
         if (st == CALL_OK && c->from_cache) {
@@ -306,15 +309,12 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
     }
     goto send;
 
-parked: /* no response: this runs again once the load it waits for is over */
-    free_calls(calls, req.ncalls);
-    free(calls);
-    tc_trpc_request_free(&req);
-    return TC_HTTP_DONE;
 offload:
     free_calls(calls, req.ncalls);
     free(calls);
     tc_trpc_request_free(&req);
+    if (parked) /* no response: this runs again once the load it waits for is over */
+        return TC_HTTP_DONE;
     if (tc_http_offload(x, blocking_trpc) == 0)
         return TC_HTTP_OFFLOAD;
     respond_text(x, 500, "could not offload the request\n");
