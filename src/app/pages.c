@@ -401,8 +401,13 @@ static char *dashboard_content(const tc_pages *p, const json_t *d, const json_t 
 static tc_call_status run(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
                           const tc_session *s, const char *path, json_t *input)
 {
-    *c = (tc_call){
-        .app = app, .x = x, .may_block = may_block, .session = s, .path = path, .input = input};
+    *c = (tc_call){.app = app,
+                   .x = x,
+                   .may_block = may_block,
+                   .may_park = may_block,
+                   .session = s,
+                   .path = path,
+                   .input = input};
     return tc__call_run(c, tc__proc_find(path));
 }
 
@@ -525,7 +530,7 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
     default:
         break;
     }
-    if (st == CALL_NEED_BLOCK)
+    if (st == CALL_NEED_BLOCK || st == CALL_PARKED)
         goto offload;
     for (int i = 0; i < ncalls; i++) {
         if (calls[i].code == TC_TRPC_NOT_FOUND) {
@@ -611,6 +616,8 @@ offload:
         json_decref(calls[i].data);
     }
     json_decref(input);
+    if (st == CALL_PARKED) /* no response: this runs again once the load it waits for is over */
+        return TC_HTTP_DONE;
     if (tc_http_offload(x, blocking_page) == 0)
         return TC_HTTP_OFFLOAD;
     error_page(app, x, 500, "Something went wrong", "The request could not be handed over.", false);

@@ -5,6 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startServer, call, login, redis, sign, sleep, DEMO_PASSWORD } from './lib.mjs';
+import { scrape, value } from './prom.mjs';
 
 for (const kind of ['sqlite', 'pg']) {
   describe(`API on ${kind}`, () => {
@@ -298,6 +299,24 @@ describe('a slow database never holds up a cached request', () => {
     const took = await Promise.all(slow);
     assert.deepEqual(order, ['user.me 200', 'update 200', 'update 200', 'update 200', 'update 200']);
     assert.ok(Math.max(...took) >= 2000, `the updates queued behind the slow database (${took} ms)`);
+  });
+
+  it('pages park too: five /dashboard loads right after a change, one load, all answered', async () => {
+    assert.equal((await call(srv, 'user.update', { token: a.token, input: { bio: 'pages' } })).status, 200);
+    const m0 = (await scrape(srv)).samples;
+    const pages = await Promise.all(Array.from({ length: 5 }, async () => {
+      const r = await fetch(`${srv.base}/dashboard`, { headers: { cookie: `session=${a.token}` } });
+      return [r.status, await r.text()];
+    }));
+    for (const [status, html] of pages) {
+      assert.equal(status, 200);
+      assert.match(html, /<a class="account" href="\/dashboard">/);
+    }
+    const m1 = (await scrape(srv)).samples;
+    const d = (name, labels) => value(m1, name, labels) - value(m0, name, labels);
+    assert.equal(d('tiercache_cache_misses_total', { namespace: 'dash' }), 1);
+    assert.equal(d('tiercache_cache_misses_total', { namespace: 'user' }), 1);
+    assert.ok(d('tiercache_http_parked_total') > 0, 'some waited for the first one\'s load without a worker');
   });
 
   it('a stampede on one key leaves the workers free: its waiters give them back', async () => {
