@@ -34,13 +34,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(cs, nul + 1, clen);
         cs[clen] = '\0';
     }
+    char word[16], detail[16]; /* the server parses the header, then logs the words */
+    tc_cache_status_parse(cs, word, sizeof(word), detail, sizeof(detail));
     tc_access_entry e = {.time_ms = 1735787045678LL,
                          .method = "GET",
                          .path = plen > 0 ? p : NULL,
                          .path_len = plen,
                          .status = 200,
                          .duration_us = 1234,
-                         .cache_status = cs,
+                         .cache = word,
+                         .cache_detail = detail,
                          .bytes = 10,
                          .route = "r",
                          .client = "127.0.0.1"};

@@ -282,6 +282,7 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
     tc_monitor *m = app->monitor;
     if (m == NULL)
         return;
+    char word[16] = "-", detail[16] = ""; /* for the metrics and the access log */
     if (status == 0) {
         atomic_fetch_add_explicit(&m->unanswered, 1, memory_order_relaxed);
     } else {
@@ -299,7 +300,6 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
         atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
         if (status >= 500)
             atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
-        char word[16], detail[16];
         switch (tc_cache_status_parse(tc_http_response_header(x, "Cache-Status"), word,
                                       sizeof(word), detail, sizeof(detail))) {
         case TC_CSTAT_HIT:
@@ -316,7 +316,7 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
             break;
         }
     }
-    tc_access_log_request(m->log, x, status, us);
+    tc_access_log_request(m->log, x, status, us, word, detail);
 }
 
 /* ---- the sampler ------------------------------------------------------------------- */

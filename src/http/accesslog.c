@@ -192,11 +192,9 @@ size_t tc_access_log_format(char *buf, size_t cap, const tc_access_entry *e)
     num[n] = '.';
     dec3(num + n + 1, (unsigned)(e->duration_us % 1000));
     field(&o, "duration_ms", num, n + 4);
-    char word[32], detail[32];
-    tc_cache_status_parse(e->cache_status, word, sizeof(word), detail, sizeof(detail));
-    field_s(&o, "cache", word);
-    if (detail[0] != '\0')
-        field_s(&o, "cache_detail", detail);
+    field_s(&o, "cache", e->cache != NULL && e->cache[0] != '\0' ? e->cache : "-");
+    if (e->cache_detail != NULL && e->cache_detail[0] != '\0')
+        field_s(&o, "cache_detail", e->cache_detail);
     field_u(&o, "bytes", e->bytes);
     field_s(&o, "route", e->route != NULL ? e->route : "-");
     field_s(&o, "client", e->client != NULL ? e->client : "-");
@@ -484,7 +482,8 @@ static void queue(tc_access_log *l, const char *line, size_t n)
     atomic_fetch_add_explicit(&l->lines, 1, memory_order_relaxed);
 }
 
-void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, uint64_t duration_us)
+void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, uint64_t duration_us,
+                           const char *cache, const char *cache_detail)
 {
     if (l == NULL)
         return;
@@ -499,7 +498,8 @@ void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, ui
         .path_len = path != NULL ? plen : 0,
         .status = status,
         .duration_us = duration_us,
-        .cache_status = tc_http_response_header(x, "Cache-Status"),
+        .cache = cache,
+        .cache_detail = cache_detail,
         .bytes = tc_http_response_bytes(x),
         .route = tc_http_route(x),
         /* status 0: a worker may still hold x, and the address is allocated on demand */

@@ -46,9 +46,11 @@ void tc_access_log_close(tc_access_log *l);
  * thread. */
 void tc_access_log_reopen(tc_access_log *l);
 
-/* Formats the request of x (from an on_done hook: same arguments) and queues
- * the line. Never blocks on I/O. */
-void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, uint64_t duration_us);
+/* Formats the request of x (from an on_done hook: same arguments, plus the
+ * outcome its Cache-Status says, which the hook has parsed already:
+ * tc_cache_status_parse) and queues the line. Never blocks on I/O. */
+void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, uint64_t duration_us,
+                           const char *cache, const char *cache_detail);
 /* Formats e and queues the line (what tc_access_log_request does once it has
  * read the exchange). Never blocks on I/O. */
 void tc_access_log_write(tc_access_log *l, const tc_access_entry *e);
@@ -70,7 +72,8 @@ typedef struct tc_access_entry {
     size_t path_len;
     int status;
     uint64_t duration_us;
-    const char *cache_status; /* the Cache-Status response header, or NULL */
+    const char *cache;        /* the Cache-Status outcome (tc_cache_status_parse), NULL: "-" */
+    const char *cache_detail; /* its detail, or NULL or "" */
     uint64_t bytes;
     const char *route;  /* or NULL */
     const char *client; /* or NULL */

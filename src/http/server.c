@@ -424,12 +424,11 @@ static void peer_text(struct MHD_Connection *c, char buf[INET6_ADDRSTRLEN])
 
 const char *tc_http_client_addr(tc_http_exchange *x)
 {
-    if (x->client_addr == NULL) {
+    if (x->client_addr == NULL && x->ct != NULL) { /* formatted once per connection */
+        x->client_addr = arena_strdup(x, x->ct->addr, strlen(x->ct->addr));
+    } else if (x->client_addr == NULL) {
         char buf[INET6_ADDRSTRLEN];
-        if (x->ct != NULL) /* formatted once per connection, not per request */
-            memcpy(buf, x->ct->addr, sizeof buf);
-        else
-            peer_text(x->conn, buf);
+        peer_text(x->conn, buf);
         x->client_addr = arena_strdup(x, buf, strlen(buf));
     }
     return x->client_addr != NULL && x->client_addr[0] != '\0' ? x->client_addr : NULL;

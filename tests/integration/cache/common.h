@@ -179,12 +179,14 @@ typedef struct it_read {
     int64_t took_ms;
 } it_read;
 
-static inline it_read it_get_or_load(tc_cache *c, const char *key, const tc_policy *p)
+/* One call of fn (tc_get_or_load or tc_get), as an it_read. */
+static inline it_read it_call(int (*fn)(tc_cache *, const char *, const tc_policy *, tc_result *),
+                              tc_cache *c, const char *key, const tc_policy *p)
 {
     it_read r = {0};
     tc_result res;
     int64_t t0 = it_now_ms();
-    r.rc = tc_get_or_load(c, key, p, &res);
+    r.rc = fn(c, key, p, &res);
     r.took_ms = it_now_ms() - t0;
     if (r.rc == 0) {
         size_t n = res.value->len < sizeof(r.data) - 1 ? res.value->len : sizeof(r.data) - 1;
@@ -197,22 +199,14 @@ static inline it_read it_get_or_load(tc_cache *c, const char *key, const tc_poli
     return r;
 }
 
+static inline it_read it_get_or_load(tc_cache *c, const char *key, const tc_policy *p)
+{
+    return it_call(tc_get_or_load, c, key, p);
+}
+
 static inline it_read it_get(tc_cache *c, const char *key, const tc_policy *p)
 {
-    it_read r = {0};
-    tc_result res;
-    int64_t t0 = it_now_ms();
-    r.rc = tc_get(c, key, p, &res);
-    r.took_ms = it_now_ms() - t0;
-    if (r.rc == 0) {
-        size_t n = res.value->len < sizeof(r.data) - 1 ? res.value->len : sizeof(r.data) - 1;
-        memcpy(r.data, res.value->data, n);
-        r.source = res.source;
-        r.stale = res.stale;
-        r.hash = res.value->hash;
-        tc_value_release(res.value);
-    }
-    return r;
+    return it_call(tc_get, c, key, p);
 }
 
 /* Reads key on c (get_or_load) until it answers want, at most ms; returns the last read.

@@ -31,7 +31,8 @@ static void test_format(void)
                          .path_len = strlen(path),
                          .status = 200,
                          .duration_us = 1834,
-                         .cache_status = "tiercache; hit; ttl=298; detail=l1",
+                         .cache = "hit",
+                         .cache_detail = "l1",
                          .bytes = 212,
                          .route = "user.me",
                          .client = "127.0.0.1"};
@@ -45,7 +46,8 @@ static void test_format(void)
     const char *odd = "/a b\"c=d\\e\nf\x01";
     e.path = odd;
     e.path_len = strlen(odd);
-    e.cache_status = NULL;
+    e.cache = NULL;
+    e.cache_detail = NULL;
     e.route = NULL;
     e.client = NULL;
     e.status = 0;
