@@ -58,6 +58,11 @@ static const char USAGE[] =
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
     "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --lease-ms N           an instance trusts its L1 this long after the invalidation bus\n"
+    "                         last proved it had every invalidation [TIERCACHE_LEASE_MS] (250)\n"
+    "  --invalidate-wait-ms N how long a write waits for Redis to take its invalidations\n"
+    "                         (a stall, a failover) before it is refused (503)\n"
+    "                         [TIERCACHE_INVALIDATE_WAIT_MS] (5000)\n"
     "  --no-cache             read the database on every request [TIERCACHE_CACHE=off]\n"
     "  --event-threads N      HTTP event threads [TIERCACHE_EVENT_THREADS] (1)\n"
     "  --workers N            threads for blocking work [TIERCACHE_WORKERS] (8)\n"
@@ -144,6 +149,10 @@ static void set(options *o, const char *name, const char *v)
         o->app.prefix = v;
     } else if (strcmp(name, "l1-mb") == 0)
         o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "lease-ms") == 0)
+        o->app.lease_ms = to_int("--lease-ms", v, 5, 60000);
+    else if (strcmp(name, "invalidate-wait-ms") == 0)
+        o->app.invalidate_wait_ms = to_int("--invalidate-wait-ms", v, 0, 60000);
     else if (strcmp(name, "cache") == 0) {
         if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
             die("TIERCACHE_CACHE: expected on or off, got '%s'%s", v, "");
@@ -216,6 +225,8 @@ static void from_env(options *o)
         {"TIERCACHE_REDIS_PASSWORD", "redis-password"},
         {"TIERCACHE_PREFIX", "prefix"},
         {"TIERCACHE_L1_MB", "l1-mb"},
+        {"TIERCACHE_LEASE_MS", "lease-ms"},
+        {"TIERCACHE_INVALIDATE_WAIT_MS", "invalidate-wait-ms"},
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},
         {"TIERCACHE_WORKERS", "workers"},

@@ -94,9 +94,24 @@ typedef struct tc_config {
      * L2 is used again; past this many, the whole cache is cleared instead. */
     int pending_invalidations_max; /* default 4096 */
 
+    /* How long an L1 stays trusted after the bus last proved it had every
+     * invalidation (the lease; docs/cache.md "The fleet"): an instance that
+     * cannot renew it stops serving from L1 within this bound, and an
+     * invalidation that a live instance does not acknowledge returns after
+     * it. Default 250 ms. */
+    int lease_ms;
+
     tc_clock_fn clock; /* NULL: CLOCK_REALTIME */
     void *clock_ctx;
+
+    /* Where the engine reports a change of state an operator should know of
+     * (a new Redis incarnation, L1 trust lost and back), once per change, on
+     * the thread that saw it. NULL: silent. */
+    void (*log)(void *ctx, int level, const char *msg);
+    void *log_ctx;
 } tc_config;
+
+enum { TC_LOG_INFO = 0, TC_LOG_WARN = 1, TC_LOG_ERROR = 2 };
 
 /* Fills *cfg with the defaults above. */
 void tc_config_init(tc_config *cfg);
@@ -197,14 +212,32 @@ int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res);
 int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p);
 
 /*
- * Invalidation. When these return 0 no later read in this process returns the
- * old entry, and every other process drops it when the bus delivers the
- * message. An invalidated entry is never served stale. If Redis cannot be
- * reached the invalidation is applied locally, kept, and replayed before
- * Redis is read again; the return is then TC_EREDIS.
+ * Invalidation. When these return 0, no later read in any process on this
+ * Redis and prefix returns the old entry: every live instance has applied the
+ * invalidation and said so, or has stopped trusting its L1 (it could not
+ * renew its lease; see lease_ms). That costs a round trip to Redis and one
+ * from each other instance, or at most lease_ms when one does not answer. An
+ * invalidated entry is never served stale. If Redis cannot be reached the
+ * invalidation is applied locally, kept, and replayed before Redis is read
+ * again; the return is then TC_EREDIS.
  */
 int tc_invalidate_key(tc_cache *c, const char *key);
 int tc_invalidate_tag(tc_cache *c, const char *tag);
+/*
+ * Several tags at once, as one step: one round trip, one wait for the other
+ * instances; "#<key>" names the one entry under key (tc_invalidate_key).
+ * While Redis cannot be reached it tries again for up to wait_ms (0: once), so
+ * a write made during a short stall or a failover still becomes visible
+ * everywhere before the caller answers; past that, as above.
+ */
+int tc_invalidate_tags(tc_cache *c, const char *const *tags, int ntags, int wait_ms);
+/*
+ * Whether an invalidation made now would reach Redis: 0 once a round trip to
+ * it has succeeded, trying for up to wait_ms; TC_EREDIS if none did; 0 at
+ * once without Redis. A writer asks before it changes the source of truth,
+ * and refuses the write rather than make one the fleet might not see.
+ */
+int tc_ready(tc_cache *c, int wait_ms);
 int tc_delete(tc_cache *c, const char *key); /* = tc_invalidate_key */
 /* Every entry under the prefix, in every process: one counter and one message,
  * no FLUSHDB, no scan of the keyspace. */
@@ -258,7 +291,12 @@ typedef struct tc_metrics {
     uint64_t redis_errors, breaker_opens;
     int breaker_open; /* 1 while L2 is skipped */
     int bus_connected;
+    int l1_trusted; /* 1 while this instance's lease holds (always without a bus) */
+    uint64_t lease_lapses;       /* times the lease ran out while subscribed */
+    uint64_t incarnations;       /* new Redis processes seen after the first */
+    uint64_t ack_timeouts;       /* invalidations that waited out the lease for an instance */
     tc_histogram redis_latency;
+    tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
 } tc_metrics;
 
 /* Copies the current counters into *m (no allocation). */

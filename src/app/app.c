@@ -43,23 +43,60 @@ void tc__log(const char *fmt, ...)
     fprintf(stderr, "tiercache: %s\n", line);
 }
 
-void tc__invalidate(tc_app *app, const char *fmt, ...)
+static void cache_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    tc__log("cache%s: %s", level >= TC_LOG_WARN ? " (warning)" : "", msg);
+}
+
+void tc__inval_add(tc_inval *inv, const char *fmt, ...)
 {
     char tag[TC_TAG_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tag, sizeof(tag), fmt, ap);
     va_end(ap);
-    int err = app->cache != NULL ? tc_invalidate_tag(app->cache, tag) : 0;
-    if (app->cache != NULL && err != TC_EINVAL)
-        tc__monitor_tag_invalidated(app->monitor, tag);
+    for (int i = 0; i < inv->n; i++)
+        if (strcmp(inv->tags[i], tag) == 0 || strcmp(inv->tags[i], "*") == 0)
+            return;
+    if (inv->n == TC_TAGS_MAX) { /* more than a write ever makes: drop everything */
+        inv->n = 0;
+        snprintf(tag, sizeof(tag), "*");
+    }
+    memcpy(inv->tags[inv->n++], tag, sizeof(tag));
+}
+
+int tc__write_ready(tc_app *app)
+{
+    return app->cache != NULL ? tc_ready(app->cache, app->cfg.invalidate_wait_ms) : 0;
+}
+
+void tc__inval_commit(tc_app *app, tc_inval *inv)
+{
+    if (inv->n == 0)
+        return;
+    const char *tags[TC_TAGS_MAX];
+    for (int i = 0; i < inv->n; i++)
+        tags[i] = inv->tags[i];
+    int err = 0;
+    if (app->cache != NULL) {
+        /* "*" is tc_clear: the engine keeps it out of the tags a caller names */
+        err = inv->n == 1 && strcmp(tags[0], "*") == 0
+                  ? tc_clear(app->cache)
+                  : tc_invalidate_tags(app->cache, tags, inv->n, app->cfg.invalidate_wait_ms);
+        for (int i = 0; i < inv->n && err != TC_EINVAL; i++)
+            if (tags[i][0] != '#')
+                tc__monitor_tag_invalidated(app->monitor, tags[i]);
+    }
     if (err != 0)
-        tc__log("invalidate %s: %s (applied here; kept and replayed to Redis)", tag,
-                tc_strerror(err));
+        tc__log("invalidate %s%s: %s (applied here; kept and replayed to Redis)", tags[0],
+                inv->n > 1 ? " and others" : "", tc_strerror(err));
     /* After our own cache: a shared cache that refetches at once gets the new value.
      * Queued, not sent here: the purge thread does the network (purge.h). */
-    if (app->purger != NULL && tc__tag_is_public(tag))
-        tc_purger_tag(app->purger, tag); /* a full queue is counted and logged there */
+    for (int i = 0; i < inv->n && app->purger != NULL; i++)
+        if (tc__tag_is_public(tags[i]))
+            tc_purger_tag(app->purger, tags[i]); /* a full queue is counted and logged there */
+    inv->n = 0;
 }
 
 static void respond_text(tc_http_exchange *x, int status, const char *text)
@@ -441,6 +478,8 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->redis_port = 6379;
     cfg->prefix = "tc:";
     cfg->l1_bytes = 64u << 20;
+    cfg->lease_ms = 250;
+    cfg->invalidate_wait_ms = 5000;
     cfg->webhook_tolerance_s = 300;
     cfg->session_ttl_s = 30 * 24 * 3600;
     cfg->login_burst = 10;
@@ -516,6 +555,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         cc.redis_password = cfg->redis_password;
         cc.prefix = cfg->prefix;
         cc.l1_max_bytes = cfg->l1_bytes;
+        cc.lease_ms = cfg->lease_ms;
+        cc.log = cache_log;
         int cerr;
         if ((app->cache = tc_cache_create(&cc, &cerr)) == NULL) {
             snprintf(err, errlen, "cache: %s", tc_strerror(cerr));

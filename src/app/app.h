@@ -24,6 +24,9 @@ typedef struct tc_app_config {
     const char *redis_password;
     const char *prefix; /* Redis key prefix; default "tc:" */
     size_t l1_bytes;    /* default 64 MiB */
+    int lease_ms;           /* L1 trust lease (tc_config.lease_ms); default 250 */
+    int invalidate_wait_ms; /* how long a write waits for Redis to take its
+                               invalidations (a stall, a failover); default 5000 */
 
     const char *webhook_secret;        /* NULL: /webhooks/billing answers 503 */
     int webhook_tolerance_s;           /* default 300 */

@@ -265,13 +265,7 @@ tc_call_status tc__auth_logout(tc_call *c, tc_db *db)
     tc_db_param p[] = {tc_db_text(c->session->token_hash)};
     if (tc_db_exec(db, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL) != 0)
         return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    if (c->app->cache != NULL) {
-        char key[80];
-        snprintf(key, sizeof(key), "session:%s", c->session->token_hash);
-        int err = tc_invalidate_key(c->app->cache, key);
-        if (err != 0)
-            tc__log("invalidate %s: %s (kept, will be replayed)", key, tc_strerror(err));
-    }
+    tc__inval_add(&c->inval, "#session:%s", c->session->token_hash);
     c->data = json_pack("{s:b}", "ok", 1);
     snprintf(c->set_cookie, sizeof(c->set_cookie),
              "session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s",

@@ -209,6 +209,8 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
     tc_db *db = NULL;
     if (bad != NULL) {
         answer(x, 400, "%s", bad);
+    } else if (uid != 0 && tc__write_ready(app) != 0) { /* as tc__call_run, for mutations */
+        answer(x, 503, "%s", "cache unreachable, nothing was changed; retry later");
     } else if (tc__db_acquire(app, &db) != 0) {
         answer(x, 503, "%s", "database busy, retry later");
     } else {
@@ -232,8 +234,10 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
             tc_db_rollback(db);
         tc_db_pool_release(app->db, db);
         if (err == 0 && uid != 0) {
-            tc__invalidate(app, "sub:%lld", (long long)uid);
-            tc__invalidate(app, "dash:%lld", (long long)uid);
+            tc_inval inv = {.n = 0};
+            tc__inval_add(&inv, "sub:%lld", (long long)uid);
+            tc__inval_add(&inv, "dash:%lld", (long long)uid);
+            tc__inval_commit(app, &inv);
         }
         if (err == 0)
             answer(x, 200, "%s", "{\"received\":true}");

@@ -59,6 +59,14 @@ typedef enum {
                         the request runs again once it is over (tc_http_park) */
 } tc_call_status;
 
+/* The cache tags a write invalidates, collected while it runs and invalidated
+ * together once it is done (tc__inval_commit): one round trip, one wait for
+ * the fleet. "#<key>" names the one entry under key. */
+typedef struct tc_inval {
+    char tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
+    int n;
+} tc_inval;
+
 /* One procedure call in progress. */
 typedef struct tc_call {
     tc_app *app;
@@ -76,6 +84,7 @@ typedef struct tc_call {
     tc_result cache;       /* where a query's value came from (value in .value) */
     bool from_cache;
     char set_cookie[256]; /* a Set-Cookie to send, or "" */
+    tc_inval inval;       /* a mutation's invalidations, made after it (tc__call_run) */
 } tc_call;
 
 typedef enum { AUTH_PUBLIC, AUTH_USER, AUTH_ADMIN } tc_auth_rule;
@@ -95,6 +104,9 @@ typedef struct tc_proc {
     tc_loader_fn load;
     /* mutations: run on a worker; fill c->data or return CALL_ERROR */
     tc_call_status (*mutate)(tc_call *c, tc_db *db);
+    /* the mutation changes what cached queries answer: it runs only when its
+     * invalidations can reach the whole fleet (tc__write_ready) */
+    bool invalidates;
 } tc_proc;
 
 /* procs.c */
@@ -155,9 +167,18 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c */
 uint64_t tc__now_ms(void);
-/* Invalidates a tag; a failure to reach Redis is logged, not returned (the
- * engine keeps and replays it). */
-void tc__invalidate(tc_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds a tag to inv (a full set collapses into "*", everything). */
+void tc__inval_add(tc_inval *inv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Before a write that will invalidate: 0 when its invalidations can reach the
+ * fleet (Redis answers, waiting up to cfg.invalidate_wait_ms), else an error:
+ * refuse the write then (503), so that none is made that another instance
+ * could keep serving the old value of. 0 without a cache or Redis. */
+int tc__write_ready(tc_app *app);
+/* Invalidates inv's tags everywhere, and purges the public ones from the
+ * shared cache; returns once every instance has them (tc_invalidate_tags). A
+ * failure to reach Redis within cfg.invalidate_wait_ms is logged, not
+ * returned: the write has happened; the engine keeps and replays them. */
+void tc__inval_commit(tc_app *app, tc_inval *inv);
 void tc__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

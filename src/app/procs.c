@@ -393,12 +393,12 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
                    "ELSE avatar_url END, updated_at = ? WHERE id = ?",
                    p, 8, NULL) != 0)
         return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    tc__invalidate(c->app, "user:%lld", (long long)uid);
+    tc__inval_add(&c->inval, "user:%lld", (long long)uid);
     /* Posts show their author's name, and only administrators write posts. The tags of
      * a post are fixed before its loader learns the author, so an author's rename drops
      * every post: renames are rare, and stale bylines are wrong. */
     if (name != NULL && c->session->role == ROLE_ADMIN)
-        tc__invalidate(c->app, "blog");
+        tc__inval_add(&c->inval, "blog");
     tc_buf b = {0};
     return data_from_buf(c, tc__user_json(db, uid, &b), &b);
 }
@@ -454,8 +454,8 @@ static tc_call_status blog_publish(tc_call *c, tc_db *db)
         return tc__call_fail(c, TC_TRPC_CONFLICT, "a post with slug \"%s\" exists", slug);
     if (err != 0)
         return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    tc__invalidate(c->app, "blog-list");
-    tc__invalidate(c->app, "blog:%s", slug);
+    tc__inval_add(&c->inval, "blog-list");
+    tc__inval_add(&c->inval, "blog:%s", slug);
     return post_result(c, db, slug);
 }
 
@@ -475,8 +475,8 @@ static tc_call_status blog_update(tc_call *c, tc_db *db)
         return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     if (changed == 0)
         return tc__call_fail(c, TC_TRPC_NOT_FOUND, "no post with slug \"%s\"", slug);
-    tc__invalidate(c->app, "blog:%s", slug);
-    tc__invalidate(c->app, "blog-list");
+    tc__inval_add(&c->inval, "blog:%s", slug);
+    tc__inval_add(&c->inval, "blog-list");
     return post_result(c, db, slug);
 }
 
@@ -561,10 +561,10 @@ static const tc_in_field BLOG_UPDATE_IN[] = {
 
 static const tc_proc PROCS[] = {
     {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc__auth_login},
-    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc__auth_logout},
+    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc__auth_logout, .invalidates = true},
     {"user.me", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "user:{uid}", .tags = {"user:{uid}"},
      .fresh_ms = 5 * MIN_MS, .load = load_user},
-    {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update},
+    {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update, .invalidates = true},
     {"subscription.get", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "sub:{uid}", .tags = {"sub:{uid}"},
      .fresh_ms = 1 * MIN_MS, .load = load_subscription},
     {"dashboard.summary", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "dash:{uid}",
@@ -576,8 +576,8 @@ static const tc_proc PROCS[] = {
      .fresh_ms = 60 * MIN_MS, .load = load_blog_list},
     {"blog.bySlug", TC_TRPC_QUERY, AUTH_PUBLIC, IN(SLUG_IN), .key = "blog:{input.slug}",
      .tags = {"blog", "blog:{input.slug}"}, .fresh_ms = 60 * MIN_MS, .load = load_blog_post},
-    {"blog.publish", TC_TRPC_MUTATION, AUTH_ADMIN, IN(BLOG_PUBLISH_IN), .mutate = blog_publish},
-    {"blog.update", TC_TRPC_MUTATION, AUTH_ADMIN, IN(BLOG_UPDATE_IN), .mutate = blog_update},
+    {"blog.publish", TC_TRPC_MUTATION, AUTH_ADMIN, IN(BLOG_PUBLISH_IN), .mutate = blog_publish, .invalidates = true},
+    {"blog.update", TC_TRPC_MUTATION, AUTH_ADMIN, IN(BLOG_UPDATE_IN), .mutate = blog_update, .invalidates = true},
 };
 
 const tc_proc *tc__proc_find(const char *path)
@@ -750,10 +750,20 @@ tc_call_status tc__call_run(tc_call *c, const tc_proc *p)
         return run_query(c, p);
     if (!c->may_block)
         return CALL_NEED_BLOCK;
+    /* A write whose invalidations could not reach every instance is refused
+     * before it is made: no instance may keep serving what it replaces. */
+    if (p->invalidates && tc__write_ready(c->app) != 0) {
+        tc_http_add_header(c->x, "Retry-After", "1");
+        return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                             "the cache cannot be reached, so the change could not be made "
+                             "visible everywhere; nothing was changed, try again");
+    }
     tc_db *db;
     if (tc__db_acquire(c->app, &db) != 0)
         return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
     tc_call_status st = p->mutate(c, db);
     tc_db_pool_release(c->app->db, db);
+    /* whatever the answer: what the database took must not be served stale */
+    tc__inval_commit(c->app, &c->inval);
     return st;
 }

@@ -1,36 +1,50 @@
 /*
  * The invalidation bus: one thread with its own Redis connection, subscribed
- * to the cache's channel, handing every message to the engine.
+ * to the cache's channel (every instance's invalidations) and to this
+ * instance's own channel (acknowledgements addressed to it), handing every
+ * message to the engine.
  *
- * The hard part is knowing when we may have missed a message. The thread
- * sends PING every second on the subscribed connection; no answer for three
- * seconds, a read error or a closed socket all count as lost. The engine is
+ * The hard part is knowing, at every moment, whether we may have missed a
+ * message. The thread sends PING on the subscribed connection every
+ * ping_every_ms. Redis answers a PING in the same stream as the messages, so
+ * when the PONG of a ping sent at time s arrives, every message published
+ * before Redis saw that ping has already been handed over: the engine is told
+ * pong(s), and may trust its L1 until s + its lease (cache.c). A connection
+ * that falls silent thus stops being trusted one lease after the last ping it
+ * answered, however slow the thread or the network; no answer for
+ * DEAD_AFTER_US, a read error or a closed socket count as lost: the engine is
  * told at once (lost), and again when a new subscription is confirmed
- * (connected) — only then is anything published afterwards sure to reach us.
- * Reconnects back off from 50 ms to 2 s.
+ * (connected). Reconnects back off from 50 ms to 2 s.
+ *
+ * Not for: applying invalidations or sending acknowledgements (cache.c does,
+ * from the handler's calls on this thread).
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cache/internal.h"
 
-#define PING_EVERY_US 1000000u
 #define DEAD_AFTER_US 3000000u
+#define PINGS_MAX 64 /* unanswered pings remembered; past it, no more are sent */
 
 struct tc__bus {
-    char *host, *password, *channel;
-    int port, connect_timeout_ms;
+    char *password, *channel, *direct;
+    int connect_timeout_ms, ping_every_ms;
     tc__bus_handler h;
     tc__metrics *m;
-    int wake[2]; /* a byte written to wake[1] stops the thread */
+    int wake[2]; /* 'x' written to wake[1] stops the thread, 'r' makes it reconnect */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t changed;
     bool connected, stopping;
+    /* the send times of the pings not answered yet, oldest first (a ring) */
+    uint64_t pings[PINGS_MAX];
+    int ping_head, nping;
 };
 
 static void set_connected(tc__bus *b, bool up)
@@ -41,17 +55,36 @@ static void set_connected(tc__bus *b, bool up)
     pthread_mutex_unlock(&b->lock);
 }
 
-/* Sleeps ms or until stopped; returns whether we are stopping. */
+enum { WAKE_NONE, WAKE_STOP, WAKE_RECONNECT };
+
+static int read_wake(tc__bus *b)
+{
+    char ch[16];
+    ssize_t n = read(b->wake[0], ch, sizeof(ch));
+    int what = WAKE_NONE;
+    for (ssize_t i = 0; i < n; i++)
+        if (ch[i] == 'x')
+            what = WAKE_STOP;
+        else if (ch[i] == 'r' && what == WAKE_NONE)
+            what = WAKE_RECONNECT;
+    return what;
+}
+
+/* Sleeps ms or until woken; returns whether we are stopping. */
 static bool nap(tc__bus *b, int ms)
 {
     struct pollfd p = {b->wake[0], POLLIN, 0};
-    return poll(&p, 1, ms) > 0;
+    return poll(&p, 1, ms) > 0 && read_wake(b) == WAKE_STOP;
 }
 
 static redisContext *subscribe(tc__bus *b)
 {
+    char host[256];
+    int port;
+    if (b->h.address(b->h.ctx, host, sizeof(host), &port) != 0)
+        return NULL;
     struct timeval tv = {b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000};
-    redisContext *ctx = redisConnectWithTimeout(b->host, b->port, tv);
+    redisContext *ctx = redisConnectWithTimeout(host, port, tv);
     if (ctx == NULL || ctx->err || redisSetTimeout(ctx, tv) != REDIS_OK)
         goto fail;
     redisReply *rep;
@@ -63,12 +96,19 @@ static redisContext *subscribe(tc__bus *b)
         if (!ok)
             goto fail;
     }
-    rep = redisCommand(ctx, "SUBSCRIBE %s", b->channel);
-    bool ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3;
-    if (rep != NULL)
-        freeReplyObject(rep);
-    if (ok)
-        return ctx;
+    /* one reply per channel, each ["subscribe", channel, count] */
+    if (redisAppendCommand(ctx, "SUBSCRIBE %s %s", b->channel, b->direct) != REDIS_OK)
+        goto fail;
+    for (int i = 0; i < 2; i++) {
+        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK)
+            goto fail;
+        bool ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3;
+        if (rep != NULL)
+            freeReplyObject(rep);
+        if (!ok)
+            goto fail;
+    }
+    return ctx;
 fail:
     if (ctx != NULL)
         redisFree(ctx);
@@ -84,47 +124,85 @@ static bool flush_output(redisContext *ctx)
     return true;
 }
 
-/* Handles replies until the connection is lost or we stop; returns whether stopping. */
-static bool listen_loop(tc__bus *b, redisContext *ctx)
+static bool is_str(const redisReply *r, const char *s)
 {
-    uint64_t last_ping = tc__now_monotonic_us(), last_pong = last_ping;
-    for (;;) {
-        struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
-        if (poll(p, 2, 250) < 0 && errno != EINTR)
-            return false;
-        if (p[1].revents)
-            return true;
-        if (p[0].revents) {
-            if (redisBufferRead(ctx) != REDIS_OK)
-                return false;
-            redisReply *rep;
-            while (redisGetReplyFromReader(ctx, (void **)&rep) == REDIS_OK && rep != NULL) {
-                if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                    rep->element[0]->type == REDIS_REPLY_STRING &&
-                    strcmp(rep->element[0]->str, "message") == 0 &&
-                    rep->element[2]->type == REDIS_REPLY_STRING) {
-                    TC__INC(b->m->bus_messages);
-                    b->h.message(b->h.ctx, rep->element[2]->str, rep->element[2]->len);
-                } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-                           rep->element[0]->type == REDIS_REPLY_STRING &&
-                           strcmp(rep->element[0]->str, "pong") == 0) {
-                    last_pong = tc__now_monotonic_us();
-                }
-                freeReplyObject(rep);
-            }
-            if (ctx->err)
-                return false;
+    return r->type == REDIS_REPLY_STRING && strcmp(r->str, s) == 0;
+}
+
+/* One reply from the subscription. Returns false if it was not understood. */
+static void handle(tc__bus *b, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
+        return;
+    redisReply **el = rep->element;
+    if (rep->elements == 3 && is_str(el[0], "message") && el[1]->type == REDIS_REPLY_STRING &&
+        el[2]->type == REDIS_REPLY_STRING) {
+        if (strcmp(el[1]->str, b->direct) == 0) {
+            b->h.direct(b->h.ctx, el[2]->str, el[2]->len);
+        } else {
+            TC__INC(b->m->bus_messages);
+            b->h.message(b->h.ctx, el[2]->str, el[2]->len);
         }
-        if (b->h.tick != NULL)
-            b->h.tick(b->h.ctx);
+    } else if (is_str(el[0], "pong") && b->nping > 0) {
+        uint64_t sent = b->pings[b->ping_head];
+        b->ping_head = (b->ping_head + 1) % PINGS_MAX;
+        b->nping--;
+        b->h.pong(b->h.ctx, sent);
+    }
+}
+
+enum { LOOP_LOST, LOOP_STOP, LOOP_RECONNECT };
+
+/* Handles replies until the connection is lost, we stop, or are told to reconnect. */
+static int listen_loop(tc__bus *b, redisContext *ctx)
+{
+    uint64_t every = (uint64_t)b->ping_every_ms * 1000u;
+    uint64_t last_ping = 0, last_pong = tc__now_monotonic_us();
+    b->nping = 0;
+    b->ping_head = 0;
+    for (;;) {
         uint64_t now = tc__now_monotonic_us();
-        if (now - last_pong > DEAD_AFTER_US)
-            return false;
-        if (now - last_ping >= PING_EVERY_US) {
+        if (now - last_ping >= every && b->nping < PINGS_MAX) {
+            /* the send time is taken before the bytes leave: the lease it grants
+             * counts from no later than the moment Redis can have seen the ping */
+            b->pings[(b->ping_head + b->nping) % PINGS_MAX] = now;
+            b->nping++;
             last_ping = now;
             if (redisAppendCommand(ctx, "PING") != REDIS_OK || !flush_output(ctx))
-                return false;
+                return LOOP_LOST;
         }
+        uint64_t next = last_ping + every;
+        int timeout = next > now ? (int)((next - now + 999) / 1000) : 0;
+        struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
+        if (poll(p, 2, timeout) < 0 && errno != EINTR)
+            return LOOP_LOST;
+        if (p[1].revents) {
+            int w = read_wake(b);
+            if (w == WAKE_STOP)
+                return LOOP_STOP;
+            if (w == WAKE_RECONNECT)
+                return LOOP_RECONNECT;
+        }
+        if (p[0].revents) {
+            if (redisBufferRead(ctx) != REDIS_OK)
+                return LOOP_LOST;
+            redisReply *rep;
+            bool any = false;
+            while (redisGetReplyFromReader(ctx, (void **)&rep) == REDIS_OK && rep != NULL) {
+                handle(b, rep);
+                freeReplyObject(rep);
+                any = true;
+            }
+            if (any) {
+                last_pong = tc__now_monotonic_us(); /* any reply shows the link is alive */
+                b->h.batch_done(b->h.ctx);
+            }
+            if (ctx->err)
+                return LOOP_LOST;
+        }
+        b->h.tick(b->h.ctx);
+        if (tc__now_monotonic_us() - last_pong > DEAD_AFTER_US)
+            return LOOP_LOST;
     }
 }
 
@@ -136,8 +214,7 @@ static void *bus_thread(void *arg)
     while (!stopping) {
         redisContext *ctx = subscribe(b);
         if (ctx == NULL) {
-            if (b->h.tick != NULL)
-                b->h.tick(b->h.ctx);
+            b->h.tick(b->h.ctx);
             stopping = nap(b, backoff);
             backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
             continue;
@@ -145,32 +222,32 @@ static void *bus_thread(void *arg)
         backoff = 50;
         b->h.connected(b->h.ctx);
         set_connected(b, true);
-        stopping = listen_loop(b, ctx);
+        int how = listen_loop(b, ctx);
+        stopping = how == LOOP_STOP;
         set_connected(b, false);
         redisFree(ctx);
-        if (!stopping) {
-            TC__INC(b->m->bus_reconnects);
-            b->h.lost(b->h.ctx);
-        }
+        if (!stopping)
+            b->h.lost(b->h.ctx, how == LOOP_RECONNECT);
     }
     return NULL;
 }
 
-tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handler h, tc__metrics *m)
+tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *direct,
+                       int ping_every_ms, tc__bus_handler h, tc__metrics *m)
 {
     tc__bus *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return NULL;
-    b->host = strdup(cfg->redis_host);
     b->channel = strdup(channel);
+    b->direct = strdup(direct);
     b->password = cfg->redis_password != NULL ? strdup(cfg->redis_password) : NULL;
-    b->port = cfg->redis_port;
     b->connect_timeout_ms = cfg->connect_timeout_ms;
+    b->ping_every_ms = ping_every_ms;
     b->h = h;
     b->m = m;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->changed, NULL);
-    if (b->host == NULL || b->channel == NULL || pipe(b->wake) != 0) {
+    if (b->channel == NULL || b->direct == NULL || pipe(b->wake) != 0) {
         b->wake[0] = b->wake[1] = -1;
         tc__bus_stop(b);
         return NULL;
@@ -201,6 +278,14 @@ bool tc__bus_wait_connected(tc__bus *b, int ms)
     return up;
 }
 
+void tc__bus_reconnect(tc__bus *b)
+{
+    if (b != NULL && b->wake[1] >= 0) {
+        ssize_t n = write(b->wake[1], "r", 1);
+        (void)n;
+    }
+}
+
 void tc__bus_stop(tc__bus *b)
 {
     if (b == NULL)
@@ -216,8 +301,8 @@ void tc__bus_stop(tc__bus *b)
     }
     pthread_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->lock);
-    free(b->host);
     free(b->channel);
+    free(b->direct);
     free(b->password);
     free(b);
 }

@@ -29,12 +29,50 @@
  * an invalidated entry fails the counter check before its times are looked at
  * (guarantee 5).
  *
+ * DESIGN — the fleet: why no instance serves what another's write replaced.
+ *
+ * A message on the bus is not an acknowledgement, so an invalidation does not
+ * return when it is published; it returns when every instance that could
+ * still be serving the old entry from its L1 has either applied it or stopped
+ * trusting its L1:
+ *   - Lease. An instance trusts its L1 only until trust_until. The bus thread
+ *     pings Redis on the subscribed connection every lease/5; the PONG of a
+ *     ping sent at s comes after every message published before Redis saw the
+ *     ping, so once it is handled the instance has applied all of them and
+ *     may trust L1 until s + lease. An instance cut off from Redis, stalled,
+ *     or simply slow stops trusting L1 one lease after its last answered ping,
+ *     whatever its threads do (readers compare the clock, no one has to act).
+ *   - Membership. Every instance registers itself in a sorted set every
+ *     lease, for member_ttl, and trusts L1 only while its registration is
+ *     known to hold: an instance the set does not list is not trusting L1.
+ *   - Acknowledgement. The INVALIDATE script bumps the tags, publishes one
+ *     message per tag under one sequence number, and returns that number
+ *     and the members. Each other member applies the messages and publishes
+ *     "ack <its id> <seq>" on the writer's own channel. The writer returns
+ *     when every member has acknowledged, or one lease after the script's
+ *     reply: a member that did not answer by then had its last ping answered
+ *     before the message, so its lease has run out.
+ * Bounds: L1 trust ends within lease (250 ms) of losing Redis; an invalidation
+ * costs a round trip plus the slowest member's answer, at most one lease.
+ *
+ * DESIGN — a new Redis is a new world. A restarted Redis, one restored from
+ * a snapshot, a replica promoted by a failover can all bring back old records
+ * with the old tag counters that make them look valid. redis.c runs an EPOCH
+ * script on every new connection: when the marker <prefix>~inc does not name
+ * the Redis process answering, the global tag "*" moves (so every record
+ * stored before is born invalid) and the marker is set; when that process is
+ * not the one this instance dialed before, it bumps its global generation and
+ * empties L1 (on_incarnation) before the connection is used.
+ *
  * Threads: any caller thread; background refreshes on the pool's threads;
- * bus messages on the bus thread. Shared state: L1 and tags (sharded locks),
- * flights (sharded locks below), pending invalidations (one lock).
+ * bus messages, pongs, registration and acknowledgements on the bus thread.
+ * Shared state: L1 and tags (sharded locks), flights (sharded locks below),
+ * pending invalidations (one lock), writers waiting for acknowledgements (one
+ * lock), trust_until (an atomic written by the bus thread).
  */
 #include <hiredis/hiredis.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +84,19 @@
 #define FLIGHT_SHARDS 64
 #define REFRESH_RETRY_MS 1000 /* after a failed background refresh */
 #define TAG_TTL_SLACK_MS 60000
+#define MEMBERS_MAX 64  /* instances a writer waits for by name; past it, for the lease */
+#define ACKS_SEEN 256   /* acknowledgements remembered for writers yet to wait for them */
+#define ACK_BATCH 64    /* (writer, seq) pairs acknowledged at once */
+#define RETRY_SEND_MS 20 /* between attempts to reach Redis for an invalidation */
+
+/* A writer waiting for the members to acknowledge its invalidation. */
+typedef struct ack_wait {
+    struct ack_wait *next;
+    uint64_t seq;
+    int n, left;
+    char ids[MEMBERS_MAX][17];
+    bool got[MEMBERS_MAX];
+} ack_wait;
 
 /* A caller that asked to be told when a flight is over (tc_await_flight). */
 typedef struct flight_waiter {
@@ -95,6 +146,29 @@ struct tc_cache {
     char **pending; /* tag names whose invalidation has not reached Redis */
     int npending;
     _Atomic int pending_count;
+
+    /* the fleet (DESIGN above) */
+    char direct[256];                       /* <prefix>~me:<db>:<instance>: acks to us */
+    char members_key[256], seq_key[256];    /* <prefix>~members, <prefix>~seq */
+    uint64_t lease_us, member_ttl_ms, coarse_res_us;
+    _Atomic uint64_t trust_until; /* monotonic µs; 0: L1 not trusted */
+    /* bus thread only */
+    uint64_t pong_until, reg_until, last_reg;
+    bool trusted;
+    struct {
+        char writer[17];
+        uint64_t seq;
+    } to_ack[ACK_BATCH];
+    int nto_ack;
+    /* writers waiting for acknowledgements, and the latest ones received */
+    pthread_mutex_t ack_lock;
+    pthread_cond_t ack_cond; /* on CLOCK_MONOTONIC */
+    ack_wait *waits;
+    struct {
+        char id[17];
+        uint64_t seq;
+    } seen[ACKS_SEEN];
+    int seen_next;
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -153,10 +227,34 @@ static bool policy_ok(const tc_policy *p, bool need_loader)
     return true;
 }
 
+static void say(tc_cache *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(tc_cache *c, int level, const char *fmt, ...)
+{
+    if (c->cfg.log == NULL)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->cfg.log(c->cfg.log_ctx, level, msg);
+}
+
+/* Whether this instance's lease holds now (DESIGN above). The coarse clock
+ * lags by at most one tick, so adding its resolution keeps the answer on the
+ * safe side; it costs a few nanoseconds on every hit. */
+static bool l1_trusted(tc_cache *c)
+{
+    if (c->bus == NULL)
+        return true;
+    uint64_t until = atomic_load_explicit(&c->trust_until, memory_order_acquire);
+    return until != 0 && tc__now_coarse_us() + c->coarse_res_us < until;
+}
+
 static bool l1_usable(tc_cache *c, const tc_policy *p)
 {
-    return c->l1 != NULL && (p == NULL || !(p->flags & TC_POLICY_NO_L1)) &&
-           (c->bus == NULL || atomic_load(&c->bus_up));
+    return c->l1 != NULL && (p == NULL || !(p->flags & TC_POLICY_NO_L1)) && l1_trusted(c);
 }
 
 /* ---- tags of an entry ----------------------------------------------------- */
@@ -919,24 +1017,123 @@ static void apply_local(tc_cache *c, const char *tag)
         tc__l1_clear(c->l1);
 }
 
+/* Publishes the invalidation of tags[0..n) in one script. On success returns
+ * the writer's wait, registered (with the acknowledgements that came first
+ * already counted), for wait_acks(); NULL if Redis did not take it. A replay
+ * (want_wait false) returns a non-NULL dummy and registers nothing. */
+static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n, bool want_wait);
+
+static const ack_wait SENT_NO_WAIT;
+
 static int send_invalidation(tc_cache *c, const char *tag)
 {
-    char tk[TC_KEY_MAX + 256], vk[TC_KEY_MAX + 256], msg[TC_KEY_MAX + 32];
-    const char *argv[4];
-    size_t lens[4];
-    int nkeys = 0;
-    lens[nkeys] = redis_key(c, tk, "~t:", tag), argv[nkeys++] = tk;
-    if (tag[0] == '#')
-        lens[nkeys] = redis_key(c, vk, "", tag + 1), argv[nkeys++] = vk;
-    int mlen = snprintf(msg, sizeof(msg), "%s %s", c->instance, tag);
-    argv[nkeys] = c->channel, lens[nkeys] = strlen(c->channel);
-    argv[nkeys + 1] = msg, lens[nkeys + 1] = (size_t)mlen;
+    return send_invalidations(c, &tag, 1, false) != NULL ? 0 : TC_EREDIS;
+}
+
+static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n, bool want_wait)
+{
+    /* KEYS: seq, members, n tags, the values of "#key" tags; ARGV: channel, id, n, step, tags */
+    char keys[2 + 2 * TC_TAGS_MAX][TC_KEY_MAX + 256], num[12], step[24];
+    const char *argv[2 + 2 * TC_TAGS_MAX + 4 + TC_TAGS_MAX];
+    size_t lens[sizeof(argv) / sizeof(argv[0])];
+    int nkeys = 0, argc = 0;
+    lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->seq_key), nkeys++;
+    lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->members_key), nkeys++;
+    for (int i = 0; i < n; i++)
+        lens[nkeys] = redis_key(c, keys[nkeys], "~t:", tags[i]), nkeys++;
+    for (int i = 0; i < n; i++)
+        if (tags[i][0] == '#')
+            lens[nkeys] = redis_key(c, keys[nkeys], "", tags[i] + 1), nkeys++;
+    for (; argc < nkeys; argc++)
+        argv[argc] = keys[argc];
+    snprintf(num, sizeof(num), "%d", n);
+    snprintf(step, sizeof(step), "%llu", (unsigned long long)(1 + random_u64() % 1000000u));
+    argv[argc] = c->channel, lens[argc++] = strlen(c->channel);
+    argv[argc] = c->instance, lens[argc++] = strlen(c->instance);
+    argv[argc] = num, lens[argc++] = strlen(num);
+    argv[argc] = step, lens[argc++] = strlen(step);
+    for (int i = 0; i < n; i++)
+        argv[argc] = tags[i], lens[argc++] = strlen(tags[i]);
     redisReply *rep =
-        tc__redis_script(c->redis, TC__SCRIPT_INVALIDATE, nkeys, nkeys + 2, argv, lens);
+        tc__redis_script(c->redis, TC__SCRIPT_INVALIDATE, nkeys, argc, argv, lens);
     if (rep == NULL)
-        return TC_EREDIS;
+        return NULL;
+    ack_wait *w = NULL;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        /* Redis took it (the script ran) but the answer is not ours to read:
+         * wait for nobody by name, the lease covers everyone */
+        w = want_wait ? calloc(1, sizeof(*w)) : (ack_wait *)&SENT_NO_WAIT;
+        if (w != NULL && want_wait)
+            w->left = 1; /* never satisfied: waits out the lease */
+        freeReplyObject(rep);
+        return w;
+    }
+    if (!want_wait) {
+        freeReplyObject(rep);
+        return (ack_wait *)&SENT_NO_WAIT;
+    }
+    w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        freeReplyObject(rep);
+        return NULL; /* then it is kept as pending, and replayed: still correct */
+    }
+    w->seq = (uint64_t)rep->element[0]->integer;
+    redisReply *m = rep->element[1];
+    for (size_t i = 0; i < m->elements; i++) {
+        redisReply *id = m->element[i];
+        if (id->type != REDIS_REPLY_STRING || (id->len == 16 && memcmp(id->str, c->instance, 16) == 0))
+            continue; /* not a member's id, or ourselves */
+        if (w->n == MEMBERS_MAX || id->len != 16) {
+            w->left++; /* cannot be named: never acknowledged, the lease covers it */
+            continue;
+        }
+        memcpy(w->ids[w->n], id->str, 16);
+        w->ids[w->n][16] = '\0';
+        w->n++;
+        w->left++;
+    }
     freeReplyObject(rep);
-    return 0;
+    pthread_mutex_lock(&c->ack_lock);
+    for (int i = 0; i < ACKS_SEEN; i++) /* acknowledgements faster than the reply */
+        if (c->seen[i].seq == w->seq)
+            for (int j = 0; j < w->n; j++)
+                if (!w->got[j] && strcmp(w->ids[j], c->seen[i].id) == 0) {
+                    w->got[j] = true;
+                    w->left--;
+                }
+    w->next = c->waits;
+    c->waits = w;
+    pthread_mutex_unlock(&c->ack_lock);
+    return w;
+}
+
+/* Waits until every member in w has acknowledged, or until deadline_us
+ * (monotonic); unregisters and frees w. */
+static void wait_acks(tc_cache *c, ack_wait *w, uint64_t deadline_us)
+{
+    pthread_mutex_lock(&c->ack_lock);
+    while (w->left > 0) {
+        uint64_t now = tc__now_monotonic_us();
+        if (now >= deadline_us) {
+            TC__INC(c->metrics.ack_timeouts);
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (deadline_us - now) * 1000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&c->ack_cond, &c->ack_lock, &ts);
+    }
+    ack_wait **pp = &c->waits;
+    while (*pp != NULL && *pp != w)
+        pp = &(*pp)->next;
+    if (*pp == w)
+        *pp = w->next;
+    pthread_mutex_unlock(&c->ack_lock);
+    free(w);
 }
 
 static void push_pending(tc_cache *c, const char *tag)
@@ -975,19 +1172,34 @@ static bool flush_pending(tc_cache *c)
     return done;
 }
 
-static int invalidate(tc_cache *c, const char *tag)
+static void nap_ms(int ms)
 {
-    apply_local(c, tag);
+    nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
+}
+
+static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
+{
+    for (int i = 0; i < n; i++)
+        apply_local(c, tags[i]);
     if (c->redis == NULL)
         return 0;
-    if (!flush_pending(c) || send_invalidation(c, tag) != 0) {
-        push_pending(c, tag);
-        return TC_EREDIS;
+    uint64_t t0 = tc__now_monotonic_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
+    ack_wait *w;
+    while (!flush_pending(c) || (w = send_invalidations(c, tags, n, true)) == NULL) {
+        if (tc__now_monotonic_us() >= give_up) {
+            for (int i = 0; i < n; i++)
+                push_pending(c, tags[i]);
+            return TC_EREDIS;
+        }
+        nap_ms(RETRY_SEND_MS);
     }
     /* Again, now that Redis has the new version: a load here that recorded the
      * first bump may have read L2 before the INCR, i.e. the old record (other
      * processes bump only on the bus message, which follows the INCR). */
-    apply_local(c, tag);
+    for (int i = 0; i < n; i++)
+        apply_local(c, tags[i]);
+    wait_acks(c, w, tc__now_monotonic_us() + c->lease_us);
+    tc__hist_add(&c->metrics.invalidate_latency, tc__now_monotonic_us() - t0);
     return 0;
 }
 
@@ -998,7 +1210,8 @@ int tc_invalidate_key(tc_cache *c, const char *key)
     char self[TC_KEY_MAX + 2];
     snprintf(self, sizeof(self), "#%s", key);
     TC__INC(tc__metrics_ns(&c->metrics, key)->invalidations);
-    return invalidate(c, self);
+    const char *tag = self;
+    return invalidate(c, &tag, 1, 0);
 }
 
 int tc_delete(tc_cache *c, const char *key)
@@ -1006,19 +1219,54 @@ int tc_delete(tc_cache *c, const char *key)
     return tc_invalidate_key(c, key);
 }
 
+int tc_invalidate_tags(tc_cache *c, const char *const *tags, int ntags, int wait_ms)
+{
+    if (tags == NULL || ntags < 0 || ntags > TC_TAGS_MAX || wait_ms < 0)
+        return TC_EINVAL;
+    for (int i = 0; i < ntags; i++) {
+        tc_policy one = {.ntags = 1, .tags = {tags[i]}};
+        if (tags[i] == NULL || (tags[i][0] == '#' ? !key_ok(tags[i] + 1) : !policy_ok(&one, false)))
+            return TC_EINVAL;
+    }
+    for (int i = 0; i < ntags; i++)
+        if (tags[i][0] == '#')
+            TC__INC(tc__metrics_ns(&c->metrics, tags[i] + 1)->invalidations);
+        else
+            TC__INC(c->metrics.tag_invalidations);
+    return ntags > 0 ? invalidate(c, tags, ntags, wait_ms) : 0;
+}
+
 int tc_invalidate_tag(tc_cache *c, const char *tag)
 {
-    tc_policy one = {.ntags = 1, .tags = {tag}};
-    if (tag == NULL || !policy_ok(&one, false))
-        return TC_EINVAL;
-    TC__INC(c->metrics.tag_invalidations);
-    return invalidate(c, tag);
+    return tc_invalidate_tags(c, &tag, 1, 0);
 }
 
 int tc_clear(tc_cache *c)
 {
     TC__INC(c->metrics.clears);
-    return invalidate(c, "*");
+    const char *all = "*";
+    return invalidate(c, &all, 1, 0);
+}
+
+int tc_ready(tc_cache *c, int wait_ms)
+{
+    if (wait_ms < 0)
+        return TC_EINVAL;
+    if (c->redis == NULL)
+        return 0;
+    uint64_t give_up = tc__now_monotonic_us() + (uint64_t)wait_ms * 1000u;
+    const char *ping = "PING";
+    size_t len = 4;
+    for (;;) {
+        redisReply *rep = flush_pending(c) ? tc__redis_command(c->redis, 1, &ping, &len) : NULL;
+        if (rep != NULL) {
+            freeReplyObject(rep);
+            return 0;
+        }
+        if (tc__now_monotonic_us() >= give_up)
+            return TC_EREDIS;
+        nap_ms(RETRY_SEND_MS);
+    }
 }
 
 /* ---- shared rate limit ---------------------------------------------------- */
@@ -1053,6 +1301,32 @@ int tc_rate_take(tc_cache *c, const char *name, int burst, int per_minute,
 
 /* ---- the bus -------------------------------------------------------------- */
 
+/* The lease is the older of the two proofs (DESIGN above). Bus thread only. */
+static void update_trust(tc_cache *c)
+{
+    uint64_t until = c->pong_until < c->reg_until ? c->pong_until : c->reg_until;
+    atomic_store_explicit(&c->trust_until, until, memory_order_release);
+    bool now_trusted = until > tc__now_monotonic_us();
+    if (now_trusted != c->trusted) {
+        c->trusted = now_trusted;
+        if (now_trusted) {
+            say(c, TC_LOG_INFO, "L1 trusted again: the invalidation bus is caught up");
+        } else if (atomic_load(&c->bus_up)) {
+            TC__INC(c->metrics.lease_lapses);
+            say(c, TC_LOG_WARN,
+                 "L1 not trusted: no proof within %llu ms that every invalidation has arrived "
+                 "(Redis slow or unreachable); reading through to Redis and the loader",
+                 (unsigned long long)(c->lease_us / 1000));
+        }
+    }
+}
+
+static void untrust(tc_cache *c)
+{
+    c->pong_until = 0;
+    atomic_store(&c->trust_until, 0);
+}
+
 static void bus_connected(void *ctx)
 {
     tc_cache *c = ctx;
@@ -1060,42 +1334,208 @@ static void bus_connected(void *ctx)
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
-    atomic_store(&c->bus_up, true);
+    c->nto_ack = 0;
+    atomic_store(&c->bus_up, true); /* trusted once the first pong is back */
 }
 
-static void bus_lost(void *ctx)
+static void bus_lost(void *ctx, bool asked)
 {
     tc_cache *c = ctx;
     atomic_store(&c->bus_up, false);
+    untrust(c);
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
+    if (c->trusted) {
+        c->trusted = false;
+        say(c, TC_LOG_WARN, "invalidation bus %s: L1 emptied and bypassed until it is back",
+             asked ? "moving to the new master" : "lost");
+    }
+    TC__INC(c->metrics.bus_reconnects);
 }
 
+static int bus_address(void *ctx, char *host, size_t n, int *port)
+{
+    tc_cache *c = ctx;
+    return tc__redis_address(c->redis, host, n, port);
+}
+
+static void bus_pong(void *ctx, uint64_t sent_us)
+{
+    tc_cache *c = ctx;
+    if (sent_us + c->lease_us > c->pong_until)
+        c->pong_until = sent_us + c->lease_us;
+    update_trust(c);
+}
+
+static void ack_later(tc_cache *c, const char *writer, size_t wlen, uint64_t seq);
+static void bus_batch_done(void *ctx);
+
+/* "<seq> <writer id> <tag>": apply it, and acknowledge it to its writer. */
 static void bus_message(void *ctx, const char *msg, size_t len)
 {
     tc_cache *c = ctx;
-    const char *sp = memchr(msg, ' ', len);
-    if (sp == NULL || sp + 1 == msg + len)
+    const char *end = msg + len, *sp1 = memchr(msg, ' ', len);
+    const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    if (sp2 == NULL || sp2 + 1 == end)
         return;
-    if ((size_t)(sp - msg) == strlen(c->instance) &&
-        memcmp(msg, c->instance, strlen(c->instance)) == 0)
-        return; /* our own: already applied */
+    uint64_t seq = 0;
+    for (const char *p = msg; p < sp1; p++) {
+        if (*p < '0' || *p > '9')
+            return;
+        seq = seq * 10 + (uint64_t)(*p - '0');
+    }
+    const char *writer = sp1 + 1;
+    size_t wlen = (size_t)(sp2 - writer);
+    if (wlen == strlen(c->instance) && memcmp(writer, c->instance, wlen) == 0)
+        return; /* our own: already applied, and we do not wait for ourselves */
     char tag[TC_KEY_MAX + 2];
-    size_t n = (size_t)(msg + len - (sp + 1));
+    size_t n = (size_t)(end - (sp2 + 1));
     if (n >= sizeof(tag))
         return;
-    memcpy(tag, sp + 1, n);
+    memcpy(tag, sp2 + 1, n);
     tag[n] = '\0';
     apply_local(c, tag);
+    ack_later(c, writer, wlen, seq);
 }
 
-/* On the bus thread: replay invalidations that could not reach Redis as soon as it answers
- * again, not only when this process next reads L2 — until then every other process would
- * still be served the records they invalidate (guarantee 3). */
+static void ack_later(tc_cache *c, const char *writer, size_t wlen, uint64_t seq)
+{
+    if (wlen != 16)
+        return;
+    for (int i = 0; i < c->nto_ack; i++)
+        if (c->to_ack[i].seq == seq && memcmp(c->to_ack[i].writer, writer, 16) == 0)
+            return; /* the same invalidation's other tags */
+    if (c->nto_ack == ACK_BATCH)
+        bus_batch_done(c);
+    memcpy(c->to_ack[c->nto_ack].writer, writer, 16);
+    c->to_ack[c->nto_ack].writer[16] = '\0';
+    c->to_ack[c->nto_ack].seq = seq;
+    c->nto_ack++;
+}
+
+/* Sends what ack_later collected: one "ack <our id> <seq>..." per writer, on
+ * its own channel, after every message of the batch has been applied. */
+static void bus_batch_done(void *ctx)
+{
+    tc_cache *c = ctx;
+    for (int i = 0; i < c->nto_ack; i++) {
+        if (c->to_ack[i].writer[0] == '\0')
+            continue; /* sent with an earlier one */
+        char chan[300], msg[24 + ACK_BATCH * 21];
+        int clen = snprintf(chan, sizeof(chan), "%s~me:%d:%s", c->prefix, c->cfg.redis_db,
+                            c->to_ack[i].writer);
+        int mlen = snprintf(msg, sizeof(msg), "ack %s", c->instance);
+        for (int j = i; j < c->nto_ack; j++) {
+            if (strcmp(c->to_ack[j].writer, c->to_ack[i].writer) != 0 || (j > i && c->to_ack[j].writer[0] == '\0'))
+                continue;
+            mlen += snprintf(msg + mlen, sizeof(msg) - (size_t)mlen, " %llu",
+                             (unsigned long long)c->to_ack[j].seq);
+            if (j > i)
+                c->to_ack[j].writer[0] = '\0';
+        }
+        const char *argv[3] = {"PUBLISH", chan, msg};
+        size_t lens[3] = {7, (size_t)clen, (size_t)mlen};
+        redisReply *rep = tc__redis_command(c->redis, 3, argv, lens);
+        if (rep != NULL) /* if not, the writer waits out our lease instead */
+            freeReplyObject(rep);
+    }
+    c->nto_ack = 0;
+}
+
+/* "ack <member id> <seq> [<seq>...]" on our own channel. */
+static void bus_direct(void *ctx, const char *msg, size_t len)
+{
+    tc_cache *c = ctx;
+    if (len < 4 + 16 || memcmp(msg, "ack ", 4) != 0)
+        return;
+    char id[17];
+    memcpy(id, msg + 4, 16);
+    id[16] = '\0';
+    const char *p = msg + 20, *end = msg + len;
+    pthread_mutex_lock(&c->ack_lock);
+    while (p < end && *p == ' ') {
+        uint64_t seq = 0;
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++)
+            seq = seq * 10 + (uint64_t)(*p - '0');
+        memcpy(c->seen[c->seen_next].id, id, sizeof(id));
+        c->seen[c->seen_next].seq = seq;
+        c->seen_next = (c->seen_next + 1) % ACKS_SEEN;
+        for (ack_wait *w = c->waits; w != NULL; w = w->next)
+            if (w->seq == seq)
+                for (int j = 0; j < w->n; j++)
+                    if (!w->got[j] && strcmp(w->ids[j], id) == 0) {
+                        w->got[j] = true;
+                        w->left--;
+                    }
+    }
+    pthread_cond_broadcast(&c->ack_cond);
+    pthread_mutex_unlock(&c->ack_lock);
+}
+
+/* Keeps this instance listed among the members (DESIGN above). */
+static void register_member(tc_cache *c, uint64_t now)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->member_ttl_ms);
+    const char *argv[3] = {c->members_key, c->instance, ttl};
+    size_t lens[3] = {strlen(c->members_key), strlen(c->instance), strlen(ttl)};
+    c->last_reg = now;
+    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_REGISTER, 1, 3, argv, lens);
+    if (rep == NULL)
+        return;
+    freeReplyObject(rep);
+    c->reg_until = now + c->member_ttl_ms * 1000u; /* now: taken before it was sent */
+}
+
+/* On the bus thread, at least every ping interval, whether subscribed or not:
+ * replay invalidations that could not reach Redis as soon as it answers again,
+ * not only when this process next reads L2 — until then every other process
+ * would still be served the records they invalidate (guarantee 3); keep the
+ * membership; notice a lease running out. */
 static void bus_tick(void *ctx)
 {
-    flush_pending(ctx);
+    tc_cache *c = ctx;
+    flush_pending(c);
+    uint64_t now = tc__now_monotonic_us();
+    if (atomic_load(&c->bus_up) && now - c->last_reg >= c->lease_us) {
+        register_member(c, now);
+        update_trust(c);
+    } else if (c->trusted && now >= atomic_load(&c->trust_until)) {
+        update_trust(c);
+    }
+}
+
+/* A Redis process this instance has not talked to before (redis.c, on the
+ * thread that dialed it, before the connection is used). */
+static void on_incarnation(void *ctx, const char *run_id)
+{
+    tc_cache *c = ctx;
+    TC__INC(c->metrics.incarnations);
+    if (c->cfg.single_instance) { /* no other writer: L1 holds nothing another made stale */
+        say(c, TC_LOG_WARN,
+            "redis: a different Redis process answers (run_id %.12s): restarted, restored or "
+            "failed over; its records from before are not trusted (L1 kept: single instance)",
+            run_id);
+        return;
+    }
+    atomic_fetch_add(&c->global->gen, 1);
+    if (c->l1 != NULL)
+        tc__l1_clear(c->l1);
+    say(c, TC_LOG_WARN,
+        "redis: a different Redis process answers (run_id %.12s): restarted, restored or "
+        "failed over; nothing cached before is trusted",
+        run_id);
+}
+
+/* Leaves the members at once, so writers stop waiting for us (best effort). */
+static void leave(tc_cache *c)
+{
+    const char *argv[3] = {"ZREM", c->members_key, c->instance};
+    size_t lens[3] = {4, strlen(c->members_key), strlen(c->instance)};
+    redisReply *rep = tc__redis_command(c->redis, 3, argv, lens);
+    if (rep != NULL)
+        freeReplyObject(rep);
 }
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -1116,6 +1556,7 @@ void tc_config_init(tc_config *cfg)
     cfg->refresh_queue = 1024;
     cfg->wait_timeout_ms = 5000;
     cfg->pending_invalidations_max = 4096;
+    cfg->lease_ms = 250;
 }
 
 tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
@@ -1126,7 +1567,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         cfg->redis_timeout_ms <= 0 || cfg->connect_timeout_ms <= 0 || cfg->redis_pool_max <= 0 ||
         cfg->breaker_failures <= 0 || cfg->breaker_open_ms <= 0 || cfg->refresh_workers <= 0 ||
         cfg->refresh_queue <= 0 || cfg->wait_timeout_ms <= 0 || cfg->lock_ms < 0 ||
-        cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 ||
+        cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 || cfg->lease_ms < 5 ||
         (cfg->l1_max_bytes > 0 && (cfg->l1_shards <= 0 || (cfg->l1_shards & (cfg->l1_shards - 1)))))
         goto fail;
     err = TC_ENOMEM;
@@ -1135,6 +1576,12 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg = *cfg;
     tc__metrics_init(&c->metrics);
     pthread_mutex_init(&c->pending_lock, NULL);
+    pthread_mutex_init(&c->ack_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->ack_cond, &ca);
+    pthread_condattr_destroy(&ca);
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_init(&c->flights[i].lock, NULL);
     c->prefix = strdup(cfg->prefix);
@@ -1147,19 +1594,39 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg.prefix = c->prefix;
     tc_hash_hex(random_u64(), c->instance);
     snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
+    snprintf(c->direct, sizeof(c->direct), "%s~me:%d:%s", c->prefix, cfg->redis_db, c->instance);
+    snprintf(c->members_key, sizeof(c->members_key), "%s~members:%d", c->prefix, cfg->redis_db);
+    snprintf(c->seq_key, sizeof(c->seq_key), "%s~seq", c->prefix);
+    c->lease_us = (uint64_t)cfg->lease_ms * 1000u;
+    c->member_ttl_ms = cfg->lease_ms * 8u > 2000u ? cfg->lease_ms * 8u : 2000u;
+    c->coarse_res_us = tc__coarse_res_us();
     if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
         goto fail;
     if (cfg->redis_host != NULL) {
-        if ((c->redis = tc__redis_new(cfg, &c->metrics)) == NULL)
+        tc__redis_events ev = {on_incarnation, c};
+        if ((c->redis = tc__redis_new(&c->cfg, &c->metrics, ev)) == NULL)
             goto fail;
         c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
         if (!cfg->single_instance) {
-            tc__bus_handler h = {bus_connected, bus_lost, bus_message, c, bus_tick};
-            if ((c->bus = tc__bus_start(cfg, c->channel, h, &c->metrics)) == NULL)
+            tc__bus_handler h = {.ctx = c,
+                                 .address = bus_address,
+                                 .connected = bus_connected,
+                                 .lost = bus_lost,
+                                 .message = bus_message,
+                                 .direct = bus_direct,
+                                 .pong = bus_pong,
+                                 .batch_done = bus_batch_done,
+                                 .tick = bus_tick};
+            int every = cfg->lease_ms / 5 > 0 ? cfg->lease_ms / 5 : 1;
+            if ((c->bus = tc__bus_start(cfg, c->channel, c->direct, every, h, &c->metrics)) ==
+                NULL)
                 goto fail;
-            tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2);
+            /* a cache that starts with Redis up starts with its L1 trusted */
+            if (tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2))
+                for (int i = 0; i < cfg->connect_timeout_ms * 2 && !l1_trusted(c); i++)
+                    nap_ms(1);
         }
     }
     return c;
@@ -1174,6 +1641,8 @@ void tc_cache_destroy(tc_cache *c)
 {
     if (c == NULL)
         return;
+    if (c->bus != NULL)
+        leave(c);
     tc__bus_stop(c->bus);
     tc__pool_free(c->pool); /* finishes or cancels every refresh, so no flight is left */
     tc__l1_free(c->l1);
@@ -1186,6 +1655,8 @@ void tc_cache_destroy(tc_cache *c)
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_destroy(&c->flights[i].lock);
     pthread_mutex_destroy(&c->pending_lock);
+    pthread_cond_destroy(&c->ack_cond);
+    pthread_mutex_destroy(&c->ack_lock);
     tc__metrics_destroy(&c->metrics);
     free(c->prefix);
     free(c);
@@ -1233,5 +1704,10 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->breaker_opens = atomic_load(&c->metrics.breaker_opens);
     m->breaker_open = c->redis != NULL && tc__redis_breaker_open(c->redis);
     m->bus_connected = c->bus != NULL && atomic_load(&c->bus_up);
+    m->l1_trusted = l1_trusted(c);
+    m->lease_lapses = atomic_load(&c->metrics.lease_lapses);
+    m->incarnations = atomic_load(&c->metrics.incarnations);
+    m->ack_timeouts = atomic_load(&c->metrics.ack_timeouts);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
+    tc__hist_copy(&c->metrics.invalidate_latency, &m->invalidate_latency);
 }

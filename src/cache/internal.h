@@ -28,6 +28,10 @@ uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
 uint64_t tc__now_monotonic_us(void);
+/* CLOCK_MONOTONIC_COARSE: a few ns, behind the precise clock by at most
+ * tc__coarse_res_us() (one tick). */
+uint64_t tc__now_coarse_us(void);
+uint64_t tc__coarse_res_us(void);
 
 /* ---- codec.c ------------------------------------------------------------ */
 
@@ -96,7 +100,8 @@ typedef struct tc__metrics {
     tc__ns ns[TC_NS_MAX];
     _Atomic uint64_t tag_invalidations, clears, bus_messages, bus_reconnects;
     _Atomic uint64_t redis_errors, breaker_opens;
-    tc__hist redis_latency;
+    _Atomic uint64_t lease_lapses, incarnations, ack_timeouts;
+    tc__hist redis_latency, invalidate_latency;
 } tc__metrics;
 
 void tc__metrics_init(tc__metrics *m);
@@ -170,7 +175,15 @@ void tc__pool_free(tc__pool *p);
 typedef struct tc__redis tc__redis;
 struct redisReply;
 
-tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m);
+/* What the transport tells the engine, on the thread that noticed. */
+typedef struct tc__redis_events {
+    /* A Redis process other than the one dialed before answers (restarted,
+     * restored, failed over): called before its first connection is used. */
+    void (*incarnation)(void *ctx, const char *run_id);
+    void *ctx;
+} tc__redis_events;
+
+tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events ev);
 void tc__redis_free(tc__redis *r);
 /* Runs one command. Returns the reply (free with freeReplyObject) or NULL when
  * Redis is unreachable, timed out, the breaker is open, or it answered an
@@ -185,25 +198,45 @@ enum {
     TC__SCRIPT_INVALIDATE,
     TC__SCRIPT_UNLOCK,
     TC__SCRIPT_RATE,
+    TC__SCRIPT_REGISTER,
+    TC__SCRIPT_EPOCH, /* run by the transport itself on every new connection */
     TC__NSCRIPTS
 };
 bool tc__redis_breaker_open(tc__redis *r);
+/* The address commands go to now. 0, or TC_EINVAL if host does not fit in n. */
+int tc__redis_address(tc__redis *r, char *host, size_t n, int *port);
+/* Moves commands to another address (a failover): connections to the old one
+ * are closed as they come back, and the breaker is reset. Returns 1 if it
+ * moved, 0 if it was the same, TC_ENOMEM. */
+int tc__redis_set_address(tc__redis *r, const char *host, int port);
 
 /* ---- bus.c -------------------------------------------------------------- */
 
 typedef struct tc__bus tc__bus;
+/* Everything is called on the bus thread. */
 typedef struct tc__bus_handler {
-    void (*connected)(void *ctx); /* subscribed: invalidations from now on arrive */
-    void (*lost)(void *ctx);      /* subscription lost: messages may be missed */
-    void (*message)(void *ctx, const char *msg, size_t len);
     void *ctx;
-    void (*tick)(void *ctx); /* about every 250 ms, up or down (NULL: none): deferred work */
+    /* where to subscribe now: 0, or nonzero to wait and ask again */
+    int (*address)(void *ctx, char *host, size_t n, int *port);
+    void (*connected)(void *ctx); /* subscribed: invalidations from now on arrive */
+    /* subscription lost (asked: tc__bus_reconnect asked for it): messages may be missed */
+    void (*lost)(void *ctx, bool asked);
+    void (*message)(void *ctx, const char *msg, size_t len); /* on the shared channel */
+    void (*direct)(void *ctx, const char *msg, size_t len);  /* on this instance's own */
+    /* the PONG of a ping sent at sent_us (monotonic): every message published
+     * before Redis saw that ping has been handed over */
+    void (*pong)(void *ctx, uint64_t sent_us);
+    void (*batch_done)(void *ctx); /* after the messages of one read */
+    void (*tick)(void *ctx);       /* at least every ping interval, up or down: deferred work */
 } tc__bus_handler;
 
-tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handler h,
-                       tc__metrics *m);
+/* Subscribes to channel and direct, pinging every ping_every_ms. */
+tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *direct,
+                       int ping_every_ms, tc__bus_handler h, tc__metrics *m);
 /* Waits up to ms for the first subscription; returns whether it is up. */
 bool tc__bus_wait_connected(tc__bus *b, int ms);
+/* Drops the subscription and subscribes again (to the address asked anew). */
+void tc__bus_reconnect(tc__bus *b);
 void tc__bus_stop(tc__bus *b);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cache/internal.h"
 
@@ -44,12 +45,38 @@ static const char SCRIPT_WRITE[] =
     "for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT') end\n"
     "return 1\n";
 
-/* KEYS[1] tag, KEYS[2] (optional) a value to delete; ARGV[1] channel,
- * ARGV[2] message. A missing tag has no entry depending on it. */
+/* KEYS[1] the bus sequence, KEYS[2] the members, then ARGV[3] tag counters,
+ * then the values to delete; ARGV[1] channel, ARGV[2] this instance's id,
+ * ARGV[3] the number of tags, ARGV[4] a random step, then the tag names.
+ * Bumps each tag that exists (a missing tag has no entry depending on it),
+ * deletes the values, and publishes one message per tag, "<seq> <id> <tag>",
+ * all under one sequence number, which the instances that apply them echo in
+ * their acknowledgements (the random step keeps a number from coming back
+ * after a failover to a replica that missed the last ones). Returns {seq, the
+ * ids of the live members}: the instances that may be trusting an L1 this
+ * invalidation has to reach. */
 static const char SCRIPT_INVALIDATE[] =
-    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end\n"
-    "if KEYS[2] then redis.call('DEL', KEYS[2]) end\n"
-    "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+    "local seq = redis.call('INCRBY', KEYS[1], ARGV[4])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "for i = 3, 2 + n do\n"
+    "  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i]) end\n"
+    "end\n"
+    "for i = 3 + n, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "for i = 1, n do\n"
+    "  redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[4 + i])\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+    "return {seq, redis.call('ZRANGE', KEYS[2], 0, -1)}\n";
+
+/* KEYS[1] the members; ARGV[1] this instance's id, ARGV[2] ms it stays a
+ * member, on Redis's clock. */
+static const char SCRIPT_REGISTER[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)\n"
     "return 1\n";
 
 /* KEYS[1] lock; ARGV[1] our token. */
@@ -71,27 +98,52 @@ static const char SCRIPT_RATE[] =
     "redis.call('SET', KEYS[1], tostring(math.ceil(tat + step)), 'PX', math.ceil(tat + step - now))\n"
     "return {1, 0}\n";
 
-static const char *const SCRIPTS[TC__NSCRIPTS] = {SCRIPT_READ, SCRIPT_WRITE, SCRIPT_INVALIDATE,
-                                                  SCRIPT_UNLOCK, SCRIPT_RATE};
+/* KEYS[1] the incarnation marker, KEYS[2] the global tag; ARGV[1] a random
+ * increment. Run first on every new connection: if the marker does not name
+ * this Redis process (run_id), this is a Redis we have not written through yet
+ * — restarted, restored from a snapshot, a replica promoted — whose records
+ * may predate invalidations it never saw: the global tag moves, so every
+ * record stored before is born invalid, and the marker is set. Returns
+ * {run_id, 1 if it moved the global tag}. A replica refuses the SET: a
+ * connection to one is never used. */
+static const char SCRIPT_EPOCH[] =
+    "local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')\n"
+    "if redis.call('GET', KEYS[1]) == run then return {run, 0} end\n"
+    "redis.call('INCRBY', KEYS[2], ARGV[1])\n"
+    "redis.call('SET', KEYS[1], run)\n"
+    "return {run, 1}\n";
+
+static const char *const SCRIPTS[TC__NSCRIPTS] = {SCRIPT_READ,   SCRIPT_WRITE, SCRIPT_INVALIDATE,
+                                                  SCRIPT_UNLOCK, SCRIPT_RATE,  SCRIPT_REGISTER,
+                                                  SCRIPT_EPOCH};
 
 enum { CLOSED, OPEN };
 
+typedef struct conn {
+    redisContext *ctx;
+    unsigned gen; /* the address generation it was dialed under */
+} conn;
+
 struct tc__redis {
-    char *host, *password;
+    char *host, *password; /* host: guarded by lock (a failover moves it) */
     int port, db, timeout_ms, connect_timeout_ms, max, failures_to_open, open_ms;
     tc__metrics *m;
+    tc__redis_events ev;
+    char inc_key[TC_KEY_MAX + 256], global_key[TC_KEY_MAX + 256];
 
     pthread_mutex_t lock;
     pthread_cond_t freed;
-    redisContext **idle;
+    conn *idle;
     int nidle, total;
+    unsigned gen;
     char sha[TC__NSCRIPTS][41];
+    char run_id[48]; /* the Redis process last dialed, "" before the first */
     int state, failures;
     bool probing;
     uint64_t open_until_us;
 };
 
-tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m)
+tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events ev)
 {
     tc__redis *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -112,6 +164,9 @@ tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m)
     r->failures_to_open = cfg->breaker_failures;
     r->open_ms = cfg->breaker_open_ms;
     r->m = m;
+    r->ev = ev;
+    snprintf(r->inc_key, sizeof(r->inc_key), "%s~inc", cfg->prefix);
+    snprintf(r->global_key, sizeof(r->global_key), "%s~t:*", cfg->prefix);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->freed, NULL);
     return r;
@@ -122,13 +177,53 @@ void tc__redis_free(tc__redis *r)
     if (r == NULL)
         return;
     for (int i = 0; i < r->nidle; i++)
-        redisFree(r->idle[i]);
+        redisFree(r->idle[i].ctx);
     pthread_cond_destroy(&r->freed);
     pthread_mutex_destroy(&r->lock);
     free(r->idle);
     free(r->host);
     free(r->password);
     free(r);
+}
+
+int tc__redis_address(tc__redis *r, char *host, size_t n, int *port)
+{
+    pthread_mutex_lock(&r->lock);
+    int len = snprintf(host, n, "%s", r->host);
+    *port = r->port;
+    pthread_mutex_unlock(&r->lock);
+    return len > 0 && (size_t)len < n ? 0 : TC_EINVAL;
+}
+
+int tc__redis_set_address(tc__redis *r, const char *host, int port)
+{
+    char *copy = strdup(host);
+    if (copy == NULL)
+        return TC_ENOMEM;
+    pthread_mutex_lock(&r->lock);
+    bool same = strcmp(r->host, host) == 0 && r->port == port;
+    conn old[r->nidle > 0 ? r->nidle : 1];
+    int nold = 0;
+    if (!same) {
+        free(r->host);
+        r->host = copy;
+        r->port = port;
+        r->gen++; /* connections to the old address are closed, never reused */
+        nold = r->nidle;
+        memcpy(old, r->idle, (size_t)nold * sizeof(conn));
+        r->total -= nold;
+        r->nidle = 0;
+        /* the new address deserves a try at once, not after the breaker's wait */
+        r->state = CLOSED;
+        r->failures = 0;
+        pthread_cond_broadcast(&r->freed);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (same)
+        free(copy);
+    for (int i = 0; i < nold; i++)
+        redisFree(old[i].ctx);
+    return same ? 0 : 1;
 }
 
 static struct timeval tv_ms(int ms)
@@ -141,21 +236,46 @@ static bool reply_ok(redisReply *rep)
     return rep != NULL && rep->type != REDIS_REPLY_ERROR;
 }
 
-/* A new connection, authenticated, on the right database, scripts loaded. */
-static redisContext *dial(tc__redis *r)
+static uint64_t random_increment(void)
 {
-    redisContext *ctx = redisConnectWithTimeout(r->host, r->port, tv_ms(r->connect_timeout_ms));
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = tc__now_monotonic_us() * 0x9e3779b97f4a7c15ull;
+    return 1000000000ull + v % 1000000000000ull; /* never an old value again */
+}
+
+/*
+ * A new connection to the address of generation gen: authenticated, on the
+ * right database, scripts loaded, and the incarnation checked (SCRIPT_EPOCH),
+ * all in one pipelined round trip. A Redis process other than the one dialed
+ * before is a new incarnation: the engine is told before the connection is
+ * used, so nothing it cached under the old one is trusted again.
+ */
+static redisContext *dial(tc__redis *r, unsigned *gen)
+{
+    char host[256];
+    int port;
+    pthread_mutex_lock(&r->lock);
+    snprintf(host, sizeof(host), "%s", r->host);
+    port = r->port;
+    *gen = r->gen;
+    pthread_mutex_unlock(&r->lock);
+    redisContext *ctx = redisConnectWithTimeout(host, port, tv_ms(r->connect_timeout_ms));
     if (ctx == NULL || ctx->err || redisSetTimeout(ctx, tv_ms(r->timeout_ms)) != REDIS_OK)
         goto fail;
-    int n = 0;
+    int n = 0, want = (r->password != NULL) + 1 + TC__NSCRIPTS + 1;
+    char incr[24];
+    snprintf(incr, sizeof(incr), "%llu", (unsigned long long)random_increment());
     if (r->password != NULL)
         n += redisAppendCommand(ctx, "AUTH %s", r->password) == REDIS_OK;
     n += redisAppendCommand(ctx, "SELECT %d", r->db) == REDIS_OK;
     for (int i = 0; i < TC__NSCRIPTS; i++)
         n += redisAppendCommand(ctx, "SCRIPT LOAD %s", SCRIPTS[i]) == REDIS_OK;
-    if (n != (r->password != NULL) + 1 + TC__NSCRIPTS)
+    n += redisAppendCommand(ctx, "EVAL %s 2 %s %s %s", SCRIPT_EPOCH, r->inc_key, r->global_key,
+                            incr) == REDIS_OK;
+    if (n != want)
         goto fail;
-    char sha[TC__NSCRIPTS][41];
+    char sha[TC__NSCRIPTS][41], run_id[48] = "";
     for (int i = 0; i < n; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !reply_ok(rep)) {
@@ -163,14 +283,25 @@ static redisContext *dial(tc__redis *r)
                 freeReplyObject(rep);
             goto fail;
         }
-        int script = i - (n - TC__NSCRIPTS);
-        if (script >= 0 && rep->type == REDIS_REPLY_STRING && rep->len == 40)
+        int script = i - (n - 1 - TC__NSCRIPTS);
+        if (script >= 0 && script < TC__NSCRIPTS && rep->type == REDIS_REPLY_STRING &&
+            rep->len == 40)
             memcpy(sha[script], rep->str, 41);
+        if (i == n - 1 && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[0]->type == REDIS_REPLY_STRING &&
+            rep->element[0]->len < sizeof(run_id))
+            memcpy(run_id, rep->element[0]->str, rep->element[0]->len + 1);
         freeReplyObject(rep);
     }
+    if (run_id[0] == '\0')
+        goto fail;
     pthread_mutex_lock(&r->lock);
     memcpy(r->sha, sha, sizeof(sha));
+    bool changed = r->run_id[0] != '\0' && strcmp(r->run_id, run_id) != 0;
+    memcpy(r->run_id, run_id, sizeof(run_id));
     pthread_mutex_unlock(&r->lock);
+    if (changed && r->ev.incarnation != NULL)
+        r->ev.incarnation(r->ev.ctx, run_id);
     return ctx;
 fail:
     if (ctx != NULL)
@@ -193,18 +324,18 @@ bool tc__redis_breaker_open(tc__redis *r)
     return open;
 }
 
-static void release(tc__redis *r, redisContext *ctx, bool healthy);
+static bool release(tc__redis *r, conn c, bool healthy);
 
-/* A connection for one command, or NULL (breaker open, pool exhausted past
+/* A connection for one command, or ctx NULL (breaker open, pool exhausted past
  * the timeout, or Redis unreachable). */
-static redisContext *acquire(tc__redis *r)
+static conn acquire(tc__redis *r)
 {
-    redisContext *ctx = NULL;
+    conn c = {NULL, 0};
     pthread_mutex_lock(&r->lock);
     if (r->state == OPEN) {
         if (tc__now_monotonic_us() < r->open_until_us || r->probing) {
             pthread_mutex_unlock(&r->lock);
-            return NULL;
+            return c;
         }
         r->probing = true; /* this call is the probe */
     }
@@ -221,32 +352,43 @@ static redisContext *acquire(tc__redis *r)
         pthread_cond_timedwait(&r->freed, &r->lock, &ts);
     }
     if (r->nidle > 0) {
-        ctx = r->idle[--r->nidle];
+        c = r->idle[--r->nidle];
         pthread_mutex_unlock(&r->lock);
-        return ctx;
+        return c;
     }
     if (r->total >= r->max) { /* waited in vain: a pool this busy is as good as down */
         r->probing = false;
         pthread_mutex_unlock(&r->lock);
-        return NULL;
+        return c;
     }
     r->total++;
     pthread_mutex_unlock(&r->lock);
-    ctx = dial(r);
-    if (ctx == NULL)
-        release(r, NULL, false);
-    return ctx;
+    c.ctx = dial(r, &c.gen);
+    if (c.ctx == NULL)
+        release(r, c, false);
+    return c;
 }
 
 /* Gives a connection back (healthy) or drops it (not healthy; ctx may be NULL
- * for a connection that never came up), feeding the breaker either way. */
-static void release(tc__redis *r, redisContext *ctx, bool healthy)
+ * for a connection that never came up), feeding the breaker either way.
+ * Returns false for a connection dialed before the address moved: it is
+ * closed, says nothing about the breaker, and what it answered is not used —
+ * it may come from the Redis a failover left behind. */
+static bool release(tc__redis *r, conn c, bool healthy)
 {
     pthread_mutex_lock(&r->lock);
+    if (c.gen != r->gen) { /* set_address counted out only the idle ones */
+        r->total--;
+        pthread_cond_signal(&r->freed);
+        pthread_mutex_unlock(&r->lock);
+        if (c.ctx != NULL)
+            redisFree(c.ctx);
+        return false;
+    }
     if (healthy) {
         r->failures = 0;
         r->state = CLOSED;
-        r->idle[r->nidle++] = ctx;
+        r->idle[r->nidle++] = c;
     } else {
         r->total--;
         r->failures++;
@@ -257,22 +399,27 @@ static void release(tc__redis *r, redisContext *ctx, bool healthy)
     pthread_cond_signal(&r->freed);
     pthread_mutex_unlock(&r->lock);
     if (!healthy) {
-        if (ctx != NULL)
-            redisFree(ctx);
+        if (c.ctx != NULL)
+            redisFree(c.ctx);
         TC__INC(r->m->redis_errors);
     }
+    return true;
 }
 
 static redisReply *run(tc__redis *r, int argc, const char **argv, const size_t *lens,
                        bool *noscript)
 {
-    redisContext *ctx = acquire(r);
-    if (ctx == NULL)
+    conn c = acquire(r);
+    if (c.ctx == NULL)
         return NULL;
     uint64_t t0 = tc__now_monotonic_us();
-    redisReply *rep = redisCommandArgv(ctx, argc, argv, lens);
+    redisReply *rep = redisCommandArgv(c.ctx, argc, argv, lens);
     tc__hist_add(&r->m->redis_latency, tc__now_monotonic_us() - t0);
-    release(r, ctx, rep != NULL && ctx->err == 0);
+    if (!release(r, c, rep != NULL && c.ctx->err == 0)) {
+        if (rep != NULL)
+            freeReplyObject(rep);
+        return NULL;
+    }
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
         if (noscript != NULL)
             *noscript = strncmp(rep->str, "NOSCRIPT", 8) == 0;

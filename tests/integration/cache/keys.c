@@ -145,17 +145,20 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
     CHECK_EQ_INT(r.source, TC_SRC_LOADER);
     CHECK_EQ_STR(r.data, "user:1=v1");
 
-    /* Exactly the documented keys: the value and one counter per tag. */
-    static const char *const expected[] = {PREFIX "user:1", PREFIX "~t:*", PREFIX "~t:#user:1",
-                                           PREFIX "~t:team:7"};
+    /* Exactly the documented keys: the value, one counter per tag, the marker of the
+     * Redis process written through, and the members of the fleet (this instance). */
+    static const char *const expected[] = {PREFIX "user:1",    PREFIX "~t:*",
+                                           PREFIX "~t:#user:1", PREFIX "~t:team:7",
+                                           PREFIX "~inc",      PREFIX "~members:3"};
+    enum { NEXPECTED = sizeof(expected) / sizeof(expected[0]) };
     size_t n;
     char **keys = it_keys(db3, &n);
     size_t ours = 0;
     for (size_t i = 0; i < n; i++)
         ours += !is_foreign(keys[i]);
     it_free_keys(keys, n);
-    CHECK_EQ_INT(ours, 4);
-    for (size_t i = 0; i < 4; i++)
+    CHECK_EQ_INT(ours, NEXPECTED);
+    for (size_t i = 0; i < NEXPECTED; i++)
         if (!CHECK(it_rint(db3, "EXISTS %s", expected[i]) == 1))
             fprintf(stderr, "    missing %s\n", expected[i]);
     check_only_prefixed_keys("get_or_load");
