@@ -94,6 +94,7 @@ typedef struct ack_wait {
     struct ack_wait *next;
     uint64_t seq;
     int n, left;
+    uint64_t lease_us; /* the longest lease among the members: the wait's bound */
     char ids[MEMBERS_MAX][17];
     bool got[MEMBERS_MAX];
 } ack_wait;
@@ -149,6 +150,7 @@ struct tc_cache {
 
     /* the fleet (DESIGN above) */
     char direct[256];                       /* <prefix>~me:<db>:<instance>: acks to us */
+    char member[40];                        /* "<instance>/<lease ms>" in the members */
     char members_key[256], seq_key[256];    /* <prefix>~members, <prefix>~seq */
     uint64_t lease_us, member_ttl_ms, coarse_res_us;
     _Atomic uint64_t trust_until; /* monotonic µs; 0: L1 not trusted */
@@ -1080,19 +1082,27 @@ static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n,
         return NULL; /* then it is kept as pending, and replayed: still correct */
     }
     w->seq = (uint64_t)rep->element[0]->integer;
+    w->lease_us = c->lease_us;
     redisReply *m = rep->element[1];
     for (size_t i = 0; i < m->elements; i++) {
+        /* "<id>/<its lease in ms>": a member configured with a longer lease than
+         * ours is waited for as long as it may trust its L1 */
         redisReply *id = m->element[i];
-        if (id->type != REDIS_REPLY_STRING || (id->len == 16 && memcmp(id->str, c->instance, 16) == 0))
-            continue; /* not a member's id, or ourselves */
-        if (w->n == MEMBERS_MAX || id->len != 16) {
-            w->left++; /* cannot be named: never acknowledged, the lease covers it */
-            continue;
-        }
+        if (id->type != REDIS_REPLY_STRING || id->len < 18 || id->str[16] != '/' ||
+            (id->len == strlen(c->member) && memcmp(id->str, c->member, id->len) == 0))
+            continue; /* not a member, or ourselves */
+        char *end;
+        unsigned long long lease = strtoull(id->str + 17, &end, 10);
+        if (*end != '\0' || lease == 0 || lease > 60000u) /* what tc_cache_create refuses */
+            lease = c->lease_us / 1000u;
+        if (lease * 1000u > w->lease_us)
+            w->lease_us = lease * 1000u;
+        w->left++;
+        if (w->n == MEMBERS_MAX)
+            continue; /* cannot be named: never acknowledged, the lease covers it */
         memcpy(w->ids[w->n], id->str, 16);
         w->ids[w->n][16] = '\0';
         w->n++;
-        w->left++;
     }
     freeReplyObject(rep);
     pthread_mutex_lock(&c->ack_lock);
@@ -1198,7 +1208,7 @@ static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
      * processes bump only on the bus message, which follows the INCR). */
     for (int i = 0; i < n; i++)
         apply_local(c, tags[i]);
-    wait_acks(c, w, tc__now_monotonic_us() + c->lease_us);
+    wait_acks(c, w, tc__now_monotonic_us() + w->lease_us);
     tc__hist_add(&c->metrics.invalidate_latency, tc__now_monotonic_us() - t0);
     return 0;
 }
@@ -1238,6 +1248,9 @@ int tc_invalidate_tags(tc_cache *c, const char *const *tags, int ntags, int wait
 
 int tc_invalidate_tag(tc_cache *c, const char *tag)
 {
+    tc_policy one = {.ntags = 1, .tags = {tag}};
+    if (!policy_ok(&one, false)) /* a tag, not "#<key>": that is tc_invalidate_key */
+        return TC_EINVAL;
     return tc_invalidate_tags(c, &tag, 1, 0);
 }
 
@@ -1478,8 +1491,8 @@ static void register_member(tc_cache *c, uint64_t now)
 {
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->member_ttl_ms);
-    const char *argv[3] = {c->members_key, c->instance, ttl};
-    size_t lens[3] = {strlen(c->members_key), strlen(c->instance), strlen(ttl)};
+    const char *argv[3] = {c->members_key, c->member, ttl};
+    size_t lens[3] = {strlen(c->members_key), strlen(c->member), strlen(ttl)};
     c->last_reg = now;
     redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_REGISTER, 1, 3, argv, lens);
     if (rep == NULL)
@@ -1531,8 +1544,8 @@ static void on_incarnation(void *ctx, const char *run_id)
 /* Leaves the members at once, so writers stop waiting for us (best effort). */
 static void leave(tc_cache *c)
 {
-    const char *argv[3] = {"ZREM", c->members_key, c->instance};
-    size_t lens[3] = {4, strlen(c->members_key), strlen(c->instance)};
+    const char *argv[3] = {"ZREM", c->members_key, c->member};
+    size_t lens[3] = {4, strlen(c->members_key), strlen(c->member)};
     redisReply *rep = tc__redis_command(c->redis, 3, argv, lens);
     if (rep != NULL)
         freeReplyObject(rep);
@@ -1568,6 +1581,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         cfg->breaker_failures <= 0 || cfg->breaker_open_ms <= 0 || cfg->refresh_workers <= 0 ||
         cfg->refresh_queue <= 0 || cfg->wait_timeout_ms <= 0 || cfg->lock_ms < 0 ||
         cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 || cfg->lease_ms < 5 ||
+        cfg->lease_ms > 60000 ||
         (cfg->l1_max_bytes > 0 && (cfg->l1_shards <= 0 || (cfg->l1_shards & (cfg->l1_shards - 1)))))
         goto fail;
     err = TC_ENOMEM;
@@ -1598,6 +1612,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     snprintf(c->members_key, sizeof(c->members_key), "%s~members:%d", c->prefix, cfg->redis_db);
     snprintf(c->seq_key, sizeof(c->seq_key), "%s~seq", c->prefix);
     c->lease_us = (uint64_t)cfg->lease_ms * 1000u;
+    snprintf(c->member, sizeof(c->member), "%s/%d", c->instance, cfg->lease_ms);
     c->member_ttl_ms = cfg->lease_ms * 8u > 2000u ? cfg->lease_ms * 8u : 2000u;
     c->coarse_res_us = tc__coarse_res_us();
     if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)

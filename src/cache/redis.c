@@ -326,6 +326,14 @@ bool tc__redis_breaker_open(tc__redis *r)
 
 static bool release(tc__redis *r, conn c, bool healthy);
 
+/* A connection the server closed or reset, as opposed to one that timed out. */
+static bool conn_lost(const redisContext *ctx)
+{
+    return ctx->err == REDIS_ERR_EOF ||
+           (ctx->err == REDIS_ERR_IO && strstr(ctx->errstr, "temporarily") == NULL &&
+            strstr(ctx->errstr, "timed out") == NULL);
+}
+
 /* A connection for one command, or ctx NULL (breaker open, pool exhausted past
  * the timeout, or Redis unreachable). */
 static conn acquire(tc__redis *r)
@@ -397,7 +405,20 @@ static bool release(tc__redis *r, conn c, bool healthy)
     }
     r->probing = false;
     pthread_cond_signal(&r->freed);
+    /* The server closed it or reset it (not a timeout): the idle ones dialed
+     * with it are most likely dead too. Closing them now spares a failure
+     * each, and lets the next command dial whatever answers there now. */
+    int nold = 0;
+    conn old[r->nidle > 0 ? r->nidle : 1];
+    if (!healthy && c.ctx != NULL && conn_lost(c.ctx)) {
+        nold = r->nidle;
+        memcpy(old, r->idle, (size_t)nold * sizeof(conn));
+        r->total -= nold;
+        r->nidle = 0;
+    }
     pthread_mutex_unlock(&r->lock);
+    for (int i = 0; i < nold; i++)
+        redisFree(old[i].ctx);
     if (!healthy) {
         if (c.ctx != NULL)
             redisFree(c.ctx);

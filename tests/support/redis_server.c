@@ -242,3 +242,35 @@ int tct_redis_stop(tct_redis *r)
     }
     return 0;
 }
+
+int tct_redis_snapshot(tct_redis *r)
+{
+    char from[300], to[300];
+    redisContext *c = redisConnect("127.0.0.1", r->port);
+    redisReply *rep = c != NULL && !c->err ? redisCommand(c, "SAVE") : NULL;
+    int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+    if (rep != NULL)
+        freeReplyObject(rep);
+    if (c != NULL)
+        redisFree(c);
+    snprintf(from, sizeof(from), "%s/dump.rdb", r->dir);
+    snprintf(to, sizeof(to), "%s/snapshot.rdb", r->dir);
+    if (!ok || rename(from, to) != 0) {
+        fprintf(stderr, "tct_redis_snapshot: SAVE on port %d failed\n", r->port);
+        return -1;
+    }
+    return 0;
+}
+
+int tct_redis_restore(tct_redis *r)
+{
+    char from[300], to[300];
+    tct_redis_kill(r);
+    snprintf(from, sizeof(from), "%s/snapshot.rdb", r->dir);
+    snprintf(to, sizeof(to), "%s/dump.rdb", r->dir);
+    if (rename(from, to) != 0) {
+        fprintf(stderr, "tct_redis_restore: no snapshot in %s\n", r->dir);
+        return -1;
+    }
+    return tct_redis_restart(r);
+}

@@ -23,6 +23,12 @@ int tct_redis_kill(tct_redis *r);
 /* Starts it again on the same port and dir (after kill); data is gone (no persistence). */
 int tct_redis_restart(tct_redis *r);
 
+/* SAVE now, and keep that file aside as the snapshot tct_redis_restore brings back. */
+int tct_redis_snapshot(tct_redis *r);
+/* SIGKILL, then start again on the same port and dir from the snapshot: the Redis an
+ * operator restores from an older backup, with every key as it was then. */
+int tct_redis_restore(tct_redis *r);
+
 /* $TC_REDIS_PORT (the shared redis started by scripts/test.sh), or -1 if unset/invalid. */
 int tct_env_redis_port(void);
 /* A port that was free on 127.0.0.1 a moment ago, or -1. */

@@ -1,0 +1,197 @@
+/* fleet.c: read-your-writes across instances, however the instances and Redis fail. Several
+ * in-process tc_cache instances stand in for several processes (each has its own L1, bus
+ * subscription, membership and lease); one of them reaches Redis through a proxy that the
+ * test can freeze — a network partition, connections open and silent. Each test runs its
+ * own redis-server (one is killed and restored from an older snapshot).
+ *
+ * Proves, from DESIGN.md "The cache engine: what it must get right":
+ *   3  read-your-writes, fleet-wide: after tc_invalidate_tag returns, no instance serves the
+ *      old value — not one whose bus is healthy (it acknowledged: the writer waited for
+ *      nobody past its acknowledgement, ack_timeouts stays 0 over 50 invalidations, and
+ *      each instance reads the new value at once), and not one cut off from Redis while its
+ *      L1 holds the old value and its lease (2 s here) has not run out: the writer waits
+ *      for it until its lease is over (ack_timeouts 1), and that instance then reads the new
+ *      value, not its L1 entry; once the partition heals it trusts its L1 again. An
+ *      instance that leaves (tc_cache_destroy) is no longer waited for.
+ *  12  a new Redis is a new world: Redis restored from a snapshot taken before an
+ *      invalidation brings back the old record with the tag counters that make it look
+ *      valid; neither the instance that saw the invalidation nor a new one is served it.
+ */
+#include "common.h"
+#include "proxy.h"
+
+#define TAG "acct"
+#define FRESH_MS 600000
+
+static char prefix[64];
+
+static tc_metrics metrics(tc_cache *c)
+{
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    return m;
+}
+
+static tc_cache *fleet_cache(int port, int lease_ms)
+{
+    tc_config cfg;
+    it_config(&cfg, port, 0, prefix);
+    cfg.redis_timeout_ms = 100;
+    cfg.connect_timeout_ms = 200;
+    cfg.breaker_failures = 3;
+    cfg.breaker_open_ms = 200;
+    cfg.lease_ms = lease_ms;
+    return it_cache(&cfg);
+}
+
+/* Reads key on c and checks it answers want; returns the read. */
+static it_read read_want(tc_cache *c, const char *key, const tc_policy *p, const char *want,
+                         const char *who)
+{
+    it_read r = it_get_or_load(c, key, p);
+    CHECK_EQ_INT(r.rc, 0);
+    if (!CHECK(strcmp(r.data, want) == 0))
+        fprintf(stderr, "    %s: %s gave '%s' (from %s), want '%s'\n", who, key, r.data,
+                it_source_name(r.source), want);
+    return r;
+}
+
+static bool trusted(tc_cache *c)
+{
+    return metrics(c).l1_trusted;
+}
+
+/* Three healthy instances: every invalidation is acknowledged by the two others, none is
+ * waited out, and each reads the new value at once. */
+static void test_healthy_fleet_acknowledges(void)
+{
+    tct_redis server;
+    REQUIRE(tct_redis_start(&server) == 0);
+    tc_cache *c[3];
+    for (int i = 0; i < 3; i++)
+        REQUIRE((c[i] = fleet_cache(server.port, 1000)) != NULL);
+    it_source src;
+    it_source_init(&src, "v0");
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    char want[96], version[16];
+    for (int n = 1; n <= 50; n++) {
+        for (int i = 0; i < 3; i++) { /* every instance holds the value in L1 */
+            it_expect(want, sizeof(want), "acct:1", src.version);
+            read_want(c[i], "acct:1", &p, want, "before");
+        }
+        snprintf(version, sizeof(version), "v%d", n);
+        it_source_set(&src, version);
+        CHECK_EQ_INT(tc_invalidate_tag(c[n % 3], TAG), 0);
+        it_expect(want, sizeof(want), "acct:1", version);
+        for (int i = 0; i < 3; i++)
+            read_want(c[i], "acct:1", &p, want, "after");
+    }
+    for (int i = 0; i < 3; i++) {
+        tc_metrics m = metrics(c[i]);
+        CHECK_EQ_INT(m.ack_timeouts, 0);
+        CHECK(m.invalidate_latency.count >= 16); /* 50 writes over 3 instances */
+    }
+    /* One leaves: the others stop waiting for it at once. */
+    tc_cache_destroy(c[2]);
+    it_source_set(&src, "v-after-leave");
+    CHECK_EQ_INT(tc_invalidate_tag(c[0], TAG), 0);
+    CHECK_EQ_INT(metrics(c[0]).ack_timeouts, 0);
+    tc_cache_destroy(c[0]);
+    tc_cache_destroy(c[1]);
+    tct_redis_stop(&server);
+}
+
+/* Instance B reaches Redis through a proxy; the proxy freezes while B's L1 holds the old
+ * value and its 2 s lease is fresh. A's invalidation must not return while B may still
+ * serve it: A waits for B's lease, and B then answers the new value. */
+static void test_partitioned_instance_stops_trusting_l1(void)
+{
+    tct_redis server;
+    REQUIRE(tct_redis_start(&server) == 0);
+    tct_proxy *px = tct_proxy_start(server.port);
+    REQUIRE(px != NULL);
+    tc_cache *a = fleet_cache(server.port, 100);
+    tc_cache *b = fleet_cache(tct_proxy_port(px), 2000);
+    REQUIRE(a != NULL && b != NULL);
+    bool ok;
+    IT_WAIT_UNTIL(ok, trusted(a) && trusted(b), IT_DEADLINE_MS);
+    REQUIRE(ok);
+
+    it_source src;
+    it_source_init(&src, "v1");
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    char v1[64], v2[64];
+    it_expect(v1, sizeof(v1), "acct:1", "v1");
+    it_expect(v2, sizeof(v2), "acct:1", "v2");
+    read_want(a, "acct:1", &p, v1, "a");
+    read_want(b, "acct:1", &p, v1, "b");
+    CHECK_EQ_INT(read_want(b, "acct:1", &p, v1, "b").source, TC_SRC_L1);
+
+    tct_proxy_freeze(px, 1);
+    it_source_set(&src, "v2");
+    CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
+    CHECK_EQ_INT(metrics(a).ack_timeouts, 1); /* waited B's lease out, did not return early */
+    it_read r = read_want(b, "acct:1", &p, v2, "b, cut off, right after the write returned");
+    CHECK(r.source != TC_SRC_L1);
+    CHECK(!trusted(b));
+    read_want(a, "acct:1", &p, v2, "a");
+
+    tct_proxy_freeze(px, 0);
+    IT_WAIT_UNTIL(ok, trusted(b), IT_DEADLINE_MS); /* the partition healed: B catches up */
+    CHECK(ok);
+    read_want(b, "acct:1", &p, v2, "b, healed");
+    CHECK_EQ_INT(read_want(b, "acct:1", &p, v2, "b, healed").source, TC_SRC_L1);
+    CHECK(metrics(b).lease_lapses >= 1);
+
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+    tct_proxy_stop(px);
+    tct_redis_stop(&server);
+}
+
+/* Redis restored from a snapshot taken before an invalidation: the old record comes back
+ * with the old counters, consistent with each other. It must not be served. */
+static void test_snapshot_restore_is_a_new_world(void)
+{
+    tct_redis server;
+    REQUIRE(tct_redis_start(&server) == 0);
+    tc_cache *a = fleet_cache(server.port, 250);
+    REQUIRE(a != NULL);
+    it_source src;
+    it_source_init(&src, "v1");
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    char v1[64], v2[64];
+    it_expect(v1, sizeof(v1), "acct:1", "v1");
+    it_expect(v2, sizeof(v2), "acct:1", "v2");
+    read_want(a, "acct:1", &p, v1, "a"); /* the v1 record is in Redis */
+    REQUIRE(tct_redis_snapshot(&server) == 0);
+
+    it_source_set(&src, "v2");
+    CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
+    read_want(a, "acct:1", &p, v2, "a"); /* and now the v2 record */
+
+    REQUIRE(tct_redis_restore(&server) == 0); /* v1 and its counters are back */
+    uint64_t loads = (uint64_t)atomic_load(&src.loads);
+    bool ok;
+    IT_WAIT_UNTIL(ok, trusted(a), IT_DEADLINE_MS);
+    CHECK(ok);
+    read_want(a, "acct:1", &p, v2, "a, after the restore");
+    tc_cache *fresh = fleet_cache(server.port, 250); /* never saw v2, nor the old Redis */
+    REQUIRE(fresh != NULL);
+    read_want(fresh, "acct:1", &p, v2, "a new instance, after the restore");
+    CHECK((uint64_t)atomic_load(&src.loads) > loads); /* v2 came from the loader */
+    IT_WAIT_UNTIL(ok, metrics(a).incarnations >= 1, IT_DEADLINE_MS); /* a noticed, too */
+    CHECK(ok);
+    tc_cache_destroy(fresh);
+    tc_cache_destroy(a);
+    tct_redis_stop(&server);
+}
+
+int main(void)
+{
+    snprintf(prefix, sizeof(prefix), "it-fleet-%ld:", (long)getpid());
+    test_healthy_fleet_acknowledges();
+    test_partitioned_instance_stops_trusting_l1();
+    test_snapshot_restore_is_a_new_world();
+    return check_report();
+}
