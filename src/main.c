@@ -53,7 +53,8 @@ static const char USAGE[] =
     "  --db URL               sqlite:PATH or postgresql://... [TIERCACHE_DB]\n"
     "                         (sqlite:tiercache.db)\n"
     "  --redis HOST:PORT|none Redis for L2 and the invalidation bus [TIERCACHE_REDIS]\n"
-    "                         (127.0.0.1:6379; none: in-process L1 only)\n"
+    "                         (127.0.0.1:6379; none: in-process L1 only), or Redis Sentinel:\n"
+    "                         sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME\n"
     "  --redis-db N           Redis database index [TIERCACHE_REDIS_DB] (0)\n"
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
@@ -128,6 +129,43 @@ static void split_host_port(const char *name, const char *v, char *host, size_t 
         host[n - 2] = '\0';
     }
     *port = to_int(name, colon + 1, 0, 65535);
+}
+
+/* --redis: none, HOST:PORT, or sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME. Anything
+ * else stops the program: a value taken for a host name would run without L2, silently. */
+static void parse_redis(options *o, char *rhost, size_t cap, char *sentinels)
+{
+    static const char FORMS[] =
+        "expected HOST:PORT, sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME or none";
+    const char *v = o->redis;
+    if (strcmp(v, "none") == 0)
+        return;
+    if (strncmp(v, "sentinel://", 11) == 0) {
+        const char *list = v + 11, *slash = strchr(list, '/');
+        if (slash == NULL || slash == list || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
+            die("--redis: %s, got '%s'", FORMS, v);
+        memcpy(sentinels, list, (size_t)(slash - list));
+        sentinels[slash - list] = '\0';
+        for (char *item = sentinels; item != NULL;) { /* each one HOST:PORT */
+            char *comma = strchr(item, ','), h[128];
+            int port;
+            if (comma != NULL)
+                *comma = '\0';
+            split_host_port("--redis (a sentinel)", item, h, sizeof(h), &port);
+            if (port == 0)
+                die("--redis: a sentinel's port cannot be 0, in '%s'%s", v, "");
+            if (comma != NULL)
+                *comma = ',';
+            item = comma != NULL ? comma + 1 : NULL;
+        }
+        o->app.sentinels = sentinels;
+        o->app.sentinel_master = slash + 1;
+        return;
+    }
+    if (strstr(v, "://") != NULL || strpbrk(v, ",/") != NULL)
+        die("--redis: %s, got '%s'", FORMS, v);
+    split_host_port("--redis", v, rhost, cap, &o->app.redis_port);
+    o->app.redis_host = rhost;
 }
 
 /* Sets one option; name is the flag without "--". */
@@ -365,11 +403,8 @@ static int run_serve(options *o)
     split_host_port("--listen", o->listen, host, sizeof(host), &port);
     o->http.bind_address = host;
     o->http.port = port;
-    char rhost[128];
-    if (strcmp(o->redis, "none") != 0) {
-        split_host_port("--redis", o->redis, rhost, sizeof(rhost), &o->app.redis_port);
-        o->app.redis_host = rhost;
-    }
+    char rhost[128], sentinels[sizeof(o->redis)];
+    parse_redis(o, rhost, sizeof(rhost), sentinels);
     if (o->app.db_pool < o->http.workers)
         fprintf(stderr,
                 "tiercache: note: --db-pool %d < --workers %d: workers may wait for a "
@@ -402,8 +437,8 @@ static int run_serve(options *o)
     tc_app_attach_server(app, srv);
     printf("tiercache: serving on http://%s:%d/  (database %s, cache %s%s%s)\n", host,
            tc_http_port(srv), o->app.db_url, o->app.cache ? "on" : "off",
-           o->app.cache && o->app.redis_host != NULL ? ", redis " : "",
-           o->app.cache && o->app.redis_host != NULL ? o->redis : "");
+           o->app.cache && strcmp(o->redis, "none") != 0 ? ", redis " : "",
+           o->app.cache && strcmp(o->redis, "none") != 0 ? o->redis : "");
     fflush(stdout);
     int sig;
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP)

@@ -68,6 +68,14 @@ typedef uint64_t (*tc_clock_fn)(void *ctx); /* wall-clock milliseconds */
 
 typedef struct tc_config {
     const char *redis_host;     /* NULL: no L2 and no bus (L1 only, one process) */
+    /* Redis Sentinel instead of a fixed address: "host:port[,host:port...]" and
+     * the master's name. The master is asked of them, and followed through
+     * failovers (a new master is a new Redis: nothing cached before is
+     * trusted). redis_host/port are then ignored; redis_password and redis_db
+     * apply to the master. */
+    const char *sentinels;
+    const char *sentinel_master;
+    const char *sentinel_password; /* AUTH on the sentinels, or NULL */
     int redis_port;             /* default 6379 */
     int redis_db;               /* SELECT index, default 0 */
     const char *redis_password; /* AUTH, or NULL */
@@ -119,8 +127,9 @@ void tc_config_init(tc_config *cfg);
 typedef struct tc_cache tc_cache;
 
 /* Creates a cache. Redis being down is not an error: the cache starts with
- * the breaker open and connects when Redis is back. On failure returns NULL
- * and, if err is not NULL, sets *err. */
+ * the breaker open and connects when Redis is back (with sentinels: when one
+ * names a master). On failure returns NULL and, if err is not NULL, sets *err
+ * (TC_EINVAL for a malformed sentinel list). */
 tc_cache *tc_cache_create(const tc_config *cfg, int *err);
 
 /* Stops the workers and the bus, frees everything. NULL is a no-op. Values

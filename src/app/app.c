@@ -550,6 +550,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         tc_config cc;
         tc_config_init(&cc);
         cc.redis_host = cfg->redis_host;
+        cc.sentinels = cfg->sentinels;
+        cc.sentinel_master = cfg->sentinel_master;
         cc.redis_port = cfg->redis_port;
         cc.redis_db = cfg->redis_db;
         cc.redis_password = cfg->redis_password;

@@ -138,6 +138,7 @@ struct tc_cache {
     tc__tag *global;
     tc__redis *redis;
     tc__bus *bus;
+    tc__sentinel *sentinel; /* or NULL: a fixed address */
     _Atomic bool bus_up;
     tc__pool *pool;
     tc__metrics metrics;
@@ -1541,6 +1542,16 @@ static void on_incarnation(void *ctx, const char *run_id)
         run_id);
 }
 
+/* The sentinels named a new master (on the sentinel thread). */
+static void on_master_moved(void *ctx, const char *host, int port)
+{
+    tc_cache *c = ctx;
+    if (tc__redis_set_address(c->redis, host, port) != 1)
+        return;
+    say(c, TC_LOG_WARN, "redis: the sentinels name a new master, %s:%d: following it", host, port);
+    tc__bus_reconnect(c->bus);
+}
+
 /* Leaves the members at once, so writers stop waiting for us (best effort). */
 static void leave(tc_cache *c)
 {
@@ -1619,7 +1630,23 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
         goto fail;
-    if (cfg->redis_host != NULL) {
+    char master[256] = "";
+    if (cfg->sentinels != NULL) {
+        err = TC_EINVAL;
+        if (cfg->sentinel_master == NULL ||
+            (c->sentinel = tc__sentinel_start(cfg->sentinels, cfg->sentinel_master,
+                                              cfg->sentinel_password, cfg->connect_timeout_ms,
+                                              on_master_moved, c)) == NULL)
+            goto fail;
+        err = TC_ENOMEM;
+        int port;
+        if (tc__sentinel_master(c->sentinel, master, sizeof(master), &port) == 0)
+            c->cfg.redis_port = port;
+        else
+            c->cfg.redis_port = 0; /* nobody knows yet: connects once a sentinel says */
+        c->cfg.redis_host = master;
+    }
+    if (c->cfg.redis_host != NULL) {
         tc__redis_events ev = {on_incarnation, c};
         if ((c->redis = tc__redis_new(&c->cfg, &c->metrics, ev)) == NULL)
             goto fail;
@@ -1643,6 +1670,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
                 for (int i = 0; i < cfg->connect_timeout_ms * 2 && !l1_trusted(c); i++)
                     nap_ms(1);
         }
+        if (c->sentinel != NULL && tc__sentinel_watch(c->sentinel) != 0)
+            goto fail;
     }
     return c;
 fail:
@@ -1656,6 +1685,7 @@ void tc_cache_destroy(tc_cache *c)
 {
     if (c == NULL)
         return;
+    tc__sentinel_stop(c->sentinel); /* first: it may move the others */
     if (c->bus != NULL)
         leave(c);
     tc__bus_stop(c->bus);

@@ -239,4 +239,23 @@ bool tc__bus_wait_connected(tc__bus *b, int ms);
 void tc__bus_reconnect(tc__bus *b);
 void tc__bus_stop(tc__bus *b);
 
+/* ---- sentinel.c ---------------------------------------------------------- */
+
+typedef struct tc__sentinel tc__sentinel;
+
+/* "host:port,host:port" into hosts/ports; the count, or TC_EINVAL. Pure. */
+int tc__sentinel_parse(const char *list, char (*hosts)[256], int *ports, int max);
+/* Asks the sentinels of list for master's address once (it may not be known:
+ * tc__sentinel_master says); NULL if list is malformed or on ENOMEM. Nothing
+ * runs until tc__sentinel_watch. */
+tc__sentinel *tc__sentinel_start(const char *list, const char *master, const char *password,
+                                 int timeout_ms, void (*moved)(void *ctx, const char *host, int port),
+                                 void *ctx);
+/* Starts the thread that follows failovers: moved() is called on it with every
+ * new address. */
+int tc__sentinel_watch(tc__sentinel *s);
+/* The master's address as last learned: 0, or TC_EREDIS when none is known. */
+int tc__sentinel_master(tc__sentinel *s, char *host, size_t n, int *port);
+void tc__sentinel_stop(tc__sentinel *s); /* NULL is a no-op */
+
 #endif

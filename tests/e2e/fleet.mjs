@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { freePort, startServer, freshDb, call, DEMO_PASSWORD, sleep } from './lib.mjs';
 
 const children = new Set();
+const running = (c) => c && c.exitCode === null && c.signalCode === null;
 
 function pdeath(cmd, args) {
   return spawn('setpriv', ['--pdeathsig', 'KILL', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -56,7 +57,7 @@ export async function startRedis(opts = {}) {
     },
     // SIGKILL: no goodbye to clients, nothing saved.
     async kill() {
-      if (!r.child || r.child.exitCode !== null) return;
+      if (!running(r.child)) return;
       const exited = new Promise((res) => r.child.once('exit', res));
       r.child.kill('SIGKILL');
       await exited;
@@ -76,8 +77,12 @@ export async function startRedis(opts = {}) {
       copyFileSync(join(dir, 'snapshot.rdb'), join(dir, 'dump.rdb'));
       return r.start();
     },
+    // master_link_status:up on a replica: it holds the master's data
+    async synced() {
+      await waitFor(`replica ${port} in sync`, () => /master_link_status:up/.test(r.cli('info', 'replication')));
+    },
     async stop() {
-      if (r.child && r.child.exitCode === null) {
+      if (running(r.child)) {
         try { r.child.kill('SIGCONT'); } catch { /* gone */ }
         await r.kill();
       }
@@ -107,7 +112,7 @@ export async function startSentinels(masterPort, { n = 3, name = 'tcmaster', dow
       port, dir, child,
       cli: (...a) => redisCli(port, ...a),
       async stop() {
-        if (child.exitCode === null) {
+        if (running(child)) {
           const exited = new Promise((res) => child.once('exit', res));
           child.kill('SIGKILL');
           await exited;
@@ -118,6 +123,23 @@ export async function startSentinels(masterPort, { n = 3, name = 'tcmaster', dow
     });
   }
   return out;
+}
+
+// Waits until every sentinel knows the master's replicas (n of them) and the other sentinels:
+// before that a failover cannot happen.
+export async function sentinelsReady(sentinels, { name = 'tcmaster', replicas = 1 } = {}) {
+  for (const s of sentinels) {
+    await waitFor(`sentinel ${s.port} ready`, () => {
+      const info = s.cli('sentinel', 'master', name).split('\n');
+      const field = (k) => Number(info[info.indexOf(k) + 1]);
+      return field('num-slaves') >= replicas && field('num-other-sentinels') >= sentinels.length - 1;
+    }, 30000);
+  }
+}
+
+// The master's address the sentinels give now, "host:port".
+export function sentinelMaster(sentinel, name = 'tcmaster') {
+  return sentinel.cli('sentinel', 'get-master-addr-by-name', name).split('\n').join(':');
 }
 
 // n tiercache instances on one PostgreSQL database and one Redis (opts.redis: what --redis
@@ -148,7 +170,7 @@ export async function startFleet({ n = 3, redis, users = 20, extra = [] } = {}) 
 
 export async function stopAll() {
   for (const c of children) {
-    if (c.exitCode === null) {
+    if (running(c)) {
       try { c.kill('SIGCONT'); } catch { /* gone */ }
       c.kill('SIGKILL');
     }
@@ -188,7 +210,10 @@ export async function checkReadYourWrites(fleet, opts = {}) {
   const slug = await firstSlug(srvs[0]);
   const blog = { floor: 0, n: 0 };
   const stats = { reads: 0, stale: 0, readErrors: 0, writes: 0, writeErrors: 0, maxBehind: 0,
-    samples: [], errorSamples: [], blogReads: 0 };
+    samples: [], errorSamples: [], blogReads: 0, writeLog: [] };
+  const t0 = Date.now();
+  // every write's end (ms since the start), whether it was answered 200, and how long it took
+  const logWrite = (started, ok) => stats.writeLog.push({ at: Date.now() - t0, ok, ms: Date.now() - started });
   const end = Date.now() + durationMs;
   const timed = (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(requestTimeoutMs) });
   const note = (kind, s) => { if (stats[kind].length < 5) stats[kind].push(s); };
@@ -197,18 +222,25 @@ export async function checkReadYourWrites(fleet, opts = {}) {
     while (Date.now() < end) {
       const n = ++u.n;
       const srv = pick(srvs);
+      const started = Date.now();
       try {
         const r = await timed(`${srv.base}/trpc/user.update`, {
           method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
           body: JSON.stringify({ bio: `v${n}` }),
         });
-        await r.text();
+        const text = await r.text();
+        logWrite(started, r.status === 200);
         if (r.status === 200) { u.floor = Math.max(u.floor, n); stats.writes++; } else {
           stats.writeErrors++;
-          note('errorSamples', `write ${r.status} on ${srv.port}`);
+          note('errorSamples', `write ${r.status} on ${srv.port}: ${text.slice(0, 160)}`);
           continue;
         }
-      } catch (e) { stats.writeErrors++; note('errorSamples', `write ${e.message}`); continue; }
+      } catch (e) {
+        logWrite(started, false);
+        stats.writeErrors++;
+        note('errorSamples', `write ${e.message}`);
+        continue;
+      }
       // The sharpest probe: the same client at once on another instance, whose L1 holds
       // the old value unless the invalidation has reached it.
       await readOnce(u, srvs.filter((s) => s !== srv).at(n % (srvs.length - 1)), n % 2, false);
@@ -272,7 +304,8 @@ export async function checkReadYourWrites(fleet, opts = {}) {
   const faultDone = (async () => {
     if (!fault) return;
     await sleep(faultAtMs);
-    await fault();
+    stats.faultAt = Date.now() - t0;
+    stats.faultInfo = await fault();
   })();
   await Promise.all([...who.map(writer), blogWriter(),
     ...Array.from({ length: readers }, (_, k) => reader(k)), faultDone]);
