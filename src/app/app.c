@@ -71,10 +71,10 @@ int tc__write_ready(tc_app *app)
     return app->cache != NULL ? tc_ready(app->cache, app->cfg.invalidate_wait_ms) : 0;
 }
 
-void tc__inval_commit(tc_app *app, tc_inval *inv)
+int tc__inval_commit(tc_app *app, tc_inval *inv)
 {
     if (inv->n == 0)
-        return;
+        return 0;
     const char *tags[TC_TAGS_MAX];
     for (int i = 0; i < inv->n; i++)
         tags[i] = inv->tags[i];
@@ -89,14 +89,16 @@ void tc__inval_commit(tc_app *app, tc_inval *inv)
                 tc__monitor_tag_invalidated(app->monitor, tags[i]);
     }
     if (err != 0)
-        tc__log("invalidate %s%s: %s (applied here; kept and replayed to Redis)", tags[0],
-                inv->n > 1 ? " and others" : "", tc_strerror(err));
+        tc__log("invalidate %s%s: %s (the write is made; its invalidation is applied here, "
+                "kept, and replayed to Redis when it answers)",
+                tags[0], inv->n > 1 ? " and others" : "", tc_strerror(err));
     /* After our own cache: a shared cache that refetches at once gets the new value.
      * Queued, not sent here: the purge thread does the network (purge.h). */
     for (int i = 0; i < inv->n && app->purger != NULL; i++)
         if (tc__tag_is_public(tags[i]))
             tc_purger_tag(app->purger, tags[i]); /* a full queue is counted and logged there */
     inv->n = 0;
+    return err == TC_EREDIS ? err : 0; /* TC_EINVAL: a bug, logged; nothing to wait for */
 }
 
 static void respond_text(tc_http_exchange *x, int status, const char *text)

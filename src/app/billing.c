@@ -233,13 +233,18 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
         else
             tc_db_rollback(db);
         tc_db_pool_release(app->db, db);
-        if (err == 0 && uid != 0) {
+        /* A duplicate too: it may be the provider's retry of an event whose
+         * invalidation did not go through the first time (503 below). */
+        bool unconfirmed = false;
+        if ((err == 0 || err == TC_DB_ECONSTRAINT) && uid != 0) {
             tc_inval inv = {.n = 0};
             tc__inval_add(&inv, "sub:%lld", (long long)uid);
             tc__inval_add(&inv, "dash:%lld", (long long)uid);
-            tc__inval_commit(app, &inv);
+            unconfirmed = tc__inval_commit(app, &inv) != 0;
         }
-        if (err == 0)
+        if (unconfirmed) /* the provider retries: as a duplicate, it completes the invalidation */
+            answer(x, 503, "%s", "saved, but not yet visible on every server; retry later");
+        else if (err == 0)
             answer(x, 200, "%s", "{\"received\":true}");
         else if (err == TC_DB_ECONSTRAINT)
             answer(x, 200, "%s", "{\"received\":true,\"duplicate\":true}");

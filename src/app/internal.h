@@ -175,10 +175,12 @@ void tc__inval_add(tc_inval *inv, const char *fmt, ...) __attribute__((format(pr
  * could keep serving the old value of. 0 without a cache or Redis. */
 int tc__write_ready(tc_app *app);
 /* Invalidates inv's tags everywhere, and purges the public ones from the
- * shared cache; returns once every instance has them (tc_invalidate_tags). A
- * failure to reach Redis within cfg.invalidate_wait_ms is logged, not
- * returned: the write has happened; the engine keeps and replays them. */
-void tc__inval_commit(tc_app *app, tc_inval *inv);
+ * shared cache; returns once every instance has them (tc_invalidate_tags):
+ * 0. TC_EREDIS when Redis did not take them within cfg.invalidate_wait_ms
+ * (logged; the engine keeps and replays them): the write has happened, but
+ * another instance may serve what it replaced until then, so the caller must
+ * not answer it as done. */
+int tc__inval_commit(tc_app *app, tc_inval *inv);
 void tc__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -764,6 +764,15 @@ tc_call_status tc__call_run(tc_call *c, const tc_proc *p)
     tc_call_status st = p->mutate(c, db);
     tc_db_pool_release(c->app->db, db);
     /* whatever the answer: what the database took must not be served stale */
-    tc__inval_commit(c->app, &c->inval);
+    if (tc__inval_commit(c->app, &c->inval) != 0) {
+        /* made, but not yet visible everywhere: it is not answered as done */
+        json_decref(c->data);
+        c->data = NULL;
+        c->set_cookie[0] = '\0';
+        tc_http_add_header(c->x, "Retry-After", "1");
+        return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                             "the change was saved, but the cache could not confirm it on every "
+                             "server yet; it will be once the cache answers again");
+    }
     return st;
 }

@@ -4,8 +4,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRedis, startSentinels, sentinelsReady, sentinelMaster, startFleet, checkReadYourWrites,
-  stopAll } from './fleet.mjs';
+  stopAll, session } from './fleet.mjs';
 import { sleep } from './lib.mjs';
+import { spawn, execFileSync } from 'node:child_process';
 
 after(stopAll);
 
@@ -112,5 +113,80 @@ test('Sentinel failover to a replica that missed the last writes, under load: ze
     for (const x of sentinels) await x.stop();
     await replica.stop();
     await master.stop();
+  }
+});
+
+// Writes and a Redis that cannot take their invalidations (the server's side of the
+// guarantee): refused before they are made when Redis is unreachable; not answered as done
+// when Redis fails after the database took them.
+test('a write while Redis is down is refused before it is made: 503, Retry-After, nothing changed', async () => {
+  const redis = await startRedis();
+  const fleet = await startFleet({ n: 1, redis: `127.0.0.1:${redis.port}`, extra: ['--invalidate-wait-ms', '300'] });
+  try {
+    const [A] = fleet.instances;
+    const u = await session(A, 'user1@example.com');
+    const update = (bio) => fetch(`${A.base}/trpc/user.update`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+      body: JSON.stringify({ bio }) });
+    assert.equal((await update('before')).status, 200);
+    await redis.kill();
+    const r = await update('during');
+    const body = await r.json();
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '1');
+    assert.match(body.error.message, /nothing was changed/);
+    await redis.start();
+    const me = await fetch(`${A.base}/trpc/user.me`, { headers: { authorization: `Bearer ${u.token}` } });
+    assert.equal((await me.json()).result.data.bio, 'before');
+  } finally {
+    await fleet.stop();
+    await redis.stop();
+  }
+});
+
+test('a write whose invalidation Redis does not take is answered 503, not done; it is visible everywhere once Redis answers', async () => {
+  const redis = await startRedis();
+  const fleet = await startFleet({ n: 2, redis: `127.0.0.1:${redis.port}`, extra: ['--invalidate-wait-ms', '300'] });
+  const holder = spawn('psql', ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', fleet.db.url], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  holder.stdout.on('data', (d) => { out += d; });
+  holder.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise((res) => holder.once('exit', res));
+  try {
+    const [A, B] = fleet.instances;
+    const u = await session(A, 'user1@example.com');
+    const auth = { authorization: `Bearer ${u.token}` };
+    const bio = async (srv) => (await (await fetch(`${srv.base}/trpc/user.me`, { headers: auth })).json()).result.data.bio;
+    const before = await bio(B); // B holds it in L1
+    assert.equal(await bio(B), before);
+    // The database holds the write back (a table lock) until Redis has stopped answering.
+    holder.stdin.write("BEGIN;\nLOCK TABLE users IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+    for (let i = 0; i < 200 && !out.includes('locked'); i++) await sleep(50);
+    assert.ok(out.includes('locked'), `psql did not lock users: ${out}`);
+    const write = fetch(`${A.base}/trpc/user.update`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ bio: 'unconfirmed' }) });
+    const waiting = () => execFileSync('psql', ['-X', '-qAt', '-d', fleet.db.url, '-c',
+      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users%'"])
+      .toString().trim();
+    for (let i = 0; i < 200 && waiting() !== '1'; i++) await sleep(50); // tc_ready passed: it is in the database
+    assert.equal(waiting(), '1');
+    redis.pause();
+    holder.stdin.end('COMMIT;\n');
+    await exited;
+    const r = await write;
+    const body = await r.json();
+    assert.equal(r.status, 503);
+    assert.match(body.error.message, /saved, but/);
+    redis.resume();
+    // Once Redis answers, the invalidation is replayed: B serves the new value, never again the old.
+    let seen = await bio(B);
+    for (let i = 0; i < 200 && seen !== 'unconfirmed'; i++) { await sleep(25); seen = await bio(B); }
+    assert.equal(seen, 'unconfirmed');
+  } finally {
+    if (holder.exitCode === null) { holder.stdin.end('ROLLBACK;\n'); await exited; }
+    redis.resume();
+    await fleet.stop();
+    await redis.stop();
   }
 });
