@@ -672,6 +672,24 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
     single(b, "tiercache_bus_messages_total", "counter",
            "Invalidation messages received on the bus (this process's own included).",
            cm->bus_messages);
+    single(b, "tiercache_cache_l1_trusted", "gauge",
+           "1 while this instance's lease holds: the bus proved within the lease that every "
+           "invalidation has arrived, so L1 may answer; 0: L1 is bypassed.",
+           (uint64_t)cm->l1_trusted);
+    single(b, "tiercache_cache_lease_lapses_total", "counter",
+           "Times the lease ran out while subscribed (Redis slow or cut off).", cm->lease_lapses);
+    single(b, "tiercache_cache_ack_timeouts_total", "counter",
+           "Invalidations that waited out the lease of an instance that did not acknowledge.",
+           cm->ack_timeouts);
+    single(b, "tiercache_redis_incarnations_total", "counter",
+           "Times a different Redis process answered (restart, restore, failover): nothing "
+           "cached before was trusted.",
+           cm->incarnations);
+    family(b, "tiercache_cache_invalidate_duration_seconds", "histogram",
+           "An invalidation from this instance until every instance applied it (or its lease ran "
+           "out).");
+    hist_log2(b, "tiercache_cache_invalidate_duration_seconds", "",
+              cm->invalidate_latency.buckets, TC_HIST_BUCKETS, cm->invalidate_latency.sum_us);
 }
 
 static void render_http(tc_monitor *m, tc_buf *b)
