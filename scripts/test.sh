@@ -58,11 +58,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tc-test.XXXXXX")
 redis_pid=""
 pg_pid=""
 cleanup() {
-    if [[ -n "$pg_pid" ]]; then   # SIGINT: PostgreSQL's fast shutdown
-        kill -INT "$pg_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pg_pid" 2>/dev/null || true
-        wait "$pg_pid" 2>/dev/null || true
+    if [[ -n "$pg_pid" ]]; then
+        stop_pg
     fi
     if [[ -n "$redis_pid" ]]; then
         kill -TERM "$redis_pid" 2>/dev/null || true
@@ -87,42 +84,14 @@ export TC_REDIS_PORT=$port
 export TMPDIR=$tmp   # tests' own temp dirs (tct_redis_start) go here and are removed with it
 echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port; build in ${build#"$root"/}"
 
-# A private PostgreSQL cluster (TC_PG_URL) in $tmp/pg, stopped by the same trap. initdb
-# refuses root: as root the cluster runs as the "postgres" system user, which must reach
-# $tmp (711) and owns $tmp/pg. tct_pg_start (tests/support/pg_server.c) does the same.
+# A private PostgreSQL cluster (TC_PG_URL) in $tmp/pg, stopped by the same trap.
 export TC_PG_BINDIR=${TC_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
-pdeath=()   # pdeathsig: postgres dies with this script even if the script is SIGKILLed
-setpriv --pdeathsig KILL true 2>/dev/null && pdeath=(setpriv --pdeathsig KILL)
-pgrun=(setpriv "${pdeath[@]:1}")
-mkdir "$tmp/pg"
-if [[ $(id -u) -eq 0 ]]; then
-    pgrun+=(--reuid=postgres --regid=postgres --init-groups)
-    chmod 711 "$tmp"
-    chown postgres: "$tmp/pg"
-fi
-"${pgrun[@]}" "$TC_PG_BINDIR/initdb" -D "$tmp/pg/data" -U tiercache -A trust -E UTF8 \
-    --locale=C --no-sync >"$tmp/pg/initdb.log" 2>&1 || { cat "$tmp/pg/initdb.log" >&2; exit 1; }
-for _ in 1 2 3 4 5; do   # as for redis: a random port may be taken
-    pgport=$((20000 + RANDOM % 40000))
-    "${pgrun[@]}" "$TC_PG_BINDIR/postgres" -D "$tmp/pg/data" -p "$pgport" \
-        -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off \
-        -c synchronous_commit=off -c full_page_writes=off </dev/null >>"$tmp/pg/log" 2>&1 &
-    pg_pid=$!
-    for _ in $(seq 400); do   # ours and ready: postmaster.pid line 1 is our pid, line 8 "ready"
-        kill -0 "$pg_pid" 2>/dev/null || break
-        [[ $(sed -n '1p;8p' "$tmp/pg/data/postmaster.pid" 2>/dev/null | tr -s '\n ' ' ') == \
-            "$pg_pid ready"* ]] && break 2
-        sleep 0.05
-    done
-    kill -KILL "$pg_pid" 2>/dev/null || true
-    wait "$pg_pid" 2>/dev/null || true
-    pg_pid=""
-done
-if [[ -z "$pg_pid" ]]; then
+source "$root/scripts/pg.sh"
+if ! start_pg "$tmp"; then
     echo "test.sh: could not start postgres" >&2
-    cat "$tmp/pg/log" >&2 || true
     exit 1
 fi
+pgport=$pg_port
 "$TC_PG_BINDIR/createdb" -h 127.0.0.1 -p "$pgport" -U tiercache tiercache_test
 export TC_PG_URL="postgresql://tiercache@127.0.0.1:$pgport/tiercache_test"
 echo "test.sh: postgres pid $pg_pid on 127.0.0.1:$pgport (TC_PG_URL)"
