@@ -1,10 +1,11 @@
 // The API end to end, against SQLite and against PostgreSQL: every procedure's success and
 // error classes, the seed's cache validation (Redis keys and TTLs, invalidation on update,
-// billing events, blog publish/edit), sessions, and no cross-user leak under concurrency.
+// billing events, blog publish/edit), sessions, and no cross-user leak under concurrency
+// (each user reads their own subscription, under their own key sub:{id}).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, call, login, redis, sign, sleep, DEMO_PASSWORD } from './lib.mjs';
+import { startServer, call, login, redis, sign, sleep, postBilling, eventTime, subState, DEMO_PASSWORD } from './lib.mjs';
 import { scrape, value } from './prom.mjs';
 
 for (const kind of ['sqlite', 'pg']) {
@@ -214,8 +215,19 @@ for (const kind of ['sqlite', 'pg']) {
       assert.equal((await post(junk, await sign(junk))).status, 400);
     });
 
-    it('no cross-user leak: two users hammering the same procedures concurrently', async () => {
+    it('no cross-user leak: two users hammering the same procedures concurrently, each gets their own subscription', async () => {
       const other = await login(srv, 'user2@example.com');
+      // Two subscriptions nobody could take for each other's, set by signed billing events.
+      const t = eventTime(), end = Date.now() + 20 * 86400000;
+      const want = new Map([
+        [demo.user.id, { plan: 'pro', status: 'active', seats: 2, currentPeriodEnd: end }],
+        [other.user.id, { plan: 'team', status: 'trialing', seats: 6, currentPeriodEnd: end + 86400000 }],
+      ]);
+      for (const [uid, w] of want) {
+        const r = await postBilling(srv, { id: `evt_${kind}_leak_${uid}`, type: 'subscription.updated', created: t,
+          data: { userId: uid, planId: w.plan, status: w.status, currentPeriodEnd: w.currentPeriodEnd, seats: w.seats } });
+        assert.equal(r.status, 200, await r.text());
+      }
       const who = [demo, other];
       const reqs = [];
       for (let i = 0; i < 200; i++) {
@@ -227,7 +239,16 @@ for (const kind of ['sqlite', 'pg']) {
         assert.equal(r.status, 200);
         const d = r.body.result.data;
         if (path === 'user.me') assert.equal(d.id, u.user.id);
-        if (path === 'dashboard.summary') assert.equal(d.userId, u.user.id);
+        if (path === 'subscription.get') {
+          assert.deepEqual(subState(d), want.get(u.user.id), `subscription.get as ${u.user.email}: their own subscription`);
+        }
+        if (path === 'dashboard.summary') {
+          assert.equal(d.userId, u.user.id);
+          assert.deepEqual(subState(d.subscription), want.get(u.user.id), `the dashboard of ${u.user.email}`);
+        }
+      }
+      for (const u of who) {
+        assert.equal(redis('EXISTS', `${srv.prefix}sub:${u.user.id}`), '1', `Redis key ${srv.prefix}sub:${u.user.id}`);
       }
       const anon = await call(srv, 'dashboard.summary');
       assert.equal(anon.status, 401);
