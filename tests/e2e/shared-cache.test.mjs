@@ -2,15 +2,16 @@
 // (xkey tag purges) and nginx with deploy/nginx.conf (proxy_cache), each started here on a
 // loopback port in a temp dir (plain child processes as root, not system services).
 // Proves: authenticated responses are never served to another user or to an anonymous
-// request (bearer and cookie, API and pages, sequential and concurrent), and each user gets
-// their own subscription; public blog responses are cached (the second request is a HIT);
-// publishing or updating a post purges exactly its tags from Varnish through xkey, so the
-// next request is a MISS with the new content, while other posts stay cached; deception
-// paths are never stored.
+// request (bearer and cookie, API and pages, sequential and concurrent), each user gets their
+// own subscription, and a batch mixing personal and public calls, in either order, is never
+// served from the shared cache to another user; public blog responses are cached (the
+// second request is a HIT); publishing or updating a post purges exactly its tags from
+// Varnish through xkey, so the next request is a MISS with the new content, while other
+// posts stay cached; deception paths are never stored.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, login, call, freePort, sleep, redis, postBilling, eventTime, subState } from './lib.mjs';
-import { raw, startVarnish, startNginx, HAVE_VARNISH, HAVE_NGINX, assetUrls } from './http-lib.mjs';
+import { raw, startVarnish, startNginx, HAVE_VARNISH, HAVE_NGINX, assetUrls, mixedBatches, checkMixedBatch } from './http-lib.mjs';
 
 const q = (proc, input) => `/trpc/${proc}${input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`}`;
 const json = (r) => JSON.parse(r.body.toString());
@@ -105,6 +106,28 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
       for (const u of [a, b]) {
         assert.equal(redis('EXISTS', `${srv.prefix}sub:${u.user.id}`), '1', `Redis key ${srv.prefix}sub:${u.user.id}`);
       }
+    });
+
+    it(`${which}: a batch mixing personal and public calls, in either order, is never served to another user`, async () => {
+      const base = front().base;
+      const slug = slugs[2];
+      const batches = mixedBatches(slug);
+      // A first (a shared cache that took the answer for public would store it now), then B:
+      // B's data is checked before A's headers, so a leak is reported as what it is
+      const mine = [];
+      for (const bt of batches) mine.push(await raw(base, 'GET', bt.path, { cookie: `session=${a.token}` }));
+      await settle();
+      for (const bt of batches) {
+        for (const creds of [{ authorization: `Bearer ${b.token}` }, { cookie: `session=${b.token}` }]) {
+          const r = await raw(base, 'GET', bt.path, creds);
+          checkMixedBatch(r, bt, b, slug, `${bt.name} as B after A`, subs.get(b.user.id));
+          assert.notEqual(status(r), 'HIT', `${bt.name}: a personal batch came from the shared cache`);
+        }
+        const anon = await raw(base, 'GET', bt.path);
+        assert.notEqual(status(anon), 'HIT', `${bt.name} anonymous`);
+        assert.doesNotMatch(anon.body.toString(), /@example\.com|userId/, `${bt.name} anonymous`);
+      }
+      batches.forEach((bt, i) => checkMixedBatch(mine[i], bt, a, slug, `${bt.name} as A`, subs.get(a.user.id)));
     });
 
     it(`${which}: public blog responses and fingerprinted assets are cached; pages are not`, async () => {
