@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <xxhash.h>
 
@@ -25,13 +24,6 @@
 #define BODY_LIMIT (1u << 20)
 
 /* ---- small things ------------------------------------------------------------- */
-
-uint64_t tc__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void tc__log(const char *fmt, ...)
 {

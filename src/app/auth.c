@@ -160,7 +160,7 @@ tc_call_status tc__auth_session(tc_call *c, tc_session *s)
     tc_call_status st = CALL_OK;
     if (err != 0)
         st = tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
-    else if (!parse_session(v, len, s) || s->expires_ms <= (int64_t)tc__now_ms())
+    else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms())
         s->user_id = 0; /* unknown or expired: anonymous */
     free(b.data);
     tc_value_release(r.value);
@@ -202,7 +202,7 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
             *p = (char)(*p - 'A' + 'a');
     const char *password = json_string_value(json_object_get(c->input, "password"));
     int retry = 0;
-    uint64_t now = tc__now_ms();
+    uint64_t now = tc_mono_ms(); /* the local buckets measure durations */
     client_key(c, rlkey, sizeof(rlkey));
     bool ok = login_take(app, app->login_by_addr, rlkey, now, &retry);
     snprintf(rlkey, sizeof(rlkey), "email:%s", email);
@@ -236,7 +236,7 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2base64(tok, sizeof(tok), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sha256_hex(tok, TOKEN_CHARS, th);
-    int64_t expires = (int64_t)now + (int64_t)app->cfg.session_ttl_s * 1000;
+    int64_t expires = tc_wall_ms() + (int64_t)app->cfg.session_ttl_s * 1000; /* stored */
     tc_db_param ins[] = {tc_db_text(th), tc_db_int64(uid), tc_db_int64(expires),
                          tc_db_int64((int64_t)now)};
     if (tc_db_exec(db,

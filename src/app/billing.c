@@ -184,7 +184,7 @@ static json_t *read_event(tc_app *app, tc_http_exchange *x)
     }
     int sig =
         tc_sig_verify(tc_http_header(x, "Billing-Signature"), body, len, app->cfg.webhook_secret,
-                      (int64_t)(tc__now_ms() / 1000), app->cfg.webhook_tolerance_s);
+                      tc_wall_ms() / 1000, app->cfg.webhook_tolerance_s);
     if (sig != TC_SIG_OK) {
         answer(x, sig == TC_SIG_EMALFORMED ? 400 : 401, "%s", tc_sig_strerror(sig));
         return NULL;
@@ -216,7 +216,7 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
         const char *body = tc_http_body(x, &len);
         const char *id = json_string_value(json_object_get(ev, "id"));
         int64_t at = json_integer_value(json_object_get(ev, "created")) * 1000;
-        tc_db_param rec[] = {tc_db_text(id), tc_db_text(type), tc_db_int64((int64_t)tc__now_ms()),
+        tc_db_param rec[] = {tc_db_text(id), tc_db_text(type), tc_db_int64(tc_wall_ms()),
                              tc_db_textn(body, len)};
         int err = tc_db_begin(db);
         if (err == 0)

@@ -18,6 +18,7 @@
 #include "app/input.h"
 #include "app/monitor.h"
 #include "app/ratelimit.h"
+#include "base/time.h"
 #include "db/db.h"
 #include "http/cachehdr.h"
 #include "http/purge.h"
@@ -154,7 +155,6 @@ bool tc__page_path(const char *raw, size_t len);
 tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c */
-uint64_t tc__now_ms(void);
 /* Invalidates a tag; a failure to reach Redis is logged, not returned (the
  * engine keeps and replays it). */
 void tc__invalidate(tc_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -18,7 +18,7 @@
  * percentiles by interpolating inside a bucket — an estimate within the
  * bucket's width, which is what an operator needs to see a trend.
  */
-#define _GNU_SOURCE /* strcasecmp in strings.h is POSIX; pthread_condattr_setclock */
+#define _GNU_SOURCE /* strcasecmp in strings.h is POSIX */
 #include "app/monitor.h"
 
 #include <jansson.h>
@@ -28,9 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "app/internal.h"
+#include "base/cond.h"
+#include "base/thread.h"
 #include "db/db.h"
 #include "http/accesslog.h"
 
@@ -165,9 +166,9 @@ struct tc_monitor {
 
     /* the sampler */
     pthread_mutex_t ring_lock;
-    pthread_cond_t ring_cond;
+    tc_cond ring_cond;
     bool stop;
-    pthread_t sampler;
+    tc_thread sampler;
     sample *ring; /* RING */
     int head, count;
 
@@ -321,17 +322,10 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
 
 /* ---- the sampler ------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
 {
     memset(s, 0, sizeof(*s));
-    s->t_ms = wall_ms();
+    s->t_ms = tc_wall_ms();
     if (m->app->cache != NULL) {
         tc_metrics_snapshot(m->app->cache, cm);
         s->nns = cm->nns;
@@ -395,13 +389,8 @@ static void *sampler_main(void *arg)
         m->head = (m->head + 1) % RING;
         if (m->count < RING)
             m->count++;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += SAMPLE_MS / 1000;
-        ts.tv_nsec += (long)(SAMPLE_MS % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        while (!m->stop && pthread_cond_timedwait(&m->ring_cond, &m->ring_lock, &ts) == 0)
+        tc_deadline next = tc_deadline_in_ms(SAMPLE_MS);
+        while (!m->stop && tc_cond_wait_until(&m->ring_cond, &m->ring_lock, next) == 0)
             ;
     }
     pthread_mutex_unlock(&m->ring_lock);
@@ -953,7 +942,7 @@ static json_t *build_feed(tc_monitor *m)
 
     json_t *feed = json_object(), *s = json_object(), *sum = json_object();
     json_object_set_new(feed, "version", json_integer(1));
-    json_object_set_new(feed, "time", json_integer(wall_ms()));
+    json_object_set_new(feed, "time", json_integer(tc_wall_ms()));
     json_object_set_new(feed, "started", json_integer(m->started_ms));
     json_object_set_new(feed, "interval_ms", json_integer(SAMPLE_MS));
     json_object_set_new(feed, "cache", json_boolean(m->app->cache != NULL));
@@ -1340,7 +1329,7 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     }
     m->app = app;
     m->cfg = *cfg;
-    m->started_ms = wall_ms();
+    m->started_ms = tc_wall_ms();
     m->routes[0].name = "other";
     atomic_init(&m->nroutes, 1);
     snprintf(m->tags[0].name, sizeof(m->tags[0].name), "other");
@@ -1353,11 +1342,7 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     pthread_mutex_init(&m->labels_lock, NULL);
     pthread_mutex_init(&m->srv_lock, NULL);
     pthread_mutex_init(&m->ring_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->ring_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    tc_cond_init(&m->ring_cond);
     if (cfg->metrics_token != NULL && cfg->metrics_token[0] != '\0' &&
         (m->token = strdup(cfg->metrics_token)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1366,16 +1351,15 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     const char *dest = cfg->access_log != NULL ? cfg->access_log : "stderr";
     if (strcmp(dest, "off") != 0 && (m->log = tc_access_log_open(dest, 0, err, errlen)) == NULL)
         goto fail;
-    if (pthread_create(&m->sampler, NULL, sampler_main, m) != 0) {
+    if (tc_thread_start(&m->sampler, sampler_main, m) != 0) {
         snprintf(err, errlen, "monitor: cannot start the sampler thread");
         goto fail;
     }
     return m;
 fail:
-    m->stop = true; /* no sampler: tc__monitor_free must not join it */
     tc_access_log_close(m->log);
     m->log = NULL;
-    pthread_cond_destroy(&m->ring_cond);
+    tc_cond_destroy(&m->ring_cond);
     pthread_mutex_destroy(&m->ring_lock);
     pthread_mutex_destroy(&m->srv_lock);
     pthread_mutex_destroy(&m->labels_lock);
@@ -1390,13 +1374,9 @@ void tc__monitor_free(tc_monitor *m)
 {
     if (m == NULL)
         return;
-    pthread_mutex_lock(&m->ring_lock);
-    m->stop = true;
-    pthread_cond_signal(&m->ring_cond);
-    pthread_mutex_unlock(&m->ring_lock);
-    pthread_join(m->sampler, NULL);
+    tc_thread_stop(&m->sampler, &m->ring_lock, &m->ring_cond, &m->stop);
     tc_access_log_close(m->log);
-    pthread_cond_destroy(&m->ring_cond);
+    tc_cond_destroy(&m->ring_cond);
     pthread_mutex_destroy(&m->ring_lock);
     pthread_mutex_destroy(&m->srv_lock);
     pthread_mutex_destroy(&m->labels_lock);

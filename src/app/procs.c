@@ -10,12 +10,10 @@
  * the cache to every row the same way.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app/internal.h"
 
@@ -67,10 +65,7 @@ int tc__db_acquire(tc_app *app, tc_db **db)
 {
     int rc = tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, db);
     if (rc == 0 && app->cfg.test_db_delay_ms > 0) {
-        uint32_t ms = app->cfg.test_db_delay_ms;
-        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
+        tc_sleep_ms(app->cfg.test_db_delay_ms);
     }
     return rc;
 }
@@ -183,7 +178,7 @@ static int load_subscription(void *app, const char *key, tc_buf *out)
  */
 static int dashboard_db(tc_db *db, const char *key, tc_buf *out)
 {
-    int64_t uid = key_id(key), now = (int64_t)tc__now_ms(), since30 = now - 30 * DAY_MS,
+    int64_t uid = key_id(key), now = tc_wall_ms(), since30 = now - 30 * DAY_MS,
             since7 = now - 7 * DAY_MS;
     int err;
     json_t *sub = subscription_json(db, uid, &err);
@@ -384,7 +379,7 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
     tc_db_param p[] = {tc_db_int64(name != NULL),          tc_db_text(json_string_value(name)),
                        tc_db_int64(bio != NULL),           tc_db_text(json_string_value(bio)),
                        tc_db_int64(avatar != NULL),        tc_db_text(json_string_value(avatar)),
-                       tc_db_int64((int64_t)tc__now_ms()), tc_db_int64(uid)};
+                       tc_db_int64(tc_wall_ms()), tc_db_int64(uid)};
     if (tc_db_exec(db,
                    "UPDATE users SET "
                    "name = CASE WHEN CAST(? AS BIGINT) = 1 THEN CAST(? AS TEXT) ELSE name END, "
@@ -414,7 +409,7 @@ static tc_call_status activity_track(tc_call *c, tc_db *db)
         return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input.meta: at most 2048 bytes of JSON");
     }
     tc_db_param p[] = {tc_db_int64(c->session->user_id), tc_db_text(str_field(c->input, "kind")),
-                       tc_db_text(m), tc_db_int64((int64_t)tc__now_ms())};
+                       tc_db_text(m), tc_db_int64(tc_wall_ms())};
     int64_t id = 0;
     int err = tc_db_query_int64(db,
                                 "INSERT INTO activity (user_id, kind, meta, created_at) "
@@ -439,7 +434,7 @@ static tc_call_status post_result(tc_call *c, tc_db *db, const char *slug)
 static tc_call_status blog_publish(tc_call *c, tc_db *db)
 {
     const char *slug = str_field(c->input, "slug");
-    int64_t now = (int64_t)tc__now_ms();
+    int64_t now = tc_wall_ms();
     tc_db_param p[] = {tc_db_text(slug),
                        tc_db_text(str_field(c->input, "title")),
                        tc_db_text(str_field(c->input, "body")),
@@ -465,7 +460,7 @@ static tc_call_status blog_update(tc_call *c, tc_db *db)
                *body = str_field(c->input, "body");
     if (title == NULL && body == NULL)
         return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input: nothing to update");
-    tc_db_param p[] = {tc_db_text(title), tc_db_text(body), tc_db_int64((int64_t)tc__now_ms()),
+    tc_db_param p[] = {tc_db_text(title), tc_db_text(body), tc_db_int64(tc_wall_ms()),
                        tc_db_text(slug)};
     int64_t changed = 0;
     if (tc_db_exec(db,
