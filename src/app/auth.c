@@ -25,7 +25,7 @@
 #define TOKEN_CHARS 43 /* base64url without padding */
 #define SESSION_FRESH_MS 60000
 
-int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen)
+int tc_app_hash_password(const char *password, bool fast, char *out, size_t outlen)
 {
     if (outlen < crypto_pwhash_STRBYTES || sodium_init() < 0)
         return -1;
@@ -43,8 +43,8 @@ int tc__auth_init(tc_app *app)
         return -1;
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(pw, sizeof(pw), raw, 11);
-    return tc__auth_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash,
-                                  sizeof(app->dummy_hash));
+    return tc_app_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash,
+                                sizeof(app->dummy_hash));
 }
 
 static void sha256_hex(const char *s, size_t len, char out[65])

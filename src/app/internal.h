@@ -127,8 +127,6 @@ int tc__user_json(tc_db *db, int64_t id, tc_buf *out);
 tc_call_status tc__auth_session(tc_call *c, tc_session *s);
 tc_call_status tc__auth_login(tc_call *c, tc_db *db);
 tc_call_status tc__auth_logout(tc_call *c, tc_db *db);
-/* An argon2id hash of password (fast: the minimum cost, for tests). */
-int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen);
 int tc__auth_init(tc_app *app);
 
 /* billing.c */

@@ -87,7 +87,4 @@ typedef struct tc__asset {
 } tc__asset;
 extern const tc__asset tc__admin_assets[]; /* ends with {NULL, NULL, 0} */
 
-/* The `tiercache stats` command (stats.c): argv[0] is "stats". */
-int tc_stats_main(int argc, char **argv);
-
 #endif

@@ -26,7 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "app/monitor.h"
+#include "app/app.h"
 #include "base/time.h"
 
 #define CONNECT_MS 3000
