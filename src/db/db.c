@@ -717,8 +717,7 @@ int tc_db_pool_acquire(tc_db_pool *pool, int wait_ms, tc_db **out)
     while (pool->nfree == 0 && rc == 0) {
         if (wait_ms < 0)
             tc_cond_wait(&pool->freed, &pool->lock);
-        else if (wait_ms == 0 ||
-                 tc_cond_wait_until(&pool->freed, &pool->lock, until) == ETIMEDOUT)
+        else if (wait_ms == 0 || tc_cond_wait_until(&pool->freed, &pool->lock, until) == ETIMEDOUT)
             rc = pool->nfree == 0 ? TC_DB_ETIMEOUT : 0;
     }
     if (rc == 0)
