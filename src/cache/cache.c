@@ -257,8 +257,11 @@ static flight_shard *fshard(tc_cache *c, uint64_t khash)
     return &c->flights[(khash >> 8) % FLIGHT_SHARDS];
 }
 
+/* The flight for key, or NULL; the caller holds the shard lock (as for every
+ * function on a shard's flights below). */
 static flight *flight_find(flight_shard *s, const char *key, uint64_t khash)
 {
+    TC_ASSERT_HELD(&s->lock);
     for (flight *f = s->head; f != NULL; f = f->next)
         if (f->khash == khash && strcmp(f->key, key) == 0)
             return f;
@@ -267,18 +270,23 @@ static flight *flight_find(flight_shard *s, const char *key, uint64_t khash)
 
 static void flight_unlink(flight_shard *s, flight *f)
 {
+    TC_ASSERT_HELD(&s->lock);
     if (!f->linked)
         return;
     flight **pp = &s->head;
-    while (*pp != f)
+    while (*pp != f) {
+        TC_ASSERT(*pp != NULL); /* a linked flight is on its shard's list */
         pp = &(*pp)->next;
+    }
     *pp = f->next;
     f->linked = false;
 }
 
 /* Drops one reference; the caller holds the shard lock. */
-static void flight_put(flight *f)
+static void flight_put(flight_shard *s, flight *f)
 {
+    TC_ASSERT_HELD(&s->lock);
+    TC_ASSERT(f->refs > 0);
     if (--f->refs > 0)
         return;
     tc_value_release(f->res.value);
@@ -293,6 +301,7 @@ static void flight_put(flight *f)
 static flight *flight_start(tc_cache *c, flight_shard *s, const char *key, uint64_t khash,
                             const tc_policy *p, int *err)
 {
+    TC_ASSERT_HELD(&s->lock);
     flight *f = calloc(1, sizeof(*f));
     if (f == NULL || (f->key = strdup(key)) == NULL) {
         free(f);
@@ -318,6 +327,7 @@ static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
 {
     flight_shard *s = fshard(c, f->khash);
     pthread_mutex_lock(&s->lock);
+    TC_ASSERT(!f->done); /* one leader, one finish */
     f->done = true;
     f->err = err;
     if (err == 0) {
@@ -328,7 +338,7 @@ static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
     tc_cond_broadcast(&f->cond);
     flight_waiter *w = f->waiters;
     f->waiters = NULL;
-    flight_put(f);
+    flight_put(s, f);
     pthread_mutex_unlock(&s->lock);
     while (w != NULL) { /* after the result is stored, without a lock */
         flight_waiter *next = w->next;
@@ -374,6 +384,9 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     size_t lens[2 + TC_TAGS_MAX + 3];
     char self[TC_KEY_MAX + 2], epoch[24], tagpx[24];
     int ntags = p != NULL ? p->ntags : 0, nkeys = 0;
+    /* keys: the value, "*", "#key", the policy's tags; argv: the keys, then 2 */
+    TC_ASSERT(ntags >= 0 && 3 + ntags <= (int)TC_COUNTOF(keys));
+    TC_ASSERT(3 + ntags + 2 <= (int)TC_COUNTOF(argv));
 
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
@@ -458,6 +471,10 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
     size_t lens[2 * (TC_TAGS_MAX + 3) + 3];
     char self[TC_KEY_MAX + 2], px[24], tagpx[24];
     int nkeys = 0;
+    /* keys as l2_fetch's; argv: the keys, 3 values, then the version of each tag key */
+    TC_ASSERT(p->ntags >= 0 && 3 + p->ntags <= (int)TC_COUNTOF(keys));
+    TC_ASSERT(rd->nversions == 2 + p->ntags);
+    TC_ASSERT(2 * (3 + p->ntags) + 2 <= (int)TC_COUNTOF(argv));
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
     snprintf(self, sizeof(self), "#%s", key);
@@ -657,6 +674,7 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
         f = flight_find(s, key, khash);
     }
     if (f != NULL && gens_current(f->tags, f->gens, f->ntags)) {
+        TC_ASSERT(f->refs > 0); /* found on the list: its leader holds one */
         f->refs++;
         tc_deadline until = tc_deadline_in_ms(c->cfg.wait_timeout_ms);
         while (!f->done && tc_cond_wait_until(&f->cond, &s->lock, until) == 0)
@@ -667,7 +685,7 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
             *res = f->res;
             tc_value_retain(res->value);
         }
-        flight_put(f);
+        flight_put(s, f);
         pthread_mutex_unlock(&s->lock);
         TC__INC(tc__metrics_ns(&c->metrics, key)->coalesced);
         return err;

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "base/assert.h"
 #include "base/cond.h"
 #include "base/time.h"
 #include "tiercache/cache.h"

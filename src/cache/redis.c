@@ -235,6 +235,7 @@ static redisContext *acquire(tc__redis *r)
 static void release(tc__redis *r, redisContext *ctx, bool healthy)
 {
     pthread_mutex_lock(&r->lock);
+    TC_ASSERT(r->total > 0 && r->nidle < r->total); /* ctx counted in total, not idle */
     if (healthy) {
         r->failures = 0;
         r->state = CLOSED;
@@ -287,8 +288,8 @@ redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc, cons
     const char *av[2 + TC_TAGS_MAX * 2 + 16];
     size_t al[2 + TC_TAGS_MAX * 2 + 16];
     char sha[41], nk[12];
-    if (argc + 3 > (int)(sizeof(av) / sizeof(av[0])))
-        return NULL;
+    TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
+    TC_ASSERT(nkeys >= 0 && nkeys <= argc && argc + 3 <= (int)TC_COUNTOF(av));
     snprintf(nk, sizeof(nk), "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&r->lock);

@@ -52,7 +52,9 @@ void tc_value_release(const tc_value *v)
     if (v == NULL)
         return;
     value_box *b = BOX(v);
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    unsigned refs = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+    TC_ASSERT(refs > 0);
+    if (refs == 1)
         free(b);
 }
 

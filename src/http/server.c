@@ -69,6 +69,7 @@
 
 #include <microhttpd.h>
 
+#include "base/assert.h"
 #include "base/cond.h"
 #include "base/thread.h"
 #include "base/time.h"
@@ -307,7 +308,9 @@ static void exchange_free(tc_http_exchange *x)
 
 static void exchange_release(tc_http_exchange *x)
 {
-    if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1)
+    int refs = atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel);
+    TC_ASSERT(refs > 0);
+    if (refs == 1)
         exchange_free(x);
 }
 
@@ -592,6 +595,9 @@ int tc_http_offload(tc_http_exchange *x, tc_http_blocking_fn fn)
 static enum MHD_Result send_response(tc_http_exchange *x)
 {
     tc_http_server *s = x->srv;
+    /* from access call #1 (a refusal), the last body call, or after the worker: once */
+    int st = atomic_load_explicit(&x->state, memory_order_relaxed);
+    TC_ASSERT(st == X_HEADERS || st == X_BODY || st == X_WORKER_DONE);
     struct MHD_Response *r = NULL;
     uint64_t body_bytes =
         x->body_kind == B_NONE || x->method_id == TC_HTTP_M_HEAD ? 0 : x->resp_len;
@@ -692,6 +698,7 @@ static void park_done(tc_http_exchange *x)
     else
         s->ready = x;
     s->ready_tail = x;
+    TC_ASSERT(s->nparked > 0); /* its worker counted it before its part of the rendezvous */
     s->nparked--;
     if (s->qclosed) /* stopping: the workers waiting for the last one may exit after it */
         tc_cond_broadcast(&s->qcond);
@@ -715,10 +722,18 @@ void tc_http_park_cancel(tc_http_exchange *x)
         x->parked = x->parked_once = false;
 }
 
+/* One of the two parties of a park is done with it; the last one requeues it. */
+static void park_party_done(tc_http_exchange *x)
+{
+    int parties = atomic_fetch_sub(&x->park_parties, 1);
+    TC_ASSERT(parties == 1 || parties == 2);
+    if (parties == 1)
+        park_done(x);
+}
+
 void tc_http_unpark(tc_http_exchange *x)
 {
-    if (atomic_fetch_sub(&x->park_parties, 1) == 1)
-        park_done(x);
+    park_party_done(x);
 }
 
 static void *worker_main(void *arg)
@@ -748,11 +763,11 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&s->qlock);
             s->nparked++; /* before our part of the rendezvous: park_done undoes it */
             pthread_mutex_unlock(&s->qlock);
-            if (atomic_fetch_sub(&x->park_parties, 1) == 1)
-                park_done(x);
+            park_party_done(x);
             pthread_mutex_lock(&s->qlock);
             continue;
         }
+        TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_OFFLOADED);
         struct MHD_Connection *conn = x->conn;
         atomic_store_explicit(&x->state, X_WORKER_DONE, memory_order_release);
         MHD_resume_connection(conn);
@@ -774,6 +789,7 @@ static int offload(tc_http_exchange *x)
         pthread_mutex_unlock(&s->qlock);
         return -1;
     }
+    TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_BODY);
     atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
     atomic_store_explicit(&x->state, X_OFFLOADED, memory_order_relaxed);
     /* suspend before a worker can see it: the resume must follow the suspend */
