@@ -167,10 +167,10 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         goto send;
     }
 
-    tc_trpc_kind kinds[64];
-    const tc_proc *procs[64];
+    tc_trpc_kind kinds[TC_TRPC_BATCH_MAX];
+    const tc_proc *procs[TC_TRPC_BATCH_MAX];
     bool need_session = false;
-    if (req.ncalls > 64) { /* the parser's default limit is 64; stay in step with it */
+    if (req.ncalls > TC_TRPC_BATCH_MAX) { /* parsed with the default limits: a guard */
         out = tc_trpc_error_body(TC_TRPC_BAD_REQUEST, "too many calls in one batch", NULL, &olen,
                                  &status);
         a.error = true;
