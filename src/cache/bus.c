@@ -29,7 +29,7 @@ struct tc__bus {
     int wake[2]; /* a byte written to wake[1] stops the thread */
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t changed;
+    tc_cond changed;
     bool connected, stopping;
 };
 
@@ -37,7 +37,7 @@ static void set_connected(tc__bus *b, bool up)
 {
     pthread_mutex_lock(&b->lock);
     b->connected = up;
-    pthread_cond_broadcast(&b->changed);
+    tc_cond_broadcast(&b->changed);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -87,7 +87,7 @@ static bool flush_output(redisContext *ctx)
 /* Handles replies until the connection is lost or we stop; returns whether stopping. */
 static bool listen_loop(tc__bus *b, redisContext *ctx)
 {
-    uint64_t last_ping = tc__now_monotonic_us(), last_pong = last_ping;
+    uint64_t last_ping = tc_mono_us(), last_pong = last_ping;
     for (;;) {
         struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
         if (poll(p, 2, 250) < 0 && errno != EINTR)
@@ -108,7 +108,7 @@ static bool listen_loop(tc__bus *b, redisContext *ctx)
                 } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
                            rep->element[0]->type == REDIS_REPLY_STRING &&
                            strcmp(rep->element[0]->str, "pong") == 0) {
-                    last_pong = tc__now_monotonic_us();
+                    last_pong = tc_mono_us();
                 }
                 freeReplyObject(rep);
             }
@@ -117,7 +117,7 @@ static bool listen_loop(tc__bus *b, redisContext *ctx)
         }
         if (b->h.tick != NULL)
             b->h.tick(b->h.ctx);
-        uint64_t now = tc__now_monotonic_us();
+        uint64_t now = tc_mono_us();
         if (now - last_pong > DEAD_AFTER_US)
             return false;
         if (now - last_ping >= PING_EVERY_US) {
@@ -169,7 +169,7 @@ tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handle
     b->h = h;
     b->m = m;
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->changed, NULL);
+    tc_cond_init(&b->changed);
     if (b->host == NULL || b->channel == NULL || pipe(b->wake) != 0) {
         b->wake[0] = b->wake[1] = -1;
         tc__bus_stop(b);
@@ -185,16 +185,9 @@ tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, tc__bus_handle
 
 bool tc__bus_wait_connected(tc__bus *b, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    tc_deadline until = tc_deadline_in_ms(ms);
     pthread_mutex_lock(&b->lock);
-    while (!b->connected && pthread_cond_timedwait(&b->changed, &b->lock, &ts) == 0)
+    while (!b->connected && tc_cond_wait_until(&b->changed, &b->lock, until) == 0)
         ;
     bool up = b->connected;
     pthread_mutex_unlock(&b->lock);
@@ -214,7 +207,7 @@ void tc__bus_stop(tc__bus *b)
         close(b->wake[0]);
         close(b->wake[1]);
     }
-    pthread_cond_destroy(&b->changed);
+    tc_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->lock);
     free(b->host);
     free(b->channel);

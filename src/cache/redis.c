@@ -82,7 +82,7 @@ struct tc__redis {
     tc__metrics *m;
 
     pthread_mutex_t lock;
-    pthread_cond_t freed;
+    tc_cond freed;
     redisContext **idle;
     int nidle, total;
     char sha[TC__NSCRIPTS][41];
@@ -113,7 +113,7 @@ tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m)
     r->open_ms = cfg->breaker_open_ms;
     r->m = m;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->freed, NULL);
+    tc_cond_init(&r->freed);
     return r;
 }
 
@@ -123,7 +123,7 @@ void tc__redis_free(tc__redis *r)
         return;
     for (int i = 0; i < r->nidle; i++)
         redisFree(r->idle[i]);
-    pthread_cond_destroy(&r->freed);
+    tc_cond_destroy(&r->freed);
     pthread_mutex_destroy(&r->lock);
     free(r->idle);
     free(r->host);
@@ -181,7 +181,7 @@ fail:
 static void open_breaker_locked(tc__redis *r)
 {
     r->state = OPEN;
-    r->open_until_us = tc__now_monotonic_us() + (uint64_t)r->open_ms * 1000u;
+    r->open_until_us = tc_mono_us() + (uint64_t)r->open_ms * 1000u;
     TC__INC(r->m->breaker_opens);
 }
 
@@ -202,24 +202,16 @@ static redisContext *acquire(tc__redis *r)
     redisContext *ctx = NULL;
     pthread_mutex_lock(&r->lock);
     if (r->state == OPEN) {
-        if (tc__now_monotonic_us() < r->open_until_us || r->probing) {
+        if (tc_mono_us() < r->open_until_us || r->probing) {
             pthread_mutex_unlock(&r->lock);
             return NULL;
         }
         r->probing = true; /* this call is the probe */
     }
-    uint64_t deadline = tc__now_monotonic_us() + (uint64_t)r->timeout_ms * 1000u;
-    while (r->nidle == 0 && r->total >= r->max) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t left = deadline > tc__now_monotonic_us() ? deadline - tc__now_monotonic_us() : 0;
-        if (left == 0)
-            break;
-        uint64_t ns = (uint64_t)ts.tv_nsec + left * 1000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&r->freed, &r->lock, &ts);
-    }
+    tc_deadline until = tc_deadline_in_ms(r->timeout_ms);
+    while (r->nidle == 0 && r->total >= r->max &&
+           tc_cond_wait_until(&r->freed, &r->lock, until) == 0)
+        ;
     if (r->nidle > 0) {
         ctx = r->idle[--r->nidle];
         pthread_mutex_unlock(&r->lock);
@@ -243,6 +235,7 @@ static redisContext *acquire(tc__redis *r)
 static void release(tc__redis *r, redisContext *ctx, bool healthy)
 {
     pthread_mutex_lock(&r->lock);
+    TC_ASSERT(r->total > 0 && r->nidle < r->total); /* ctx counted in total, not idle */
     if (healthy) {
         r->failures = 0;
         r->state = CLOSED;
@@ -254,7 +247,7 @@ static void release(tc__redis *r, redisContext *ctx, bool healthy)
             open_breaker_locked(r);
     }
     r->probing = false;
-    pthread_cond_signal(&r->freed);
+    tc_cond_signal(&r->freed);
     pthread_mutex_unlock(&r->lock);
     if (!healthy) {
         if (ctx != NULL)
@@ -269,9 +262,9 @@ static redisReply *run(tc__redis *r, int argc, const char **argv, const size_t *
     redisContext *ctx = acquire(r);
     if (ctx == NULL)
         return NULL;
-    uint64_t t0 = tc__now_monotonic_us();
+    uint64_t t0 = tc_mono_us();
     redisReply *rep = redisCommandArgv(ctx, argc, argv, lens);
-    tc__hist_add(&r->m->redis_latency, tc__now_monotonic_us() - t0);
+    tc__hist_add(&r->m->redis_latency, tc_mono_us() - t0);
     release(r, ctx, rep != NULL && ctx->err == 0);
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
         if (noscript != NULL)
@@ -295,8 +288,8 @@ redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc, cons
     const char *av[2 + TC_TAGS_MAX * 2 + 16];
     size_t al[2 + TC_TAGS_MAX * 2 + 16];
     char sha[41], nk[12];
-    if (argc + 3 > (int)(sizeof(av) / sizeof(av[0])))
-        return NULL;
+    TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
+    TC_ASSERT(nkeys >= 0 && nkeys <= argc && argc + 3 <= (int)TC_COUNTOF(av));
     snprintf(nk, sizeof(nk), "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&r->lock);
