@@ -1,5 +1,5 @@
 # embed.cmake: turns every file of DIR into a C array, with a table SYMBOL[] of
-# {name, data, len} ending in {0, 0, 0} (the type tc__asset, from HEADER).
+# {name, data, len} ending in {0, 0, 0} (the type tc_app__asset, from HEADER).
 #   cmake -DDIR=<dir> -DOUT=<file.c> -DSYMBOL=<name> -DHEADER=<include> -P embed.cmake
 # The output is rewritten only when it changes, so an unchanged asset rebuilds nothing.
 file(GLOB _files LIST_DIRECTORIES false ${DIR}/*)
@@ -21,7 +21,7 @@ foreach(_f IN LISTS _files)
   string(APPEND _table "    {\"${_name}\", a${_i}, ${_n}},\n")
   math(EXPR _i "${_i} + 1")
 endforeach()
-string(APPEND _c "const tc__asset ${SYMBOL}[] = {\n${_table}    {0, 0, 0},\n};\n")
+string(APPEND _c "const tc_app__asset ${SYMBOL}[] = {\n${_table}    {0, 0, 0},\n};\n")
 file(WRITE ${OUT}.tmp "${_c}")
 file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
 file(REMOVE ${OUT}.tmp)

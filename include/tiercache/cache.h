@@ -23,6 +23,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden symbols: what this header declares is all
+ * it exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* Error codes. */
 enum {
     TC_OK = 0,
@@ -313,6 +319,10 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m);
 
 /* Estimated percentile (0..100) of a histogram, in microseconds. */
 double tc_histogram_percentile(const tc_histogram *h, double pct);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <xxhash.h>
 
@@ -26,14 +25,7 @@
 
 /* ---- small things ------------------------------------------------------------- */
 
-uint64_t tc__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void tc__log(const char *fmt, ...)
+void tc_app__log(const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -46,10 +38,10 @@ void tc__log(const char *fmt, ...)
 static void cache_log(void *ctx, int level, const char *msg)
 {
     (void)ctx;
-    tc__log("cache%s: %s", level >= TC_LOG_WARN ? " (warning)" : "", msg);
+    tc_app__log("cache%s: %s", level >= TC_LOG_WARN ? " (warning)" : "", msg);
 }
 
-void tc__inval_add(tc_inval *inv, const char *fmt, ...)
+void tc_app__inval_add(tc_inval *inv, const char *fmt, ...)
 {
     char tag[TC_TAG_MAX + 1];
     va_list ap;
@@ -66,12 +58,12 @@ void tc__inval_add(tc_inval *inv, const char *fmt, ...)
     memcpy(inv->tags[inv->n++], tag, sizeof(tag));
 }
 
-int tc__write_ready(tc_app *app)
+int tc_app__write_ready(tc_app *app)
 {
     return app->cache != NULL ? tc_ready(app->cache, app->cfg.invalidate_wait_ms) : 0;
 }
 
-int tc__inval_commit(tc_app *app, tc_inval *inv)
+int tc_app__inval_commit(tc_app *app, tc_inval *inv)
 {
     if (inv->n == 0)
         return 0;
@@ -86,16 +78,16 @@ int tc__inval_commit(tc_app *app, tc_inval *inv)
                   : tc_invalidate_tags(app->cache, tags, inv->n, app->cfg.invalidate_wait_ms);
         for (int i = 0; i < inv->n && err != TC_EINVAL; i++)
             if (tags[i][0] != '#')
-                tc__monitor_tag_invalidated(app->monitor, tags[i]);
+                tc_app__monitor_tag_invalidated(app->monitor, tags[i]);
     }
     if (err != 0)
-        tc__log("invalidate %s%s: %s (the write is made; its invalidation is applied here, "
+        tc_app__log("invalidate %s%s: %s (the write is made; its invalidation is applied here, "
                 "kept, and replayed to Redis when it answers)",
                 tags[0], inv->n > 1 ? " and others" : "", tc_strerror(err));
     /* After our own cache: a shared cache that refetches at once gets the new value.
      * Queued, not sent here: the purge thread does the network (purge.h). */
     for (int i = 0; i < inv->n && app->purger != NULL; i++)
-        if (tc__tag_is_public(tags[i]))
+        if (tc_app__tag_is_public(tags[i]))
             tc_purger_tag(app->purger, tags[i]); /* a full queue is counted and logged there */
     inv->n = 0;
     return err == TC_EREDIS ? err : 0; /* TC_EINVAL: a bug, logged; nothing to wait for */
@@ -154,7 +146,7 @@ static int answer_tags(const tc_trpc_request *req, const tc_call *calls,
     int n = 0;
     for (size_t i = 0; i < req->ncalls; i++) {
         char t[TC_TAGS_MAX][TC_TAG_MAX + 1];
-        int k = tc__call_tags(&calls[i], procs[i], t);
+        int k = tc_app__call_tags(&calls[i], procs[i], t);
         for (int j = 0; j < k && n < ANSWER_TAGS_MAX; j++) {
             bool seen = false;
             for (int m = 0; m < n && !seen; m++)
@@ -214,17 +206,17 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         goto send;
     }
 
-    tc_trpc_kind kinds[64];
-    const tc_proc *procs[64];
+    tc_trpc_kind kinds[TC_TRPC_BATCH_MAX];
+    const tc_proc *procs[TC_TRPC_BATCH_MAX];
     bool need_session = false;
-    if (req.ncalls > 64) { /* the parser's default limit is 64; stay in step with it */
+    if (req.ncalls > TC_TRPC_BATCH_MAX) { /* parsed with the default limits: a guard */
         out = tc_trpc_error_body(TC_TRPC_BAD_REQUEST, "too many calls in one batch", NULL, &olen,
                                  &status);
         a.error = true;
         goto send;
     }
     for (size_t i = 0; i < req.ncalls; i++) {
-        procs[i] = tc__proc_find(req.calls[i].path);
+        procs[i] = tc_app__proc_find(req.calls[i].path);
         kinds[i] = procs[i] != NULL ? procs[i]->kind : TC_TRPC_UNKNOWN;
         need_session |= procs[i] != NULL && procs[i]->auth != AUTH_PUBLIC;
     }
@@ -245,7 +237,7 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
     if (calls == NULL)
         goto oom;
     if (need_session) {
-        tc_call_status st = tc__auth_session(&probe, &sess);
+        tc_call_status st = tc_app__auth_session(&probe, &sess);
         if (st == CALL_NEED_BLOCK)
             goto offload;
         if (st == CALL_ERROR) {
@@ -271,7 +263,7 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
             allow_hdr |= verdict == TC_TRPC_METHOD_NOT_SUPPORTED;
             continue;
         }
-        tc_call_status st = tc__call_run(c, procs[i]);
+        tc_call_status st = tc_app__call_run(c, procs[i]);
         if (st == CALL_NEED_BLOCK)
             goto offload;
         if (st == CALL_PARKED) {
@@ -408,19 +400,19 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
     if (len > strlen(TRPC_PREFIX) && memcmp(raw, TRPC_PREFIX, strlen(TRPC_PREFIX)) == 0)
         return serve_trpc(app, x, false);
     tc_http_action act; /* /metrics and /admin/cache* (monitor.c) */
-    if (tc__monitor_route(app, x, &act))
+    if (tc_app__monitor_route(app, x, &act))
         return act;
     if (len > strlen("/static/") && memcmp(raw, "/static/", strlen("/static/")) == 0)
-        return tc__static_serve(app, x);
-    if (tc__page_path(raw, len))
-        return tc__page_serve(app, x, false);
+        return tc_app__static_serve(app, x);
+    if (tc_app__page_path(raw, len))
+        return tc_app__page_serve(app, x, false);
     if (path_is(raw, len, "/webhooks/billing")) {
         if (m != TC_HTTP_M_POST) {
             tc_http_add_header(x, "Allow", "POST");
             respond_text(x, 405, "POST only\n");
             return TC_HTTP_DONE;
         }
-        if (tc_http_offload(x, tc__billing_webhook) == 0)
+        if (tc_http_offload(x, tc_app__billing_webhook) == 0)
             return TC_HTTP_OFFLOAD;
         respond_text(x, 500, "could not offload the request\n");
         return TC_HTTP_DONE;
@@ -504,8 +496,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "no web directory (templates and static files)");
         goto fail;
     }
-    if ((app->assets = tc__assets_load(cfg->web_dir, err, errlen)) == NULL ||
-        (app->pages = tc__pages_load(cfg->web_dir, app->assets, err, errlen)) == NULL)
+    if ((app->assets = tc_app__assets_load(cfg->web_dir, err, errlen)) == NULL ||
+        (app->pages = tc_app__pages_load(cfg->web_dir, app->assets, err, errlen)) == NULL)
         goto fail;
     if (cfg->purge_url != NULL) {
         tc_purge_config pc;
@@ -522,7 +514,7 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
             goto fail;
         }
     }
-    if (tc__auth_init(app) != 0) {
+    if (tc_app__auth_init(app) != 0) {
         snprintf(err, errlen, "libsodium failed to start");
         goto fail;
     }
@@ -570,7 +562,7 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
     tc_monitor_config mc = {.access_log = cfg->access_log,
                             .metrics_token = cfg->metrics_token,
                             .l1_max_bytes = cfg->cache ? cfg->l1_bytes : 0};
-    if ((app->monitor = tc__monitor_new(app, &mc, err, errlen)) == NULL)
+    if ((app->monitor = tc_app__monitor_new(app, &mc, err, errlen)) == NULL)
         goto fail;
     return app;
 fail:
@@ -582,12 +574,12 @@ void tc_app_free(tc_app *app)
 {
     if (app == NULL)
         return;
-    tc__monitor_free(app->monitor);
+    tc_app__monitor_free(app->monitor);
     tc_purger_stop(app->purger);
     tc_cache_destroy(app->cache);
     tc_db_pool_close(app->db);
-    tc__pages_free(app->pages);
-    tc__assets_free(app->assets);
+    tc_app__pages_free(app->pages);
+    tc_app__assets_free(app->assets);
     tc_ratelimit_free(app->login_by_addr);
     tc_ratelimit_free(app->login_by_email);
     free(app);
@@ -597,7 +589,7 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc)
 {
     hc->handler = handle;
     hc->body_limit = body_limit;
-    hc->on_done = tc__monitor_done;
+    hc->on_done = tc_app__monitor_done;
     hc->reject = reject;
     hc->ctx = app;
 }

@@ -2,8 +2,8 @@
  * The application: the SaaS product's procedures (users, subscriptions,
  * dashboard, blog), auth, and billing webhooks, served over tRPC through the
  * cache engine. main.c builds a tc_app from its configuration and hands its
- * handler to the HTTP server; nothing else of the app is visible outside
- * src/app/.
+ * handler to the HTTP server; this header is all of the app that is visible
+ * outside src/app/ (the build shows main.c no other header of src/app/).
  */
 #ifndef TC_APP_APP_H
 #define TC_APP_APP_H
@@ -66,5 +66,12 @@ void tc_app_attach_server(tc_app *app, tc_http_server *srv);
 
 /* SIGHUP: reopen the access log file (after a rotation). Safe from any thread. */
 void tc_app_reopen_logs(tc_app *app);
+
+/* An argon2id hash of password, as the users table stores it, into out
+ * (outlen >= 128); fast: the minimum cost, for tests only. 0, or -1. */
+int tc_app_hash_password(const char *password, bool fast, char *out, size_t outlen);
+
+/* The `tiercache stats` command (stats.c): argv[0] is "stats". */
+int tc_stats_main(int argc, char **argv);
 
 #endif

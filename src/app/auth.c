@@ -25,7 +25,7 @@
 #define TOKEN_CHARS 43 /* base64url without padding */
 #define SESSION_FRESH_MS 60000
 
-int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen)
+int tc_app_hash_password(const char *password, bool fast, char *out, size_t outlen)
 {
     if (outlen < crypto_pwhash_STRBYTES || sodium_init() < 0)
         return -1;
@@ -35,7 +35,7 @@ int tc__auth_hash_password(const char *password, bool fast, char *out, size_t ou
                                   : crypto_pwhash_MEMLIMIT_INTERACTIVE);
 }
 
-int tc__auth_init(tc_app *app)
+int tc_app__auth_init(tc_app *app)
 {
     char pw[24];
     unsigned char raw[16];
@@ -43,8 +43,7 @@ int tc__auth_init(tc_app *app)
         return -1;
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(pw, sizeof(pw), raw, 11);
-    return tc__auth_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash,
-                                  sizeof(app->dummy_hash));
+    return tc_app_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash, sizeof(app->dummy_hash));
 }
 
 static void sha256_hex(const char *s, size_t len, char out[65])
@@ -102,7 +101,7 @@ static int session_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_session(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, session_db, key, out);
+    return tc_app__with_db(app, session_db, key, out);
 }
 
 /* "<user id> <role> <expires ms>" (what session_db stores); "-" or anything
@@ -131,7 +130,7 @@ static bool parse_session(const char *v, size_t len, tc_session *s)
     return true;
 }
 
-tc_call_status tc__auth_session(tc_call *c, tc_session *s)
+tc_call_status tc_app__auth_session(tc_call *c, tc_session *s)
 {
     char tok[TOKEN_CHARS + 1], key[80];
     memset(s, 0, sizeof(*s));
@@ -159,8 +158,8 @@ tc_call_status tc__auth_session(tc_call *c, tc_session *s)
     }
     tc_call_status st = CALL_OK;
     if (err != 0)
-        st = tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
-    else if (!parse_session(v, len, s) || s->expires_ms <= (int64_t)tc__now_ms())
+        st = tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
+    else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms())
         s->user_id = 0; /* unknown or expired: anonymous */
     free(b.data);
     tc_value_release(r.value);
@@ -192,7 +191,7 @@ static bool login_take(tc_app *app, tc_ratelimit *local, const char *rlkey, uint
     return false;
 }
 
-tc_call_status tc__auth_login(tc_call *c, tc_db *db)
+tc_call_status tc_app__auth_login(tc_call *c, tc_db *db)
 {
     tc_app *app = c->app;
     char email[256], rlkey[300];
@@ -202,7 +201,7 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
             *p = (char)(*p - 'A' + 'a');
     const char *password = json_string_value(json_object_get(c->input, "password"));
     int retry = 0;
-    uint64_t now = tc__now_ms();
+    uint64_t now = tc_mono_ms(); /* the local buckets measure durations */
     client_key(c, rlkey, sizeof(rlkey));
     bool ok = login_take(app, app->login_by_addr, rlkey, now, &retry);
     snprintf(rlkey, sizeof(rlkey), "email:%s", email);
@@ -212,45 +211,45 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
         char ra[16];
         snprintf(ra, sizeof(ra), "%d", retry);
         tc_http_add_header(c->x, "Retry-After", ra);
-        return tc__call_fail(c, TC_TRPC_TOO_MANY_REQUESTS,
-                             "too many login attempts; try again in %d s", retry);
+        return tc_app__call_fail(c, TC_TRPC_TOO_MANY_REQUESTS,
+                                 "too many login attempts; try again in %d s", retry);
     }
 
     tc_db_param p[] = {tc_db_text(email)};
     tc_db_rows *r;
     if (tc_db_query(db, "SELECT id, password_hash FROM users WHERE email = ?", p, 1, &r) != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     int rc = tc_db_rows_next(r);
     int64_t uid = rc == 1 ? tc_db_col_int64(r, 0) : 0;
     char hash[crypto_pwhash_STRBYTES];
     snprintf(hash, sizeof(hash), "%s", uid != 0 ? tc_db_col_text(r, 1, NULL) : app->dummy_hash);
     tc_db_rows_free(r);
     if (rc < 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     bool match = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
     if (uid == 0 || !match)
-        return tc__call_fail(c, TC_TRPC_UNAUTHORIZED, "invalid email or password");
+        return tc_app__call_fail(c, TC_TRPC_UNAUTHORIZED, "invalid email or password");
 
     unsigned char raw[TOKEN_BYTES];
     char tok[TOKEN_CHARS + 1], th[65];
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2base64(tok, sizeof(tok), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sha256_hex(tok, TOKEN_CHARS, th);
-    int64_t expires = (int64_t)now + (int64_t)app->cfg.session_ttl_s * 1000;
+    int64_t expires = tc_wall_ms() + (int64_t)app->cfg.session_ttl_s * 1000; /* stored */
     tc_db_param ins[] = {tc_db_text(th), tc_db_int64(uid), tc_db_int64(expires),
                          tc_db_int64((int64_t)now)};
     if (tc_db_exec(db,
                    "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) "
                    "VALUES (?, ?, ?, ?)",
                    ins, 4, NULL) != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     tc_buf user = {0};
     json_t *uj = NULL;
-    if (tc__user_json(db, uid, &user) == 0)
+    if (tc_app__user_json(db, uid, &user) == 0)
         uj = json_loadb(user.data, user.len, 0, NULL);
     free(user.data);
     if (uj == NULL)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     c->data =
         json_pack("{s:s,s:I,s:o}", "token", tok, "expiresAt", (json_int_t)expires, "user", uj);
     snprintf(c->set_cookie, sizeof(c->set_cookie),
@@ -260,12 +259,12 @@ tc_call_status tc__auth_login(tc_call *c, tc_db *db)
     return CALL_OK;
 }
 
-tc_call_status tc__auth_logout(tc_call *c, tc_db *db)
+tc_call_status tc_app__auth_logout(tc_call *c, tc_db *db)
 {
     tc_db_param p[] = {tc_db_text(c->session->token_hash)};
     if (tc_db_exec(db, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL) != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    tc__inval_add(&c->inval, "#session:%s", c->session->token_hash);
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    tc_app__inval_add(&c->inval, "#session:%s", c->session->token_hash);
     c->data = json_pack("{s:b}", "ok", 1);
     snprintf(c->set_cookie, sizeof(c->set_cookie),
              "session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0%s",

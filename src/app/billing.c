@@ -184,7 +184,7 @@ static json_t *read_event(tc_app *app, tc_http_exchange *x)
     }
     int sig =
         tc_sig_verify(tc_http_header(x, "Billing-Signature"), body, len, app->cfg.webhook_secret,
-                      (int64_t)(tc__now_ms() / 1000), app->cfg.webhook_tolerance_s);
+                      tc_wall_ms() / 1000, app->cfg.webhook_tolerance_s);
     if (sig != TC_SIG_OK) {
         answer(x, sig == TC_SIG_EMALFORMED ? 400 : 401, "%s", tc_sig_strerror(sig));
         return NULL;
@@ -196,7 +196,7 @@ static json_t *read_event(tc_app *app, tc_http_exchange *x)
     return ev;
 }
 
-void tc__billing_webhook(void *ctx, tc_http_exchange *x)
+void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
 {
     tc_app *app = ctx;
     json_t *ev = read_event(app, x);
@@ -209,16 +209,16 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
     tc_db *db = NULL;
     if (bad != NULL) {
         answer(x, 400, "%s", bad);
-    } else if (uid != 0 && tc__write_ready(app) != 0) { /* as tc__call_run, for mutations */
+    } else if (uid != 0 && tc_app__write_ready(app) != 0) { /* as tc_app__call_run's */
         answer(x, 503, "%s", "cache unreachable, nothing was changed; retry later");
-    } else if (tc__db_acquire(app, &db) != 0) {
+    } else if (tc_app__db_acquire(app, &db) != 0) {
         answer(x, 503, "%s", "database busy, retry later");
     } else {
         size_t len;
         const char *body = tc_http_body(x, &len);
         const char *id = json_string_value(json_object_get(ev, "id"));
         int64_t at = json_integer_value(json_object_get(ev, "created")) * 1000;
-        tc_db_param rec[] = {tc_db_text(id), tc_db_text(type), tc_db_int64((int64_t)tc__now_ms()),
+        tc_db_param rec[] = {tc_db_text(id), tc_db_text(type), tc_db_int64(tc_wall_ms()),
                              tc_db_textn(body, len)};
         int err = tc_db_begin(db);
         if (err == 0)
@@ -238,9 +238,9 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
         bool unconfirmed = false;
         if ((err == 0 || err == TC_DB_ECONSTRAINT) && uid != 0) {
             tc_inval inv = {.n = 0};
-            tc__inval_add(&inv, "sub:%lld", (long long)uid);
-            tc__inval_add(&inv, "dash:%lld", (long long)uid);
-            unconfirmed = tc__inval_commit(app, &inv) != 0;
+            tc_app__inval_add(&inv, "sub:%lld", (long long)uid);
+            tc_app__inval_add(&inv, "dash:%lld", (long long)uid);
+            unconfirmed = tc_app__inval_commit(app, &inv) != 0;
         }
         if (unconfirmed) /* the provider retries: as a duplicate, it completes the invalidation */
             answer(x, 503, "%s", "saved, but not yet visible on every server; retry later");
@@ -251,7 +251,7 @@ void tc__billing_webhook(void *ctx, tc_http_exchange *x)
         else if (err == APP_ENOTFOUND)
             answer(x, 422, "%s", what);
         else {
-            tc__log("billing event %s: %s", id, tc_db_strerror(err));
+            tc_app__log("billing event %s: %s", id, tc_db_strerror(err));
             answer(x, 503, "%s", "database error, retry later");
         }
     }

@@ -18,6 +18,7 @@
 #include "app/input.h"
 #include "app/monitor.h"
 #include "app/ratelimit.h"
+#include "base/time.h"
 #include "db/db.h"
 #include "http/cachehdr.h"
 #include "http/purge.h"
@@ -60,7 +61,7 @@ typedef enum {
 } tc_call_status;
 
 /* The cache tags a write invalidates, collected while it runs and invalidated
- * together once it is done (tc__inval_commit): one round trip, one wait for
+ * together once it is done (tc_app__inval_commit): one round trip, one wait for
  * the fleet. "#<key>" names the one entry under key. */
 typedef struct tc_inval {
     char tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
@@ -84,7 +85,7 @@ typedef struct tc_call {
     tc_result cache;       /* where a query's value came from (value in .value) */
     bool from_cache;
     char set_cookie[256]; /* a Set-Cookie to send, or "" */
-    tc_inval inval;       /* a mutation's invalidations, made after it (tc__call_run) */
+    tc_inval inval;       /* a mutation's invalidations, made after it (tc_app__call_run) */
 } tc_call;
 
 typedef enum { AUTH_PUBLIC, AUTH_USER, AUTH_ADMIN } tc_auth_rule;
@@ -105,82 +106,79 @@ typedef struct tc_proc {
     /* mutations: run on a worker; fill c->data or return CALL_ERROR */
     tc_call_status (*mutate)(tc_call *c, tc_db *db);
     /* the mutation changes what cached queries answer: it runs only when its
-     * invalidations can reach the whole fleet (tc__write_ready) */
+     * invalidations can reach the whole fleet (tc_app__write_ready) */
     bool invalidates;
 } tc_proc;
 
 /* procs.c */
-const tc_proc *tc__proc_find(const char *path);
-tc_call_status tc__call_run(tc_call *c, const tc_proc *p);
-tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
+const tc_proc *tc_app__proc_find(const char *path);
+tc_call_status tc_app__call_run(tc_call *c, const tc_proc *p);
+tc_call_status tc_app__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A database connection for a request (worker threads only): the pool's, after
  * --test-db-delay-ms if set (a slow database, for tests and benchmarks). 0 or a
  * tc_db error; release it with tc_db_pool_release. */
-int tc__db_acquire(tc_app *app, tc_db **db);
+int tc_app__db_acquire(tc_app *app, tc_db **db);
 /* A loader's body: runs fn(db, key, out) with a pooled connection; APP_EDB when
  * none is free within the database timeout. */
-int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
-                tc_buf *out);
+int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
+                    tc_buf *out);
 /* The shared-cache tags of a call of public query p, expanded ("blog:hello");
  * 0 for anything else. */
-int tc__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1]);
+int tc_app__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1]);
 /* true when tag is one a public query's response carries (so a shared cache
  * holds responses with it, and invalidating it must purge them there). */
-bool tc__tag_is_public(const char *tag);
+bool tc_app__tag_is_public(const char *tag);
 /* The JSON of user id's profile, as user.me returns it; APP_ENOTFOUND, APP_EDB. */
-int tc__user_json(tc_db *db, int64_t id, tc_buf *out);
+int tc_app__user_json(tc_db *db, int64_t id, tc_buf *out);
 
 /* auth.c */
 /* Finds the session of the request's bearer token or session cookie.
  * Returns CALL_OK with *s filled (user_id 0: no or unknown token),
  * CALL_NEED_BLOCK, or CALL_ERROR. */
-tc_call_status tc__auth_session(tc_call *c, tc_session *s);
-tc_call_status tc__auth_login(tc_call *c, tc_db *db);
-tc_call_status tc__auth_logout(tc_call *c, tc_db *db);
-/* An argon2id hash of password (fast: the minimum cost, for tests). */
-int tc__auth_hash_password(const char *password, bool fast, char *out, size_t outlen);
-int tc__auth_init(tc_app *app);
+tc_call_status tc_app__auth_session(tc_call *c, tc_session *s);
+tc_call_status tc_app__auth_login(tc_call *c, tc_db *db);
+tc_call_status tc_app__auth_logout(tc_call *c, tc_db *db);
+int tc_app__auth_init(tc_app *app);
 
 /* billing.c */
-void tc__billing_webhook(void *app, tc_http_exchange *x); /* a blocking function */
+void tc_app__billing_webhook(void *app, tc_http_exchange *x); /* a blocking function */
 
 /* static.c: the files of <web>/static, loaded at start-up under content-hashed
  * names (app.css -> /static/app.3f9a1c2b.css), with gzip variants. */
 typedef struct tc_assets tc_assets;
-tc_assets *tc__assets_load(const char *dir, char *err, size_t errlen);
-void tc__assets_free(tc_assets *a); /* NULL is a no-op */
+tc_assets *tc_app__assets_load(const char *dir, char *err, size_t errlen);
+void tc_app__assets_free(tc_assets *a); /* NULL is a no-op */
 /* "/static/app.3f9a1c2b.css" for "app.css", or NULL when there is no such file. */
-const char *tc__asset_url(const tc_assets *a, const char *name);
+const char *tc_app__asset_url(const tc_assets *a, const char *name);
 /* A hash of every asset's hashed name: changes when any asset does. */
-uint64_t tc__assets_hash(const tc_assets *a);
+uint64_t tc_app__assets_hash(const tc_assets *a);
 /* Serves GET/HEAD /static/<hashed name> (from memory, on the event thread). */
-tc_http_action tc__static_serve(tc_app *app, tc_http_exchange *x);
+tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x);
 
 /* pages.c: the server-rendered pages, from <web>/templates. */
 typedef struct tc_pages tc_pages;
-tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
-void tc__pages_free(tc_pages *p); /* NULL is a no-op */
+tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
+void tc_app__pages_free(tc_pages *p); /* NULL is a no-op */
 /* true for the paths pages.c answers: "/", "/login", "/dashboard", "/blog/..." */
-bool tc__page_path(const char *raw, size_t len);
-tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
+bool tc_app__page_path(const char *raw, size_t len);
+tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c */
-uint64_t tc__now_ms(void);
 /* Adds a tag to inv (a full set collapses into "*", everything). */
-void tc__inval_add(tc_inval *inv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tc_app__inval_add(tc_inval *inv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Before a write that will invalidate: 0 when its invalidations can reach the
  * fleet (Redis answers, waiting up to cfg.invalidate_wait_ms), else an error:
  * refuse the write then (503), so that none is made that another instance
  * could keep serving the old value of. 0 without a cache or Redis. */
-int tc__write_ready(tc_app *app);
+int tc_app__write_ready(tc_app *app);
 /* Invalidates inv's tags everywhere, and purges the public ones from the
  * shared cache; returns once every instance has them (tc_invalidate_tags):
  * 0. TC_EREDIS when Redis did not take them within cfg.invalidate_wait_ms
  * (logged; the engine keeps and replays them): the write has happened, but
  * another instance may serve what it replaced until then, so the caller must
  * not answer it as done. */
-int tc__inval_commit(tc_app *app, tc_inval *inv);
-void tc__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int tc_app__inval_commit(tc_app *app, tc_inval *inv);
+void tc_app__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -18,7 +18,7 @@
  * percentiles by interpolating inside a bucket — an estimate within the
  * bucket's width, which is what an operator needs to see a trend.
  */
-#define _GNU_SOURCE /* strcasecmp in strings.h is POSIX; pthread_condattr_setclock */
+#define _GNU_SOURCE /* strcasecmp in strings.h is POSIX */
 #include "app/monitor.h"
 
 #include <jansson.h>
@@ -28,9 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "app/internal.h"
+#include "base/cond.h"
+#include "base/thread.h"
 #include "db/db.h"
 #include "http/accesslog.h"
 
@@ -42,7 +43,7 @@
 #define CODES 500 /* status 100..599 */
 #define NB (TC_MON_HIST_BOUNDS + 1)
 
-const uint64_t tc__mon_bounds_us[TC_MON_HIST_BOUNDS] = {
+const uint64_t tc_app__mon_bounds_us[TC_MON_HIST_BOUNDS] = {
     50,    100,    250,    500,    1000,    2500,    5000,    10000,   25000,
     50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
@@ -56,17 +57,17 @@ typedef struct hist {
     _Atomic uint64_t sum_us;
 } hist;
 
-int tc__mon_bucket(uint64_t us)
+int tc_app__mon_bucket(uint64_t us)
 {
     int i = 0;
-    while (i < TC_MON_HIST_BOUNDS && us > tc__mon_bounds_us[i])
+    while (i < TC_MON_HIST_BOUNDS && us > tc_app__mon_bounds_us[i])
         i++;
     return i;
 }
 
 static void hist_add(hist *h, uint64_t us)
 {
-    atomic_fetch_add_explicit(&h->b[tc__mon_bucket(us)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->b[tc_app__mon_bucket(us)], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
 }
 
@@ -78,7 +79,7 @@ static void hist_read(hist *h, uint64_t out[NB], uint64_t *sum_us)
         *sum_us = atomic_load_explicit(&h->sum_us, memory_order_relaxed);
 }
 
-double tc__mon_percentile(const uint64_t *b, int n, int log2, double pct)
+double tc_app__mon_percentile(const uint64_t *b, int n, int log2, double pct)
 {
     uint64_t total = 0;
     for (int i = 0; i < n; i++)
@@ -94,14 +95,15 @@ double tc__mon_percentile(const uint64_t *b, int n, int log2, double pct)
             lo = i == 0 ? 0 : (double)(1ull << (i - 1));
             hi = (double)(1ull << i);
         } else {
-            lo = i == 0 ? 0 : (double)tc__mon_bounds_us[i - 1];
-            hi = i < TC_MON_HIST_BOUNDS ? (double)tc__mon_bounds_us[i] : lo; /* +Inf: its floor */
+            lo = i == 0 ? 0 : (double)tc_app__mon_bounds_us[i - 1];
+            /* the +Inf bucket: its floor */
+            hi = i < TC_MON_HIST_BOUNDS ? (double)tc_app__mon_bounds_us[i] : lo;
         }
         if (seen + (double)b[i] >= want)
             return lo + (hi - lo) * ((want - seen) / (double)b[i]);
         seen += (double)b[i];
     }
-    return log2 ? (double)(1ull << (n - 1)) : (double)tc__mon_bounds_us[TC_MON_HIST_BOUNDS - 1];
+    return log2 ? (double)(1ull << (n - 1)) : (double)tc_app__mon_bounds_us[TC_MON_HIST_BOUNDS - 1];
 }
 
 /* ---- bounded label sets ------------------------------------------------------------ */
@@ -165,14 +167,14 @@ struct tc_monitor {
 
     /* the sampler */
     pthread_mutex_t ring_lock;
-    pthread_cond_t ring_cond;
+    tc_cond ring_cond;
     bool stop;
-    pthread_t sampler;
+    tc_thread sampler;
     sample *ring; /* RING */
     int head, count;
 
     /* embedded assets and their ETags */
-    const tc__asset *html, *js, *css;
+    const tc_app__asset *html, *js, *css;
     char etag_js[24], etag_css[24];
 };
 
@@ -212,7 +214,7 @@ static bool tag_name_ok(const char *s, size_t n)
     return true;
 }
 
-void tc__monitor_tag_invalidated(tc_monitor *m, const char *tag)
+void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag)
 {
     if (m == NULL || tag == NULL)
         return;
@@ -249,7 +251,7 @@ static bool path_eq(const char *raw, size_t len, const char *want)
     return len == strlen(want) && memcmp(raw, want, len) == 0;
 }
 
-const char *tc__mon_route_of_path(const char *raw, size_t len)
+const char *tc_app__mon_route_of_path(const char *raw, size_t len)
 {
     static const char *const fixed[] = {"/healthz",
                                         "/readyz",
@@ -276,7 +278,7 @@ const char *tc__mon_route_of_path(const char *raw, size_t len)
 
 /* ---- the on_done hook -------------------------------------------------------------- */
 
-void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
+void tc_app__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
 {
     tc_app *app = ctx;
     tc_monitor *m = app->monitor;
@@ -290,7 +292,7 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
         if (label == NULL) {
             size_t len;
             const char *raw = tc_http_raw_path(x, &len);
-            label = tc__mon_route_of_path(raw, len);
+            label = tc_app__mon_route_of_path(raw, len);
             tc_http_set_route(x, label); /* for the access log too */
         }
         route_stats *r = route_get(m, label);
@@ -321,17 +323,10 @@ void tc__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t us)
 
 /* ---- the sampler ------------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
 {
     memset(s, 0, sizeof(*s));
-    s->t_ms = wall_ms();
+    s->t_ms = tc_wall_ms();
     if (m->app->cache != NULL) {
         tc_metrics_snapshot(m->app->cache, cm);
         s->nns = cm->nns;
@@ -383,7 +378,7 @@ static void *sampler_main(void *arg)
     if (s == NULL || cm == NULL) {
         free(s);
         free(cm);
-        tc__log("monitor: out of memory: the monitoring page will stay empty");
+        tc_app__log("monitor: out of memory: the monitoring page will stay empty");
         return NULL;
     }
     pthread_mutex_lock(&m->ring_lock);
@@ -395,13 +390,8 @@ static void *sampler_main(void *arg)
         m->head = (m->head + 1) % RING;
         if (m->count < RING)
             m->count++;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += SAMPLE_MS / 1000;
-        ts.tv_nsec += (long)(SAMPLE_MS % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        while (!m->stop && pthread_cond_timedwait(&m->ring_cond, &m->ring_lock, &ts) == 0)
+        tc_deadline next = tc_deadline_in_ms(SAMPLE_MS);
+        while (!m->stop && tc_cond_wait_until(&m->ring_cond, &m->ring_lock, next) == 0)
             ;
     }
     pthread_mutex_unlock(&m->ring_lock);
@@ -412,7 +402,7 @@ static void *sampler_main(void *arg)
 
 /* ---- access ------------------------------------------------------------------------ */
 
-bool tc__mon_is_loopback(const char *a)
+bool tc_app__mon_is_loopback(const char *a)
 {
     if (a == NULL)
         return false;
@@ -447,7 +437,7 @@ static bool monitoring_access(tc_monitor *m, tc_http_exchange *x)
     for (size_t i = 0; i < sizeof(proxy) / sizeof(proxy[0]); i++)
         if (tc_http_header(x, proxy[i]) != NULL)
             return false;
-    return tc__mon_is_loopback(tc_http_client_addr(x));
+    return tc_app__mon_is_loopback(tc_http_client_addr(x));
 }
 
 enum { S_ADMIN, S_USER, S_ANON, S_BLOCK, S_ERROR };
@@ -456,7 +446,7 @@ static int session_kind(tc_app *app, tc_http_exchange *x, bool may_block)
 {
     tc_call probe = {.app = app, .x = x, .may_block = may_block};
     tc_session s;
-    tc_call_status st = tc__auth_session(&probe, &s);
+    tc_call_status st = tc_app__auth_session(&probe, &s);
     if (st == CALL_NEED_BLOCK)
         return S_BLOCK;
     if (st != CALL_OK)
@@ -546,12 +536,12 @@ static void hist_fixed(tc_buf *b, const char *name, const char *labels, const ui
     for (int i = 0; i < TC_MON_HIST_BOUNDS; i++) {
         cum += bk[i];
         P("%s_bucket{%s%sle=\"%.9g\"} %llu\n", name, labels, sep,
-          (double)tc__mon_bounds_us[i] / 1e6, (unsigned long long)cum);
+          (double)tc_app__mon_bounds_us[i] / 1e6, (unsigned long long)cum);
     }
     hist_tail(b, name, labels, cum + bk[NB - 1], sum_us);
 }
 
-void tc__mon_label_escape(const char *v, char *out, size_t cap)
+void tc_app__mon_label_escape(const char *v, char *out, size_t cap)
 {
     size_t n = 0;
     for (; *v != '\0' && n + 3 < cap; v++) {
@@ -573,7 +563,7 @@ void tc__mon_label_escape(const char *v, char *out, size_t cap)
     do {                                                                                           \
         family(b, metric, "counter", help);                                                        \
         for (int i = 0; i < cm->nns; i++) {                                                        \
-            tc__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));                                \
+            tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));                            \
             snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);                                   \
             series(b, metric, lab, cm->ns[i].field);                                               \
         }                                                                                          \
@@ -586,7 +576,7 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
     family(b, "tiercache_cache_hits_total", "counter",
            "Cache answers from a layer (l1: in-process, l2: Redis), stale ones included.");
     for (int i = 0; i < cm->nns; i++) {
-        tc__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
         snprintf(lab, sizeof(lab), "namespace=\"%s\",layer=\"l1\"", esc);
         series(b, "tiercache_cache_hits_total", lab, cm->ns[i].l1_hits);
         snprintf(lab, sizeof(lab), "namespace=\"%s\",layer=\"l2\"", esc);
@@ -608,7 +598,7 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
            "Invalidations by reason: key (one key, by the key's namespace), tag (one tag, by "
            "the tag's namespace), clear (everything; namespace \"*\").");
     for (int i = 0; i < cm->nns; i++) {
-        tc__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
         snprintf(lab, sizeof(lab), "namespace=\"%s\",reason=\"key\"", esc);
         series(b, "tiercache_cache_invalidations_total", lab, cm->ns[i].invalidations);
     }
@@ -626,7 +616,7 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
     family(b, "tiercache_cache_hit_duration_seconds", "histogram",
            "L1 hit latency inside the engine; one hit in 16 per thread is timed.");
     for (int i = 0; i < cm->nns; i++) {
-        tc__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
         snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);
         hist_log2(b, "tiercache_cache_hit_duration_seconds", lab, cm->ns[i].hit_latency.buckets,
                   TC_HIST_BUCKETS, cm->ns[i].hit_latency.sum_us);
@@ -634,7 +624,7 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
     family(b, "tiercache_cache_load_duration_seconds", "histogram",
            "Loader (database) run time, foreground and background.");
     for (int i = 0; i < cm->nns; i++) {
-        tc__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
         snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);
         hist_log2(b, "tiercache_cache_load_duration_seconds", lab, cm->ns[i].load_latency.buckets,
                   TC_HIST_BUCKETS, cm->ns[i].load_latency.sum_us);
@@ -699,7 +689,7 @@ static void render_http(tc_monitor *m, tc_buf *b)
     family(b, "tiercache_http_requests_total", "counter",
            "Responses sent, by route (procedure name, batch, unknown, or path) and status code.");
     for (int i = 0; i < nr; i++) {
-        tc__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
         for (int c = 0; c < CODES; c++) {
             uint64_t v = atomic_load_explicit(&m->routes[i].codes[c], memory_order_relaxed);
             if (v == 0)
@@ -717,7 +707,7 @@ static void render_http(tc_monitor *m, tc_buf *b)
             n += bk[k];
         if (n == 0)
             continue; /* "other", before anything counted there */
-        tc__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
+        tc_app__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
         snprintf(lab, sizeof(lab), "route=\"%s\"", esc);
         hist_fixed(b, "tiercache_http_request_duration_seconds", lab, bk, sum);
     }
@@ -947,7 +937,7 @@ static json_t *pcts(const sample *a, const sample *b, bool cached, uint64_t *cou
     static const double which[] = {50, 95, 99};
     static const char *const names[] = {"p50", "p95", "p99"};
     for (int i = 0; i < 3; i++) {
-        double us = tc__mon_percentile(d, NB, 0, which[i]);
+        double us = tc_app__mon_percentile(d, NB, 0, which[i]);
         json_object_set_new(o, names[i], num_or_null(us / 1000.0, us >= 0));
     }
     return o;
@@ -971,7 +961,7 @@ static json_t *build_feed(tc_monitor *m)
 
     json_t *feed = json_object(), *s = json_object(), *sum = json_object();
     json_object_set_new(feed, "version", json_integer(1));
-    json_object_set_new(feed, "time", json_integer(wall_ms()));
+    json_object_set_new(feed, "time", json_integer(tc_wall_ms()));
     json_object_set_new(feed, "started", json_integer(m->started_ms));
     json_object_set_new(feed, "interval_ms", json_integer(SAMPLE_MS));
     json_object_set_new(feed, "cache", json_boolean(m->app->cache != NULL));
@@ -1035,7 +1025,7 @@ static json_t *build_feed(tc_monitor *m)
         add_point(s, "redis_errors_ps", num((double)dsub(b->redis_errors, a->redis_errors) / secs));
         uint64_t rd[TC_HIST_BUCKETS];
         sub_hist(b->redis, a->redis, rd, TC_HIST_BUCKETS);
-        double rp = tc__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
+        double rp = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
         add_point(s, "redis_p99_ms", num_or_null(rp / 1000.0, rp >= 0));
         const sample *w = &r[i > SMOOTH ? i - SMOOTH : 0];
         json_t *pc = pcts(w, b, true, NULL), *pu = pcts(w, b, false, NULL);
@@ -1122,8 +1112,8 @@ static json_t *build_feed(tc_monitor *m)
                                   (json_int_t)dsub(b->l1_evictions, a->l1_evictions)));
     uint64_t rd[TC_HIST_BUCKETS];
     sub_hist(b->redis, a->redis, rd, TC_HIST_BUCKETS);
-    double r50 = tc__mon_percentile(rd, TC_HIST_BUCKETS, 1, 50);
-    double r99 = tc__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
+    double r50 = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 50);
+    double r99 = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
     json_object_set_new(sum, "redis",
                         json_pack("{s:b,s:b,s:I,s:b,s:I,s:I,s:I,s:o,s:o,s:I}", "configured",
                                   m->app->cache != NULL && m->app->cfg.redis_host != NULL,
@@ -1148,8 +1138,8 @@ static json_t *build_feed(tc_monitor *m)
     sub_hist(b->db, a->db, dd, TC_DB_HIST_BUCKETS);
     for (int i = 0; i < TC_DB_HIST_BUCKETS; i++)
         dn += dd[i];
-    double d50 = tc__mon_percentile(dd, TC_DB_HIST_BUCKETS, 1, 50);
-    double d99 = tc__mon_percentile(dd, TC_DB_HIST_BUCKETS, 1, 99);
+    double d50 = tc_app__mon_percentile(dd, TC_DB_HIST_BUCKETS, 1, 50);
+    double d99 = tc_app__mon_percentile(dd, TC_DB_HIST_BUCKETS, 1, 99);
     json_object_set_new(
         sum, "db",
         json_pack("{s:s,s:I,s:o,s:o}", "dialect",
@@ -1269,7 +1259,7 @@ static bool etag_matches(const char *inm, const char *etag)
     return false;
 }
 
-static tc_http_action serve_asset(tc_http_exchange *x, const tc__asset *a, const char *etag,
+static tc_http_action serve_asset(tc_http_exchange *x, const tc_app__asset *a, const char *etag,
                                   const char *ctype)
 {
     if (a == NULL) {
@@ -1290,7 +1280,7 @@ static tc_http_action serve_asset(tc_http_exchange *x, const tc__asset *a, const
     return TC_HTTP_DONE;
 }
 
-bool tc__monitor_route(tc_app *app, tc_http_exchange *x, tc_http_action *act)
+bool tc_app__monitor_route(tc_app *app, tc_http_exchange *x, tc_http_action *act)
 {
     tc_monitor *m = app->monitor;
     size_t len;
@@ -1329,15 +1319,15 @@ bool tc__monitor_route(tc_app *app, tc_http_exchange *x, tc_http_action *act)
 
 /* ---- life cycle -------------------------------------------------------------------- */
 
-static const tc__asset *asset(const char *name)
+static const tc_app__asset *asset(const char *name)
 {
-    for (const tc__asset *a = tc__admin_assets; a->name != NULL; a++)
+    for (const tc_app__asset *a = tc_app__admin_assets; a->name != NULL; a++)
         if (strcmp(a->name, name) == 0)
             return a;
     return NULL;
 }
 
-static void etag_of(const tc__asset *a, char out[24])
+static void etag_of(const tc_app__asset *a, char out[24])
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; a != NULL && i < a->len; i++)
@@ -1345,7 +1335,7 @@ static void etag_of(const tc__asset *a, char out[24])
     snprintf(out, 24, "\"%016llx\"", (unsigned long long)h);
 }
 
-tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err, size_t errlen)
+tc_monitor *tc_app__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err, size_t errlen)
 {
     tc_monitor *m = calloc(1, sizeof(*m));
     if (m == NULL || (m->routes = calloc(ROUTES_MAX, sizeof(*m->routes))) == NULL ||
@@ -1358,7 +1348,7 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     }
     m->app = app;
     m->cfg = *cfg;
-    m->started_ms = wall_ms();
+    m->started_ms = tc_wall_ms();
     m->routes[0].name = "other";
     atomic_init(&m->nroutes, 1);
     snprintf(m->tags[0].name, sizeof(m->tags[0].name), "other");
@@ -1371,11 +1361,7 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     pthread_mutex_init(&m->labels_lock, NULL);
     pthread_mutex_init(&m->srv_lock, NULL);
     pthread_mutex_init(&m->ring_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->ring_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    tc_cond_init(&m->ring_cond);
     if (cfg->metrics_token != NULL && cfg->metrics_token[0] != '\0' &&
         (m->token = strdup(cfg->metrics_token)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1384,16 +1370,15 @@ tc_monitor *tc__monitor_new(tc_app *app, const tc_monitor_config *cfg, char *err
     const char *dest = cfg->access_log != NULL ? cfg->access_log : "stderr";
     if (strcmp(dest, "off") != 0 && (m->log = tc_access_log_open(dest, 0, err, errlen)) == NULL)
         goto fail;
-    if (pthread_create(&m->sampler, NULL, sampler_main, m) != 0) {
+    if (tc_thread_start(&m->sampler, sampler_main, m) != 0) {
         snprintf(err, errlen, "monitor: cannot start the sampler thread");
         goto fail;
     }
     return m;
 fail:
-    m->stop = true; /* no sampler: tc__monitor_free must not join it */
     tc_access_log_close(m->log);
     m->log = NULL;
-    pthread_cond_destroy(&m->ring_cond);
+    tc_cond_destroy(&m->ring_cond);
     pthread_mutex_destroy(&m->ring_lock);
     pthread_mutex_destroy(&m->srv_lock);
     pthread_mutex_destroy(&m->labels_lock);
@@ -1404,17 +1389,13 @@ fail:
     return NULL;
 }
 
-void tc__monitor_free(tc_monitor *m)
+void tc_app__monitor_free(tc_monitor *m)
 {
     if (m == NULL)
         return;
-    pthread_mutex_lock(&m->ring_lock);
-    m->stop = true;
-    pthread_cond_signal(&m->ring_cond);
-    pthread_mutex_unlock(&m->ring_lock);
-    pthread_join(m->sampler, NULL);
+    tc_thread_stop(&m->sampler, &m->ring_lock, &m->ring_cond, &m->stop);
     tc_access_log_close(m->log);
-    pthread_cond_destroy(&m->ring_cond);
+    tc_cond_destroy(&m->ring_cond);
     pthread_mutex_destroy(&m->ring_lock);
     pthread_mutex_destroy(&m->srv_lock);
     pthread_mutex_destroy(&m->labels_lock);
@@ -1424,7 +1405,7 @@ void tc__monitor_free(tc_monitor *m)
     free(m);
 }
 
-void tc__monitor_attach(tc_monitor *m, tc_http_server *srv)
+void tc_app__monitor_attach(tc_monitor *m, tc_http_server *srv)
 {
     if (m == NULL)
         return;
@@ -1435,7 +1416,7 @@ void tc__monitor_attach(tc_monitor *m, tc_http_server *srv)
 
 void tc_app_attach_server(tc_app *app, tc_http_server *srv)
 {
-    tc__monitor_attach(app->monitor, srv);
+    tc_app__monitor_attach(app->monitor, srv);
 }
 
 void tc_app_reopen_logs(tc_app *app)

@@ -75,7 +75,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 static const char *static_lookup(void *ctx, const char *name)
 {
     const tc_pages *p = ctx;
-    return strncmp(name, "static:", 7) == 0 ? tc__asset_url(p->assets, name + 7) : NULL;
+    return strncmp(name, "static:", 7) == 0 ? tc_app__asset_url(p->assets, name + 7) : NULL;
 }
 
 /* Every {{static:NAME}} of a template must name an asset: checked at start-up. */
@@ -88,7 +88,7 @@ static int check_assets(const tc_pages *p, int t, char *err, size_t errlen)
             continue;
         memcpy(n, name, (size_t)(end - name));
         n[end - name] = '\0';
-        if (tc__asset_url(p->assets, n) == NULL) {
+        if (tc_app__asset_url(p->assets, n) == NULL) {
             snprintf(err, errlen, "template %s: no static file %s", TEMPLATE_FILES[t], n);
             return -1;
         }
@@ -96,7 +96,7 @@ static int check_assets(const tc_pages *p, int t, char *err, size_t errlen)
     return 0;
 }
 
-tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen)
+tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen)
 {
     tc_pages *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -108,7 +108,7 @@ tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, si
     if (s == NULL)
         goto fail;
     XXH3_64bits_reset(s);
-    uint64_t ah = tc__assets_hash(assets);
+    uint64_t ah = tc_app__assets_hash(assets);
     XXH3_64bits_update(s, &ah, sizeof(ah));
     for (int i = 0; i < T_COUNT; i++) {
         char path[4096];
@@ -124,11 +124,11 @@ tc_pages *tc__pages_load(const char *dir, const tc_assets *assets, char *err, si
     XXH3_freeState(s);
     return p;
 fail:
-    tc__pages_free(p);
+    tc_app__pages_free(p);
     return NULL;
 }
 
-void tc__pages_free(tc_pages *p)
+void tc_app__pages_free(tc_pages *p)
 {
     if (p == NULL)
         return;
@@ -144,7 +144,7 @@ static bool is(const char *raw, size_t len, const char *want)
     return len == strlen(want) && memcmp(raw, want, len) == 0;
 }
 
-bool tc__page_path(const char *raw, size_t len)
+bool tc_app__page_path(const char *raw, size_t len)
 {
     return is(raw, len, "/") || is(raw, len, "/login") || is(raw, len, "/dashboard") ||
            (len > 6 && memcmp(raw, "/blog/", 6) == 0);
@@ -209,7 +209,7 @@ static int render_page(const tc_pages *p, tc_buf *out, const char *title, const 
                        const char *script, const char *who)
 {
     char tag[256] = "";
-    const char *url = script != NULL ? tc__asset_url(p->assets, script) : NULL;
+    const char *url = script != NULL ? tc_app__asset_url(p->assets, script) : NULL;
     if (url != NULL)
         snprintf(tag, sizeof(tag), "<script src=\"%s\" defer></script>", url);
     tc_buf account = {.max = 4096};
@@ -408,7 +408,7 @@ static tc_call_status run(tc_call *c, tc_app *app, tc_http_exchange *x, bool may
                    .session = s,
                    .path = path,
                    .input = input};
-    return tc__call_run(c, tc__proc_find(path));
+    return tc_app__call_run(c, tc_app__proc_find(path));
 }
 
 /* The call's value as JSON (parsed from the cached bytes, or the uncached data). */
@@ -466,10 +466,10 @@ static const char *page_etag(const tc_pages *p, page_kind k, const tc_call *call
 
 static void blocking_page(void *ctx, tc_http_exchange *x)
 {
-    tc__page_serve(ctx, x, true);
+    tc_app__page_serve(ctx, x, true);
 }
 
-tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
+tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
 {
     const tc_pages *p = app->pages;
     size_t len;
@@ -508,7 +508,7 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
     case P_DASHBOARD: {
         /* Authentication before anything else, preconditions included. */
         tc_call probe = {.app = app, .x = x, .may_block = may_block};
-        st = tc__auth_session(&probe, &sess);
+        st = tc_app__auth_session(&probe, &sess);
         if (st == CALL_NEED_BLOCK)
             goto offload;
         if (st == CALL_ERROR) {
@@ -543,7 +543,7 @@ tc_http_action tc__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
         }
     }
     for (int i = 0; i < ncalls && h.cls == TC_ROUTE_PAGE; i++) {
-        int n = tc__call_tags(&calls[i], tc__proc_find(calls[i].path), tags);
+        int n = tc_app__call_tags(&calls[i], tc_app__proc_find(calls[i].path), tags);
         for (int j = 0; j < n && h.ntags < TC_TAGS_MAX; j++)
             tagv[h.ntags++] = tags[j];
     }

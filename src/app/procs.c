@@ -6,16 +6,14 @@
  * (each invalidates exactly what it changed).
  *
  * The C counterpart of the seed's cachedProcedure: a query row is all it
- * takes to cache a new read path; tc__call_run applies auth, input checks and
+ * takes to cache a new read path; tc_app__call_run applies auth, input checks and
  * the cache to every row the same way.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "app/internal.h"
 
@@ -24,7 +22,7 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-tc_call_status tc__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
+tc_call_status tc_app__call_fail(tc_call *c, tc_trpc_code code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -63,23 +61,20 @@ static int64_t key_id(const char *key)
     return p != NULL && *end == '\0' && v > 0 ? v : 0;
 }
 
-int tc__db_acquire(tc_app *app, tc_db **db)
+int tc_app__db_acquire(tc_app *app, tc_db **db)
 {
     int rc = tc_db_pool_acquire(app->db, app->cfg.db_timeout_ms, db);
     if (rc == 0 && app->cfg.test_db_delay_ms > 0) {
-        uint32_t ms = app->cfg.test_db_delay_ms;
-        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
+        tc_sleep_ms(app->cfg.test_db_delay_ms);
     }
     return rc;
 }
 
-int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
-                tc_buf *out)
+int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const char *key,
+                    tc_buf *out)
 {
     tc_db *db;
-    if (tc__db_acquire(app, &db) != 0)
+    if (tc_app__db_acquire(app, &db) != 0)
         return APP_EDB;
     int err = fn(db, key, out);
     tc_db_pool_release(app->db, db);
@@ -88,7 +83,7 @@ int tc__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), const c
 
 /* ---- user.me ------------------------------------------------------------------ */
 
-int tc__user_json(tc_db *db, int64_t id, tc_buf *out)
+int tc_app__user_json(tc_db *db, int64_t id, tc_buf *out)
 {
     tc_db_param p[] = {tc_db_int64(id)};
     tc_db_rows *r;
@@ -114,12 +109,12 @@ int tc__user_json(tc_db *db, int64_t id, tc_buf *out)
 
 static int user_me_db(tc_db *db, const char *key, tc_buf *out)
 {
-    return tc__user_json(db, key_id(key), out);
+    return tc_app__user_json(db, key_id(key), out);
 }
 
 static int load_user(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, user_me_db, key, out);
+    return tc_app__with_db(app, user_me_db, key, out);
 }
 
 /* ---- subscription.get --------------------------------------------------------- */
@@ -170,7 +165,7 @@ static int subscription_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_subscription(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, subscription_db, key, out);
+    return tc_app__with_db(app, subscription_db, key, out);
 }
 
 /* ---- dashboard.summary ------------------------------------------------------------ */
@@ -183,7 +178,7 @@ static int load_subscription(void *app, const char *key, tc_buf *out)
  */
 static int dashboard_db(tc_db *db, const char *key, tc_buf *out)
 {
-    int64_t uid = key_id(key), now = (int64_t)tc__now_ms(), since30 = now - 30 * DAY_MS,
+    int64_t uid = key_id(key), now = tc_wall_ms(), since30 = now - 30 * DAY_MS,
             since7 = now - 7 * DAY_MS;
     int err;
     json_t *sub = subscription_json(db, uid, &err);
@@ -270,7 +265,7 @@ done:
 
 static int load_dashboard(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, dashboard_db, key, out);
+    return tc_app__with_db(app, dashboard_db, key, out);
 }
 
 /* ---- blog.list / blog.bySlug ---------------------------------------------------- */
@@ -324,7 +319,7 @@ static int blog_list_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_blog_list(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, blog_list_db, key, out);
+    return tc_app__with_db(app, blog_list_db, key, out);
 }
 
 static int blog_post_db(tc_db *db, const char *key, tc_buf *out)
@@ -353,7 +348,7 @@ static int blog_post_db(tc_db *db, const char *key, tc_buf *out)
 
 static int load_blog_post(void *app, const char *key, tc_buf *out)
 {
-    return tc__with_db(app, blog_post_db, key, out);
+    return tc_app__with_db(app, blog_post_db, key, out);
 }
 
 /* ---- mutations -------------------------------------------------------------------- */
@@ -369,8 +364,9 @@ static tc_call_status data_from_buf(tc_call *c, int err, tc_buf *b)
         err = TC_ENOMEM;
     free(b->data);
     if (err == APP_ENOTFOUND)
-        return tc__call_fail(c, TC_TRPC_NOT_FOUND, "not found");
-    return err == 0 ? CALL_OK : tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "not found");
+    return err == 0 ? CALL_OK
+                    : tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
 }
 
 static tc_call_status user_update(tc_call *c, tc_db *db)
@@ -379,12 +375,12 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
     const json_t *name = json_object_get(in, "name"), *bio = json_object_get(in, "bio"),
                  *avatar = json_object_get(in, "avatarUrl");
     if (name == NULL && bio == NULL && avatar == NULL)
-        return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input: nothing to update");
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "input: nothing to update");
     int64_t uid = c->session->user_id;
-    tc_db_param p[] = {tc_db_int64(name != NULL),          tc_db_text(json_string_value(name)),
-                       tc_db_int64(bio != NULL),           tc_db_text(json_string_value(bio)),
-                       tc_db_int64(avatar != NULL),        tc_db_text(json_string_value(avatar)),
-                       tc_db_int64((int64_t)tc__now_ms()), tc_db_int64(uid)};
+    tc_db_param p[] = {tc_db_int64(name != NULL),   tc_db_text(json_string_value(name)),
+                       tc_db_int64(bio != NULL),    tc_db_text(json_string_value(bio)),
+                       tc_db_int64(avatar != NULL), tc_db_text(json_string_value(avatar)),
+                       tc_db_int64(tc_wall_ms()),   tc_db_int64(uid)};
     if (tc_db_exec(db,
                    "UPDATE users SET "
                    "name = CASE WHEN CAST(? AS BIGINT) = 1 THEN CAST(? AS TEXT) ELSE name END, "
@@ -392,15 +388,15 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
                    "avatar_url = CASE WHEN CAST(? AS BIGINT) = 1 THEN CAST(? AS TEXT) "
                    "ELSE avatar_url END, updated_at = ? WHERE id = ?",
                    p, 8, NULL) != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    tc__inval_add(&c->inval, "user:%lld", (long long)uid);
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    tc_app__inval_add(&c->inval, "user:%lld", (long long)uid);
     /* Posts show their author's name, and only administrators write posts. The tags of
      * a post are fixed before its loader learns the author, so an author's rename drops
      * every post: renames are rare, and stale bylines are wrong. */
     if (name != NULL && c->session->role == ROLE_ADMIN)
-        tc__inval_add(&c->inval, "blog");
+        tc_app__inval_add(&c->inval, "blog");
     tc_buf b = {0};
-    return data_from_buf(c, tc__user_json(db, uid, &b), &b);
+    return data_from_buf(c, tc_app__user_json(db, uid, &b), &b);
 }
 
 static tc_call_status activity_track(tc_call *c, tc_db *db)
@@ -408,13 +404,13 @@ static tc_call_status activity_track(tc_call *c, tc_db *db)
     const json_t *meta = json_object_get(c->input, "meta");
     char *m = meta != NULL && !json_is_null(meta) ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
     if (m == NULL)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
     if (strlen(m) > 2048) {
         free(m);
-        return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input.meta: at most 2048 bytes of JSON");
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "input.meta: at most 2048 bytes of JSON");
     }
     tc_db_param p[] = {tc_db_int64(c->session->user_id), tc_db_text(str_field(c->input, "kind")),
-                       tc_db_text(m), tc_db_int64((int64_t)tc__now_ms())};
+                       tc_db_text(m), tc_db_int64(tc_wall_ms())};
     int64_t id = 0;
     int err = tc_db_query_int64(db,
                                 "INSERT INTO activity (user_id, kind, meta, created_at) "
@@ -422,7 +418,7 @@ static tc_call_status activity_track(tc_call *c, tc_db *db)
                                 p, 4, &id);
     free(m);
     if (err != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     /* Nothing is invalidated: the dashboard catches up through stale-while-revalidate. */
     c->data = json_pack("{s:I}", "id", (json_int_t)id);
     return CALL_OK;
@@ -439,7 +435,7 @@ static tc_call_status post_result(tc_call *c, tc_db *db, const char *slug)
 static tc_call_status blog_publish(tc_call *c, tc_db *db)
 {
     const char *slug = str_field(c->input, "slug");
-    int64_t now = (int64_t)tc__now_ms();
+    int64_t now = tc_wall_ms();
     tc_db_param p[] = {tc_db_text(slug),
                        tc_db_text(str_field(c->input, "title")),
                        tc_db_text(str_field(c->input, "body")),
@@ -451,11 +447,11 @@ static tc_call_status blog_publish(tc_call *c, tc_db *db)
                          "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                          p, 6, NULL);
     if (err == TC_DB_ECONSTRAINT)
-        return tc__call_fail(c, TC_TRPC_CONFLICT, "a post with slug \"%s\" exists", slug);
+        return tc_app__call_fail(c, TC_TRPC_CONFLICT, "a post with slug \"%s\" exists", slug);
     if (err != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
-    tc__inval_add(&c->inval, "blog-list");
-    tc__inval_add(&c->inval, "blog:%s", slug);
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    tc_app__inval_add(&c->inval, "blog-list");
+    tc_app__inval_add(&c->inval, "blog:%s", slug);
     return post_result(c, db, slug);
 }
 
@@ -464,19 +460,19 @@ static tc_call_status blog_update(tc_call *c, tc_db *db)
     const char *slug = str_field(c->input, "slug"), *title = str_field(c->input, "title"),
                *body = str_field(c->input, "body");
     if (title == NULL && body == NULL)
-        return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input: nothing to update");
-    tc_db_param p[] = {tc_db_text(title), tc_db_text(body), tc_db_int64((int64_t)tc__now_ms()),
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "input: nothing to update");
+    tc_db_param p[] = {tc_db_text(title), tc_db_text(body), tc_db_int64(tc_wall_ms()),
                        tc_db_text(slug)};
     int64_t changed = 0;
     if (tc_db_exec(db,
                    "UPDATE blog_posts SET title = COALESCE(CAST(? AS TEXT), title), "
                    "body = COALESCE(CAST(? AS TEXT), body), updated_at = ? WHERE slug = ?",
                    p, 4, &changed) != 0)
-        return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
     if (changed == 0)
-        return tc__call_fail(c, TC_TRPC_NOT_FOUND, "no post with slug \"%s\"", slug);
-    tc__inval_add(&c->inval, "blog:%s", slug);
-    tc__inval_add(&c->inval, "blog-list");
+        return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "no post with slug \"%s\"", slug);
+    tc_app__inval_add(&c->inval, "blog:%s", slug);
+    tc_app__inval_add(&c->inval, "blog-list");
     return post_result(c, db, slug);
 }
 
@@ -560,8 +556,8 @@ static const tc_in_field BLOG_UPDATE_IN[] = {
 #define NO_IN NULL, 0
 
 static const tc_proc PROCS[] = {
-    {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc__auth_login},
-    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc__auth_logout, .invalidates = true},
+    {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc_app__auth_login},
+    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true},
     {"user.me", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "user:{uid}", .tags = {"user:{uid}"},
      .fresh_ms = 5 * MIN_MS, .load = load_user},
     {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update, .invalidates = true},
@@ -580,7 +576,7 @@ static const tc_proc PROCS[] = {
     {"blog.update", TC_TRPC_MUTATION, AUTH_ADMIN, IN(BLOG_UPDATE_IN), .mutate = blog_update, .invalidates = true},
 };
 
-const tc_proc *tc__proc_find(const char *path)
+const tc_proc *tc_app__proc_find(const char *path)
 {
     for (size_t i = 0; i < sizeof(PROCS) / sizeof(PROCS[0]); i++)
         if (strcmp(PROCS[i].path, path) == 0)
@@ -639,7 +635,7 @@ static int expand(const tc_call *c, const char *tmpl, char *out, size_t cap)
     return 0;
 }
 
-int tc__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1])
+int tc_app__call_tags(const tc_call *c, const tc_proc *p, char tags[TC_TAGS_MAX][TC_TAG_MAX + 1])
 {
     if (p == NULL || p->kind != TC_TRPC_QUERY || p->auth != AUTH_PUBLIC || c->code != TC_TRPC_OK)
         return 0;
@@ -666,7 +662,7 @@ static bool tag_fits(const char *t, const char *tag)
     return false;
 }
 
-bool tc__tag_is_public(const char *tag)
+bool tc_app__tag_is_public(const char *tag)
 {
     for (size_t i = 0; i < sizeof(PROCS) / sizeof(PROCS[0]); i++) {
         const tc_proc *p = &PROCS[i];
@@ -695,10 +691,10 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     if (c->app->cfg.test_fresh_ms > 0) /* --test-fresh-ms: tests only */
         pol.fresh_ms = c->app->cfg.test_fresh_ms;
     if (expand(c, p->key, key, sizeof(key)) != 0)
-        return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input too long for a cache key");
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "input too long for a cache key");
     for (int i = 0; i < TC_TAGS_MAX && p->tags[i] != NULL; i++, pol.ntags++) {
         if (expand(c, p->tags[i], tags[i], sizeof(tags[i])) != 0)
-            return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "input too long for a cache tag");
+            return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "input too long for a cache tag");
         pol.tags[i] = tags[i];
     }
     int err;
@@ -732,47 +728,47 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
         return CALL_OK;
     }
     if (err == APP_ENOTFOUND)
-        return tc__call_fail(c, TC_TRPC_NOT_FOUND, "%s: not found", c->path);
-    tc__log("load %s failed: %s", key, err == APP_EDB ? "database error" : tc_strerror(err));
-    return tc__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
+        return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "%s: not found", c->path);
+    tc_app__log("load %s failed: %s", key, err == APP_EDB ? "database error" : tc_strerror(err));
+    return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
 }
 
-tc_call_status tc__call_run(tc_call *c, const tc_proc *p)
+tc_call_status tc_app__call_run(tc_call *c, const tc_proc *p)
 {
     if (p->auth != AUTH_PUBLIC && c->session == NULL)
-        return tc__call_fail(c, TC_TRPC_UNAUTHORIZED, "sign in to call %s", p->path);
+        return tc_app__call_fail(c, TC_TRPC_UNAUTHORIZED, "sign in to call %s", p->path);
     if (p->auth == AUTH_ADMIN && c->session->role != ROLE_ADMIN)
-        return tc__call_fail(c, TC_TRPC_FORBIDDEN, "%s is for administrators", p->path);
+        return tc_app__call_fail(c, TC_TRPC_FORBIDDEN, "%s is for administrators", p->path);
     char msg[200];
     if (tc_input_check(c->input, p->fields, p->nfields, msg, sizeof(msg)) != 0)
-        return tc__call_fail(c, TC_TRPC_BAD_REQUEST, "%s", msg);
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "%s", msg);
     if (p->kind == TC_TRPC_QUERY)
         return run_query(c, p);
     if (!c->may_block)
         return CALL_NEED_BLOCK;
     /* A write whose invalidations could not reach every instance is refused
      * before it is made: no instance may keep serving what it replaces. */
-    if (p->invalidates && tc__write_ready(c->app) != 0) {
+    if (p->invalidates && tc_app__write_ready(c->app) != 0) {
         tc_http_add_header(c->x, "Retry-After", "1");
-        return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
-                             "the cache cannot be reached, so the change could not be made "
-                             "visible everywhere; nothing was changed, try again");
+        return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                                 "the cache cannot be reached, so the change could not be made "
+                                 "visible everywhere; nothing was changed, try again");
     }
     tc_db *db;
-    if (tc__db_acquire(c->app, &db) != 0)
-        return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
+    if (tc_app__db_acquire(c->app, &db) != 0)
+        return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
     tc_call_status st = p->mutate(c, db);
     tc_db_pool_release(c->app->db, db);
     /* whatever the answer: what the database took must not be served stale */
-    if (tc__inval_commit(c->app, &c->inval) != 0) {
+    if (tc_app__inval_commit(c->app, &c->inval) != 0) {
         /* made, but not yet visible everywhere: it is not answered as done */
         json_decref(c->data);
         c->data = NULL;
         c->set_cookie[0] = '\0';
         tc_http_add_header(c->x, "Retry-After", "1");
-        return tc__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
-                             "the change was saved, but the cache could not confirm it on every "
-                             "server yet; it will be once the cache answers again");
+        return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                                 "the change was saved, but the cache could not confirm it on "
+                                 "every server yet; it will be once the cache answers again");
     }
     return st;
 }

@@ -5,7 +5,7 @@
  * gzip variant, compressed once at start-up, chosen by Accept-Encoding, with
  * its own ETag and `Vary: Accept-Encoding`.
  *
- * It is for: the fingerprinted URLs the templates reference (tc__asset_url).
+ * It is for: the fingerprinted URLs the templates reference (tc_app__asset_url).
  * It is not for: serving a directory. A request names an entry of the table
  * exactly or gets 404 no-store: an unhashed name (/static/app.css), a stale
  * hash, dot segments, %-escapes, a trailing segment are all simply not in the
@@ -166,7 +166,7 @@ static int load_one(asset *a, const char *dir, const char *name, char *err, size
     return 0;
 }
 
-tc_assets *tc__assets_load(const char *web_dir, char *err, size_t errlen)
+tc_assets *tc_app__assets_load(const char *web_dir, char *err, size_t errlen)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/static", web_dir);
@@ -213,11 +213,11 @@ tc_assets *tc__assets_load(const char *web_dir, char *err, size_t errlen)
 fail:
     if (d != NULL)
         closedir(d);
-    tc__assets_free(as);
+    tc_app__assets_free(as);
     return NULL;
 }
 
-void tc__assets_free(tc_assets *as)
+void tc_app__assets_free(tc_assets *as)
 {
     if (as == NULL)
         return;
@@ -229,7 +229,7 @@ void tc__assets_free(tc_assets *as)
     free(as);
 }
 
-const char *tc__asset_url(const tc_assets *as, const char *name)
+const char *tc_app__asset_url(const tc_assets *as, const char *name)
 {
     for (int i = 0; as != NULL && i < as->n; i++)
         if (strcmp(as->v[i].name, name) == 0)
@@ -237,7 +237,7 @@ const char *tc__asset_url(const tc_assets *as, const char *name)
     return NULL;
 }
 
-uint64_t tc__assets_hash(const tc_assets *as)
+uint64_t tc_app__assets_hash(const tc_assets *as)
 {
     return as != NULL ? as->hash : 0;
 }
@@ -249,7 +249,7 @@ static void not_found(tc_http_exchange *x)
     tc_http_respond(x, 404, "text/plain; charset=utf-8", body, sizeof(body) - 1);
 }
 
-tc_http_action tc__static_serve(tc_app *app, tc_http_exchange *x)
+tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x)
 {
     size_t len;
     const char *raw = tc_http_raw_path(x, &len);

@@ -24,10 +24,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "app/monitor.h"
+#include "app/app.h"
+#include "base/time.h"
 
 #define CONNECT_MS 3000
 #define ANSWER_MS 5000
@@ -92,21 +92,14 @@ static int parse_url(const char *s, url *u)
     return u->host[0] != '\0' ? 0 : -1;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int wait_fd(int fd, short ev, int64_t deadline)
+static int wait_fd(int fd, short ev, tc_deadline deadline)
 {
     for (;;) {
-        int64_t left = deadline - mono_ms();
-        if (left <= 0)
+        int left = tc_deadline_left_ms(deadline);
+        if (left == 0)
             return -1;
         struct pollfd p = {.fd = fd, .events = ev};
-        int r = poll(&p, 1, (int)left);
+        int r = poll(&p, 1, left);
         if (r > 0)
             return 0;
         if (r < 0 && errno != EINTR)
@@ -128,7 +121,7 @@ static int dial(const url *u, char *err, size_t errlen)
         if (fd < 0)
             continue;
         if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 &&
-            (errno != EINPROGRESS || wait_fd(fd, POLLOUT, mono_ms() + CONNECT_MS) != 0)) {
+            (errno != EINPROGRESS || wait_fd(fd, POLLOUT, tc_deadline_in_ms(CONNECT_MS)) != 0)) {
             close(fd);
             fd = -1;
             continue;
@@ -190,7 +183,7 @@ static int http_get(const url *u, const char *path, const char *token, char **bo
         close(fd);
         return -1;
     }
-    int64_t deadline = mono_ms() + ANSWER_MS;
+    tc_deadline deadline = tc_deadline_in_ms(ANSWER_MS);
     for (int off = 0; off < n;) {
         if (wait_fd(fd, POLLOUT, deadline) != 0) {
             snprintf(err, errlen, "timed out sending the request");
@@ -499,9 +492,7 @@ int tc_stats_main(int argc, char **argv)
     bool tty = isatty(STDOUT_FILENO);
     for (long n = 0; count == 0 || n < count; n++) {
         if (n > 0) {
-            struct timespec ts = {(time_t)interval,
-                                  (long)((interval - (double)(time_t)interval) * 1e9)};
-            nanosleep(&ts, NULL);
+            tc_sleep_ms((uint64_t)(interval * 1000.0));
             if (!tty)
                 printf("\n");
         }

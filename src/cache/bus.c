@@ -40,7 +40,7 @@ struct tc__bus {
     int wake[2]; /* 'x' written to wake[1] stops the thread, 'r' makes it reconnect */
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t changed;
+    tc_cond changed;
     bool connected, stopping;
     /* the send times of the pings not answered yet, oldest first (a ring) */
     uint64_t pings[PINGS_MAX];
@@ -51,7 +51,7 @@ static void set_connected(tc__bus *b, bool up)
 {
     pthread_mutex_lock(&b->lock);
     b->connected = up;
-    pthread_cond_broadcast(&b->changed);
+    tc_cond_broadcast(&b->changed);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -157,11 +157,11 @@ enum { LOOP_LOST, LOOP_STOP, LOOP_RECONNECT };
 static int listen_loop(tc__bus *b, redisContext *ctx)
 {
     uint64_t every = (uint64_t)b->ping_every_ms * 1000u;
-    uint64_t last_ping = 0, last_pong = tc__now_monotonic_us();
+    uint64_t last_ping = 0, last_pong = tc_mono_us();
     b->nping = 0;
     b->ping_head = 0;
     for (;;) {
-        uint64_t now = tc__now_monotonic_us();
+        uint64_t now = tc_mono_us();
         if (now - last_ping >= every && b->nping < PINGS_MAX) {
             /* the send time is taken before the bytes leave: the lease it grants
              * counts from no later than the moment Redis can have seen the ping */
@@ -194,14 +194,14 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
                 any = true;
             }
             if (any) {
-                last_pong = tc__now_monotonic_us(); /* any reply shows the link is alive */
+                last_pong = tc_mono_us(); /* any reply shows the link is alive */
                 b->h.batch_done(b->h.ctx);
             }
             if (ctx->err)
                 return LOOP_LOST;
         }
         b->h.tick(b->h.ctx);
-        if (tc__now_monotonic_us() - last_pong > DEAD_AFTER_US)
+        if (tc_mono_us() - last_pong > DEAD_AFTER_US)
             return LOOP_LOST;
     }
 }
@@ -246,7 +246,7 @@ tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *di
     b->h = h;
     b->m = m;
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->changed, NULL);
+    tc_cond_init(&b->changed);
     if (b->channel == NULL || b->direct == NULL || pipe(b->wake) != 0) {
         b->wake[0] = b->wake[1] = -1;
         tc__bus_stop(b);
@@ -262,16 +262,9 @@ tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *di
 
 bool tc__bus_wait_connected(tc__bus *b, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    tc_deadline until = tc_deadline_in_ms(ms);
     pthread_mutex_lock(&b->lock);
-    while (!b->connected && pthread_cond_timedwait(&b->changed, &b->lock, &ts) == 0)
+    while (!b->connected && tc_cond_wait_until(&b->changed, &b->lock, until) == 0)
         ;
     bool up = b->connected;
     pthread_mutex_unlock(&b->lock);
@@ -299,7 +292,7 @@ void tc__bus_stop(tc__bus *b)
         close(b->wake[0]);
         close(b->wake[1]);
     }
-    pthread_cond_destroy(&b->changed);
+    tc_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->lock);
     free(b->channel);
     free(b->direct);

@@ -77,7 +77,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "cache/internal.h"
 
@@ -119,7 +118,7 @@ typedef struct flight {
     flight_waiter *waiters; /* tc_await_flight: told after it is over; shard lock */
     int err;
     tc_result res;
-    pthread_cond_t cond;
+    tc_cond cond;
 } flight;
 
 typedef struct flight_shard {
@@ -165,7 +164,7 @@ struct tc_cache {
     int nto_ack;
     /* writers waiting for acknowledgements, and the latest ones received */
     pthread_mutex_t ack_lock;
-    pthread_cond_t ack_cond; /* on CLOCK_MONOTONIC */
+    tc_cond ack_cond;
     ack_wait *waits;
     struct {
         char id[17];
@@ -176,20 +175,22 @@ struct tc_cache {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static uint64_t now_ms(tc_cache *c)
+/* The engine's clock: entry times (created, fresh until, stale until) are read
+ * from it and stored in L2 records that other processes compare with their own
+ * clock, so it is the wall clock (milliseconds since the epoch) — or a test's
+ * clock (tc_config.clock). Durations are measured on tc_mono_us() instead. */
+static uint64_t clock_ms(tc_cache *c)
 {
     if (c->cfg.clock != NULL)
         return c->cfg.clock(c->cfg.clock_ctx);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)tc_wall_ms();
 }
 
 static uint64_t random_u64(void)
 {
     uint64_t v;
     if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-        v = tc__now_monotonic_us() * 0x9e3779b97f4a7c15ull;
+        v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
     return v;
 }
 
@@ -252,7 +253,7 @@ static bool l1_trusted(tc_cache *c)
     if (c->bus == NULL)
         return true;
     uint64_t until = atomic_load_explicit(&c->trust_until, memory_order_acquire);
-    return until != 0 && tc__now_coarse_us() + c->coarse_res_us < until;
+    return until != 0 && tc_mono_coarse_us() + c->coarse_res_us < until;
 }
 
 static bool l1_usable(tc_cache *c, const tc_policy *p)
@@ -357,8 +358,11 @@ static flight_shard *fshard(tc_cache *c, uint64_t khash)
     return &c->flights[(khash >> 8) % FLIGHT_SHARDS];
 }
 
+/* The flight for key, or NULL; the caller holds the shard lock (as for every
+ * function on a shard's flights below). */
 static flight *flight_find(flight_shard *s, const char *key, uint64_t khash)
 {
+    TC_ASSERT_HELD(&s->lock);
     for (flight *f = s->head; f != NULL; f = f->next)
         if (f->khash == khash && strcmp(f->key, key) == 0)
             return f;
@@ -367,23 +371,28 @@ static flight *flight_find(flight_shard *s, const char *key, uint64_t khash)
 
 static void flight_unlink(flight_shard *s, flight *f)
 {
+    TC_ASSERT_HELD(&s->lock);
     if (!f->linked)
         return;
     flight **pp = &s->head;
-    while (*pp != f)
+    while (*pp != f) {
+        TC_ASSERT(*pp != NULL); /* a linked flight is on its shard's list */
         pp = &(*pp)->next;
+    }
     *pp = f->next;
     f->linked = false;
 }
 
 /* Drops one reference; the caller holds the shard lock. */
-static void flight_put(flight *f)
+static void flight_put(flight_shard *s, flight *f)
 {
+    TC_ASSERT_HELD(&s->lock);
+    TC_ASSERT(f->refs > 0);
     if (--f->refs > 0)
         return;
     tc_value_release(f->res.value);
     release_tags(f->tags, f->ntags);
-    pthread_cond_destroy(&f->cond);
+    tc_cond_destroy(&f->cond);
     free(f->key);
     free(f);
 }
@@ -393,6 +402,7 @@ static void flight_put(flight *f)
 static flight *flight_start(tc_cache *c, flight_shard *s, const char *key, uint64_t khash,
                             const tc_policy *p, int *err)
 {
+    TC_ASSERT_HELD(&s->lock);
     flight *f = calloc(1, sizeof(*f));
     if (f == NULL || (f->key = strdup(key)) == NULL) {
         free(f);
@@ -404,7 +414,7 @@ static flight *flight_start(tc_cache *c, flight_shard *s, const char *key, uint6
         free(f);
         return NULL;
     }
-    pthread_cond_init(&f->cond, NULL);
+    tc_cond_init(&f->cond);
     f->khash = khash;
     f->refs = 1;
     f->linked = true;
@@ -418,6 +428,7 @@ static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
 {
     flight_shard *s = fshard(c, f->khash);
     pthread_mutex_lock(&s->lock);
+    TC_ASSERT(!f->done); /* one leader, one finish */
     f->done = true;
     f->err = err;
     if (err == 0) {
@@ -425,10 +436,10 @@ static void flight_finish(tc_cache *c, flight *f, int err, const tc_result *res)
         tc_value_retain(res->value);
     }
     flight_unlink(s, f);
-    pthread_cond_broadcast(&f->cond);
+    tc_cond_broadcast(&f->cond);
     flight_waiter *w = f->waiters;
     f->waiters = NULL;
-    flight_put(f);
+    flight_put(s, f);
     pthread_mutex_unlock(&s->lock);
     while (w != NULL) { /* after the result is stored, without a lock */
         flight_waiter *next = w->next;
@@ -474,6 +485,9 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     size_t lens[2 + TC_TAGS_MAX + 3];
     char self[TC_KEY_MAX + 2], epoch[24], tagpx[24];
     int ntags = p != NULL ? p->ntags : 0, nkeys = 0;
+    /* keys: the value, "*", "#key", the policy's tags; argv: the keys, then 2 */
+    TC_ASSERT(ntags >= 0 && 3 + ntags <= (int)TC_COUNTOF(keys));
+    TC_ASSERT(3 + ntags + 2 <= (int)TC_COUNTOF(argv));
 
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
@@ -558,6 +572,10 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
     size_t lens[2 * (TC_TAGS_MAX + 3) + 3];
     char self[TC_KEY_MAX + 2], px[24], tagpx[24];
     int nkeys = 0;
+    /* keys as l2_fetch's; argv: the keys, 3 values, then the version of each tag key */
+    TC_ASSERT(p->ntags >= 0 && 3 + p->ntags <= (int)TC_COUNTOF(keys));
+    TC_ASSERT(rd->nversions == 2 + p->ntags);
+    TC_ASSERT(2 * (3 + p->ntags) + 2 <= (int)TC_COUNTOF(argv));
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
     snprintf(self, sizeof(self), "#%s", key);
@@ -622,7 +640,7 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
                  tc_result *res, bool *stale, tc__entry **stale_entry)
 {
     tc__ns *ns = tc__metrics_ns(&c->metrics, key);
-    uint64_t now = now_ms(c);
+    uint64_t now = clock_ms(c);
     l2_read rd = {0};
     int state = l2_usable(c, p) ? l2_fetch(c, key, p, now, &rd) : L2_DOWN;
 
@@ -652,9 +670,9 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
          * locked: someone else is loading it; wait for their result, up to lock_ms. */
         for (int waited = 0; waited < c->cfg.lock_ms; waited += 5) {
             if (!locked)
-                nanosleep(&(struct timespec){0, 5000000}, NULL);
+                tc_sleep_ms(5);
             l2_read again = {0};
-            int st = l2_fetch(c, key, p, now_ms(c), &again);
+            int st = l2_fetch(c, key, p, clock_ms(c), &again);
             if (st == L2_FRESH) {
                 if (locked)
                     l2_lock(c, key, token, true);
@@ -662,7 +680,7 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
                 tc__entry *e = l1_store(c, key, f->khash, p, again.value, &again.t, ns, f->tags,
                                         f->gens, f->ntags);
                 tc__entry_release(e);
-                fill_result(res, again.value, TC_SRC_L2, &again.t, now_ms(c));
+                fill_result(res, again.value, TC_SRC_L2, &again.t, clock_ms(c));
                 tc_value_release(again.value);
                 TC__INC(ns->l2_hits);
                 return 0;
@@ -676,9 +694,9 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
     tc_buf out = {0};
     if (!background) /* a miss: nothing usable cached, the caller waits for the loader */
         TC__INC(ns->misses);
-    uint64_t t0 = tc__now_monotonic_us();
+    uint64_t t0 = tc_mono_us();
     int err = p->loader(p->loader_ctx, key, &out);
-    uint64_t took = tc__now_monotonic_us() - t0;
+    uint64_t took = tc_mono_us() - t0;
     tc__hist_add(&ns->load_latency, took);
     if (locked)
         l2_lock(c, key, token, true);
@@ -686,7 +704,7 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
         free(out.data);
         TC__INC(ns->load_errors);
         if (rd.value != NULL && !background) { /* stale-if-error */
-            fill_result(res, rd.value, TC_SRC_L2, &rd.t, now_ms(c));
+            fill_result(res, rd.value, TC_SRC_L2, &rd.t, clock_ms(c));
             TC__INC(ns->stale_served);
             tc_value_release(rd.value);
             return 0;
@@ -699,7 +717,7 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
     free(out.data);
     if (v == NULL)
         return TC_ENOMEM;
-    now = now_ms(c);
+    now = clock_ms(c);
     times t = {now, now + p->fresh_ms, now + ttl_of(p), (uint32_t)(took / 1000)};
     tc__entry_release(l1_store(c, key, f->khash, p, v, &t, ns, f->tags, f->gens, f->ntags));
     if (state != L2_DOWN)
@@ -723,7 +741,7 @@ static int l2_answer(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     int ntags, err = capture(c, key, p, tags, gens, &ntags);
     if (err != 0)
         return err;
-    uint64_t now = now_ms(c);
+    uint64_t now = clock_ms(c);
     l2_read rd = {0};
     int state = l2_fetch(c, key, p, now, &rd);
     if (state == L2_FRESH || state == L2_STALE) {
@@ -757,14 +775,10 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
         f = flight_find(s, key, khash);
     }
     if (f != NULL && gens_current(f->tags, f->gens, f->ntags)) {
+        TC_ASSERT(f->refs > 0); /* found on the list: its leader holds one */
         f->refs++;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += c->cfg.wait_timeout_ms / 1000;
-        ts.tv_nsec += (long)(c->cfg.wait_timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        while (!f->done && pthread_cond_timedwait(&f->cond, &s->lock, &ts) == 0)
+        tc_deadline until = tc_deadline_in_ms(c->cfg.wait_timeout_ms);
+        while (!f->done && tc_cond_wait_until(&f->cond, &s->lock, until) == 0)
             ;
         if (!f->done)
             err = TC_ETIMEDOUT;
@@ -772,7 +786,7 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
             *res = f->res;
             tc_value_retain(res->value);
         }
-        flight_put(f);
+        flight_put(s, f);
         pthread_mutex_unlock(&s->lock);
         TC__INC(tc__metrics_ns(&c->metrics, key)->coalesced);
         return err;
@@ -788,7 +802,7 @@ static int load_through(tc_cache *c, const char *key, uint64_t khash, const tc_p
     err = fetch(c, f, key, p, false, res, &stale, &stale_entry);
     flight_finish(c, f, err, res);
     if (stale) /* now that our flight is gone, one refresh may start */
-        schedule_refresh(c, stale_entry, key, khash, p, now_ms(c));
+        schedule_refresh(c, stale_entry, key, khash, p, clock_ms(c));
     tc__entry_release(stale_entry);
     return err;
 }
@@ -838,7 +852,7 @@ static void refresh_run(void *arg, bool cancelled)
     int err = cancelled ? TC_ECLOSED
                         : fetch(j->c, j->f, j->f->key, &j->p, true, &res, &stale, &stale_entry);
     if (err != 0 && j->e != NULL) /* stale-if-error: keep serving it, retry later */
-        atomic_store(&j->e->refresh_at, now_ms(j->c) + REFRESH_RETRY_MS);
+        atomic_store(&j->e->refresh_at, clock_ms(j->c) + REFRESH_RETRY_MS);
     flight_finish(j->c, j->f, err, &res);
     tc_value_release(res.value);
     tc__entry_release(j->e);
@@ -910,12 +924,12 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
      * two clock reads, a third of an L1 hit. */
     static _Thread_local unsigned hits;
     bool timed = (++hits & 15) == 0;
-    uint64_t t0 = timed ? tc__now_monotonic_us() : 0;
+    uint64_t t0 = timed ? tc_mono_us() : 0;
     size_t klen = strlen(key);
     tc__entry *e = tc__l1_get(c->l1, key, klen, khash);
     if (e == NULL)
         return 0;
-    uint64_t now = now_ms(c);
+    uint64_t now = clock_ms(c);
     if (!gens_current(e->tags, e->gens, e->ntags) || now >= e->stale_until) {
         tc__l1_remove(c->l1, key, klen, khash, e);
         tc__entry_release(e);
@@ -934,7 +948,7 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
         TC__INC(e->ns->stale_served);
     TC__INC(e->ns->l1_hits);
     if (timed)
-        tc__hist_add(&e->ns->hit_latency, tc__now_monotonic_us() - t0);
+        tc__hist_add(&e->ns->hit_latency, tc_mono_us() - t0);
     tc__entry_release(e);
     return 1;
 }
@@ -985,7 +999,7 @@ int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_
         release_tags(tags, ntags);
         return TC_ENOMEM;
     }
-    uint64_t now = now_ms(c);
+    uint64_t now = clock_ms(c);
     times t = {now, now + p->fresh_ms, now + ttl_of(p), 0};
     tc__ns *ns = tc__metrics_ns(&c->metrics, key);
     if (c->l1 != NULL) /* replace what L1 has, even if this value cannot be kept */
@@ -1039,6 +1053,7 @@ static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n,
     char keys[2 + 2 * TC_TAGS_MAX][TC_KEY_MAX + 256], num[12], step[24];
     const char *argv[2 + 2 * TC_TAGS_MAX + 4 + TC_TAGS_MAX];
     size_t lens[sizeof(argv) / sizeof(argv[0])];
+    TC_ASSERT(n >= 1 && n <= TC_TAGS_MAX); /* the arrays hold 2 + 2n keys and 4 + n more */
     int nkeys = 0, argc = 0;
     lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->seq_key), nkeys++;
     lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->members_key), nkeys++;
@@ -1124,19 +1139,14 @@ static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n,
  * (monotonic); unregisters and frees w. */
 static void wait_acks(tc_cache *c, ack_wait *w, uint64_t deadline_us)
 {
+    tc_deadline until = {deadline_us};
     pthread_mutex_lock(&c->ack_lock);
     while (w->left > 0) {
-        uint64_t now = tc__now_monotonic_us();
-        if (now >= deadline_us) {
+        if (tc_deadline_expired(until)) {
             TC__INC(c->metrics.ack_timeouts);
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (deadline_us - now) * 1000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&c->ack_cond, &c->ack_lock, &ts);
+        tc_cond_wait_until(&c->ack_cond, &c->ack_lock, until);
     }
     ack_wait **pp = &c->waits;
     while (*pp != NULL && *pp != w)
@@ -1183,34 +1193,29 @@ static bool flush_pending(tc_cache *c)
     return done;
 }
 
-static void nap_ms(int ms)
-{
-    nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L}, NULL);
-}
-
 static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
 {
     for (int i = 0; i < n; i++)
         apply_local(c, tags[i]);
     if (c->redis == NULL)
         return 0;
-    uint64_t t0 = tc__now_monotonic_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
+    uint64_t t0 = tc_mono_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
     ack_wait *w;
     while (!flush_pending(c) || (w = send_invalidations(c, tags, n, true)) == NULL) {
-        if (tc__now_monotonic_us() >= give_up) {
+        if (tc_mono_us() >= give_up) {
             for (int i = 0; i < n; i++)
                 push_pending(c, tags[i]);
             return TC_EREDIS;
         }
-        nap_ms(RETRY_SEND_MS);
+        tc_sleep_ms(RETRY_SEND_MS);
     }
     /* Again, now that Redis has the new version: a load here that recorded the
      * first bump may have read L2 before the INCR, i.e. the old record (other
      * processes bump only on the bus message, which follows the INCR). */
     for (int i = 0; i < n; i++)
         apply_local(c, tags[i]);
-    wait_acks(c, w, tc__now_monotonic_us() + w->lease_us);
-    tc__hist_add(&c->metrics.invalidate_latency, tc__now_monotonic_us() - t0);
+    wait_acks(c, w, tc_mono_us() + w->lease_us);
+    tc__hist_add(&c->metrics.invalidate_latency, tc_mono_us() - t0);
     return 0;
 }
 
@@ -1268,7 +1273,7 @@ int tc_ready(tc_cache *c, int wait_ms)
         return TC_EINVAL;
     if (c->redis == NULL)
         return 0;
-    uint64_t give_up = tc__now_monotonic_us() + (uint64_t)wait_ms * 1000u;
+    uint64_t give_up = tc_mono_us() + (uint64_t)wait_ms * 1000u;
     const char *ping = "PING";
     size_t len = 4;
     for (;;) {
@@ -1277,9 +1282,9 @@ int tc_ready(tc_cache *c, int wait_ms)
             freeReplyObject(rep);
             return 0;
         }
-        if (tc__now_monotonic_us() >= give_up)
+        if (tc_mono_us() >= give_up)
             return TC_EREDIS;
-        nap_ms(RETRY_SEND_MS);
+        tc_sleep_ms(RETRY_SEND_MS);
     }
 }
 
@@ -1320,7 +1325,7 @@ static void update_trust(tc_cache *c)
 {
     uint64_t until = c->pong_until < c->reg_until ? c->pong_until : c->reg_until;
     atomic_store_explicit(&c->trust_until, until, memory_order_release);
-    bool now_trusted = until > tc__now_monotonic_us();
+    bool now_trusted = until > tc_mono_us();
     if (now_trusted != c->trusted) {
         c->trusted = now_trusted;
         if (now_trusted) {
@@ -1483,7 +1488,7 @@ static void bus_direct(void *ctx, const char *msg, size_t len)
                         w->left--;
                     }
     }
-    pthread_cond_broadcast(&c->ack_cond);
+    tc_cond_broadcast(&c->ack_cond);
     pthread_mutex_unlock(&c->ack_lock);
 }
 
@@ -1511,7 +1516,7 @@ static void bus_tick(void *ctx)
 {
     tc_cache *c = ctx;
     flush_pending(c);
-    uint64_t now = tc__now_monotonic_us();
+    uint64_t now = tc_mono_us();
     if (atomic_load(&c->bus_up) && now - c->last_reg >= c->lease_us) {
         register_member(c, now);
         update_trust(c);
@@ -1602,11 +1607,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     tc__metrics_init(&c->metrics);
     pthread_mutex_init(&c->pending_lock, NULL);
     pthread_mutex_init(&c->ack_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->ack_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    tc_cond_init(&c->ack_cond);
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_init(&c->flights[i].lock, NULL);
     c->prefix = strdup(cfg->prefix);
@@ -1625,7 +1626,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->lease_us = (uint64_t)cfg->lease_ms * 1000u;
     snprintf(c->member, sizeof(c->member), "%s/%d", c->instance, cfg->lease_ms);
     c->member_ttl_ms = cfg->lease_ms * 8u > 2000u ? cfg->lease_ms * 8u : 2000u;
-    c->coarse_res_us = tc__coarse_res_us();
+    c->coarse_res_us = tc_mono_coarse_res_us();
     if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
@@ -1668,7 +1669,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
             /* a cache that starts with Redis up starts with its L1 trusted */
             if (tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2))
                 for (int i = 0; i < cfg->connect_timeout_ms * 2 && !l1_trusted(c); i++)
-                    nap_ms(1);
+                    tc_sleep_ms(1);
         }
         if (c->sentinel != NULL && tc__sentinel_watch(c->sentinel) != 0)
             goto fail;
@@ -1700,7 +1701,7 @@ void tc_cache_destroy(tc_cache *c)
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_destroy(&c->flights[i].lock);
     pthread_mutex_destroy(&c->pending_lock);
-    pthread_cond_destroy(&c->ack_cond);
+    tc_cond_destroy(&c->ack_cond);
     pthread_mutex_destroy(&c->ack_lock);
     tc__metrics_destroy(&c->metrics);
     free(c->prefix);

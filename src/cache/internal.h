@@ -20,6 +20,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "base/assert.h"
+#include "base/cond.h"
+#include "base/time.h"
 #include "tiercache/cache.h"
 
 /* ---- value.c ------------------------------------------------------------ */
@@ -27,11 +30,6 @@
 uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
-uint64_t tc__now_monotonic_us(void);
-/* CLOCK_MONOTONIC_COARSE: a few ns, behind the precise clock by at most
- * tc__coarse_res_us() (one tick). */
-uint64_t tc__now_coarse_us(void);
-uint64_t tc__coarse_res_us(void);
 
 /* ---- codec.c ------------------------------------------------------------ */
 

@@ -72,7 +72,11 @@ tc__entry *tc__entry_new(const char *key, size_t klen, uint64_t khash, const tc_
 
 void tc__entry_release(tc__entry *e)
 {
-    if (e == NULL || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+    if (e == NULL)
+        return;
+    unsigned refs = atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel);
+    TC_ASSERT(refs > 0);
+    if (refs != 1)
         return;
     tc_value_release(e->value);
     for (int i = 0; i < e->ntags; i++)
@@ -120,6 +124,7 @@ static void lru_push(shard *s, tc__entry *e)
 static tc__entry *unlink_at(shard *s, tc__entry **pp)
 {
     tc__entry *e = *pp;
+    TC_ASSERT(s->count > 0 && s->bytes >= e->charge); /* the shard's accounting holds e */
     *pp = e->hnext;
     lru_unlink(e);
     s->count--;
@@ -184,6 +189,7 @@ void tc__l1_put(tc__l1 *l1, tc__entry *e)
     s->count++;
     s->bytes += e->charge;
     while (s->bytes > s->max_bytes) {
+        TC_ASSERT(s->lru.prev != &s->lru); /* bytes are charged only for listed entries */
         tc__entry *victim = LRU_ENTRY(s->lru.prev);
         victim = unlink_at(s, find(s, victim->key, victim->klen, victim->khash));
         victim->hnext = dropped;
@@ -220,6 +226,8 @@ static void clear_shard(shard *s)
             tc__entry *e = LRU_ENTRY(s->lru.next);
             batch[n++] = unlink_at(s, find(s, e->key, e->klen, e->khash));
         }
+        if (s->lru.next == &s->lru) /* empty: nothing left charged */
+            TC_ASSERT(s->count == 0 && s->bytes == 0);
         pthread_mutex_unlock(&s->lock);
         for (int i = 0; i < n; i++)
             tc__entry_release(batch[i]);

@@ -15,7 +15,7 @@ typedef struct job {
 
 struct tc__pool {
     pthread_mutex_t lock;
-    pthread_cond_t nonempty;
+    tc_cond nonempty;
     job *ring;
     int cap, head, count;
     bool stopping;
@@ -29,7 +29,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (p->count == 0 && !p->stopping)
-            pthread_cond_wait(&p->nonempty, &p->lock);
+            tc_cond_wait(&p->nonempty, &p->lock);
         if (p->count == 0)
             break; /* stopping and drained */
         job j = p->ring[p->head];
@@ -54,7 +54,7 @@ tc__pool *tc__pool_new(int nthreads, int queue_max)
         return NULL;
     }
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->nonempty, NULL);
+    tc_cond_init(&p->nonempty);
     p->cap = queue_max;
     for (; p->nthreads < nthreads; p->nthreads++)
         if (pthread_create(&p->threads[p->nthreads], NULL, worker, p) != 0)
@@ -75,7 +75,7 @@ int tc__pool_submit(tc__pool *p, tc__job_fn fn, void *arg)
     }
     p->ring[(p->head + p->count) % p->cap] = (job){fn, arg};
     p->count++;
-    pthread_cond_signal(&p->nonempty);
+    tc_cond_signal(&p->nonempty);
     pthread_mutex_unlock(&p->lock);
     return 0;
 }
@@ -86,11 +86,11 @@ void tc__pool_free(tc__pool *p)
         return;
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
-    pthread_cond_broadcast(&p->nonempty);
+    tc_cond_broadcast(&p->nonempty);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
-    pthread_cond_destroy(&p->nonempty);
+    tc_cond_destroy(&p->nonempty);
     pthread_mutex_destroy(&p->lock);
     free(p->ring);
     free(p);

@@ -132,7 +132,7 @@ struct tc__redis {
     char inc_key[TC_KEY_MAX + 256], global_key[TC_KEY_MAX + 256];
 
     pthread_mutex_t lock;
-    pthread_cond_t freed;
+    tc_cond freed;
     conn *idle;
     int nidle, total;
     unsigned gen;
@@ -168,7 +168,7 @@ tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events 
     snprintf(r->inc_key, sizeof(r->inc_key), "%s~inc", cfg->prefix);
     snprintf(r->global_key, sizeof(r->global_key), "%s~t:*", cfg->prefix);
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->freed, NULL);
+    tc_cond_init(&r->freed);
     return r;
 }
 
@@ -178,7 +178,7 @@ void tc__redis_free(tc__redis *r)
         return;
     for (int i = 0; i < r->nidle; i++)
         redisFree(r->idle[i].ctx);
-    pthread_cond_destroy(&r->freed);
+    tc_cond_destroy(&r->freed);
     pthread_mutex_destroy(&r->lock);
     free(r->idle);
     free(r->host);
@@ -216,7 +216,7 @@ int tc__redis_set_address(tc__redis *r, const char *host, int port)
         /* the new address deserves a try at once, not after the breaker's wait */
         r->state = CLOSED;
         r->failures = 0;
-        pthread_cond_broadcast(&r->freed);
+        tc_cond_broadcast(&r->freed);
     }
     pthread_mutex_unlock(&r->lock);
     if (same)
@@ -240,7 +240,7 @@ static uint64_t random_increment(void)
 {
     uint64_t v = 0;
     if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-        v = tc__now_monotonic_us() * 0x9e3779b97f4a7c15ull;
+        v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
     return 1000000000ull + v % 1000000000000ull; /* never an old value again */
 }
 
@@ -312,7 +312,7 @@ fail:
 static void open_breaker_locked(tc__redis *r)
 {
     r->state = OPEN;
-    r->open_until_us = tc__now_monotonic_us() + (uint64_t)r->open_ms * 1000u;
+    r->open_until_us = tc_mono_us() + (uint64_t)r->open_ms * 1000u;
     TC__INC(r->m->breaker_opens);
 }
 
@@ -341,24 +341,16 @@ static conn acquire(tc__redis *r)
     conn c = {NULL, 0};
     pthread_mutex_lock(&r->lock);
     if (r->state == OPEN) {
-        if (tc__now_monotonic_us() < r->open_until_us || r->probing) {
+        if (tc_mono_us() < r->open_until_us || r->probing) {
             pthread_mutex_unlock(&r->lock);
             return c;
         }
         r->probing = true; /* this call is the probe */
     }
-    uint64_t deadline = tc__now_monotonic_us() + (uint64_t)r->timeout_ms * 1000u;
-    while (r->nidle == 0 && r->total >= r->max) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t left = deadline > tc__now_monotonic_us() ? deadline - tc__now_monotonic_us() : 0;
-        if (left == 0)
-            break;
-        uint64_t ns = (uint64_t)ts.tv_nsec + left * 1000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&r->freed, &r->lock, &ts);
-    }
+    tc_deadline until = tc_deadline_in_ms(r->timeout_ms);
+    while (r->nidle == 0 && r->total >= r->max &&
+           tc_cond_wait_until(&r->freed, &r->lock, until) == 0)
+        ;
     if (r->nidle > 0) {
         c = r->idle[--r->nidle];
         pthread_mutex_unlock(&r->lock);
@@ -387,12 +379,13 @@ static bool release(tc__redis *r, conn c, bool healthy)
     pthread_mutex_lock(&r->lock);
     if (c.gen != r->gen) { /* set_address counted out only the idle ones */
         r->total--;
-        pthread_cond_signal(&r->freed);
+        tc_cond_signal(&r->freed);
         pthread_mutex_unlock(&r->lock);
         if (c.ctx != NULL)
             redisFree(c.ctx);
         return false;
     }
+    TC_ASSERT(r->total > 0 && r->nidle < r->total); /* c counted in total, not idle */
     if (healthy) {
         r->failures = 0;
         r->state = CLOSED;
@@ -404,7 +397,7 @@ static bool release(tc__redis *r, conn c, bool healthy)
             open_breaker_locked(r);
     }
     r->probing = false;
-    pthread_cond_signal(&r->freed);
+    tc_cond_signal(&r->freed);
     /* The server closed it or reset it (not a timeout): the idle ones dialed
      * with it are most likely dead too. Closing them now spares a failure
      * each, and lets the next command dial whatever answers there now. */
@@ -433,9 +426,9 @@ static redisReply *run(tc__redis *r, int argc, const char **argv, const size_t *
     conn c = acquire(r);
     if (c.ctx == NULL)
         return NULL;
-    uint64_t t0 = tc__now_monotonic_us();
+    uint64_t t0 = tc_mono_us();
     redisReply *rep = redisCommandArgv(c.ctx, argc, argv, lens);
-    tc__hist_add(&r->m->redis_latency, tc__now_monotonic_us() - t0);
+    tc__hist_add(&r->m->redis_latency, tc_mono_us() - t0);
     if (!release(r, c, rep != NULL && c.ctx->err == 0)) {
         if (rep != NULL)
             freeReplyObject(rep);
@@ -463,8 +456,8 @@ redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc, cons
     const char *av[2 + TC_TAGS_MAX * 2 + 16];
     size_t al[2 + TC_TAGS_MAX * 2 + 16];
     char sha[41], nk[12];
-    if (argc + 3 > (int)(sizeof(av) / sizeof(av[0])))
-        return NULL;
+    TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
+    TC_ASSERT(nkeys >= 0 && nkeys <= argc && argc + 3 <= (int)TC_COUNTOF(av));
     snprintf(nk, sizeof(nk), "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&r->lock);

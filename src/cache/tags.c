@@ -103,6 +103,7 @@ void tc__tag_put(tc__tag *g)
         return;
     shard *s = shard_of(g->owner, g->hash);
     pthread_mutex_lock(&s->lock);
+    TC_ASSERT(g->refs > 0);
     if (--g->refs == 0) {
         tc__tag **pp = slot_of(s, g->hash);
         while (*pp != g)
@@ -129,6 +130,7 @@ void tc__tag_ref(tc__tag *g)
 {
     shard *s = shard_of(g->owner, g->hash);
     pthread_mutex_lock(&s->lock);
+    TC_ASSERT(g->refs > 0); /* a new reference to a tag someone holds */
     g->refs++;
     pthread_mutex_unlock(&s->lock);
 }

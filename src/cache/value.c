@@ -5,12 +5,10 @@
  * bytes. It is immutable once made, so readers on any thread need no lock;
  * the last tc_value_release() frees it.
  */
-#define _GNU_SOURCE /* CLOCK_MONOTONIC_COARSE */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -54,7 +52,9 @@ void tc_value_release(const tc_value *v)
     if (v == NULL)
         return;
     value_box *b = BOX(v);
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    unsigned refs = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+    TC_ASSERT(refs > 0);
+    if (refs == 1)
         free(b);
 }
 
@@ -64,35 +64,6 @@ void tc_hash_hex(uint64_t hash, char out[17])
     for (int i = 15; i >= 0; i--, hash >>= 4)
         out[i] = hex[hash & 0xf];
     out[16] = '\0';
-}
-
-uint64_t tc__now_monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* Linux's coarse clock; elsewhere the precise one (resolution 1 µs). */
-#ifdef CLOCK_MONOTONIC_COARSE
-#define COARSE CLOCK_MONOTONIC_COARSE
-#else
-#define COARSE CLOCK_MONOTONIC
-#endif
-
-uint64_t tc__now_coarse_us(void)
-{
-    struct timespec ts;
-    clock_gettime(COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t tc__coarse_res_us(void)
-{
-    struct timespec ts;
-    if (clock_getres(COARSE, &ts) != 0)
-        return 10000; /* 10 ms: coarser than any tick */
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + 1;
 }
 
 /* ---- output buffers ------------------------------------------------------ */

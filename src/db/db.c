@@ -17,8 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/cond.h"
+#include "base/time.h"
 #include "db/internal.h"
 
 const char *tc_db_strerror(int err)
@@ -61,13 +62,6 @@ typedef struct lat_hist {
 } lat_hist;
 
 static lat_hist latency[2][TC_DB_OPS]; /* [dialect - 1][op] */
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void lat_record(tc_db_dialect d, tc_db_op op, uint64_t us, bool failed)
 {
@@ -250,9 +244,9 @@ int tc_db_exec(tc_db *db, const char *sql, const tc_db_param *params, int n, int
         *changes = 0;
     if ((rc = check_call(db, sql, params, n)) != 0)
         return rc;
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     rc = db->ops->exec(db, sql, params, n, changes);
-    lat_record(db->dialect, TC_DB_OP_EXEC, now_us() - t0, rc < 0);
+    lat_record(db->dialect, TC_DB_OP_EXEC, tc_mono_us() - t0, rc < 0);
     return rc;
 }
 
@@ -264,12 +258,12 @@ int tc_db_query(tc_db *db, const char *sql, const tc_db_param *params, int n, tc
     *out = NULL;
     if ((rc = check_call(db, sql, params, n)) != 0)
         return rc;
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     rc = db->ops->query(db, sql, params, n, out);
     if (rc != 0 || *out == NULL) /* timed at tc_db_rows_free when it succeeded */
-        lat_record(db->dialect, TC_DB_OP_QUERY, now_us() - t0, true);
+        lat_record(db->dialect, TC_DB_OP_QUERY, tc_mono_us() - t0, true);
     else
-        (*out)->busy_us = now_us() - t0;
+        (*out)->busy_us = tc_mono_us() - t0;
     return rc;
 }
 
@@ -278,9 +272,9 @@ int tc_db_exec_script(tc_db *db, const char *sql)
     int rc;
     if ((rc = check_call(db, sql, NULL, 0)) != 0)
         return rc;
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     rc = db->ops->script(db, sql);
-    lat_record(db->dialect, TC_DB_OP_SCRIPT, now_us() - t0, rc < 0);
+    lat_record(db->dialect, TC_DB_OP_SCRIPT, tc_mono_us() - t0, rc < 0);
     return rc;
 }
 
@@ -288,9 +282,9 @@ int tc_db_rows_next(tc_db_rows *rows)
 {
     if (!rows)
         return TC_DB_EINVAL;
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     int rc = rows->db->ops->rows_next(rows);
-    rows->busy_us += now_us() - t0;
+    rows->busy_us += tc_mono_us() - t0;
     rows->failed |= rc < 0;
     return rc;
 }
@@ -368,10 +362,10 @@ int tc_db_begin(tc_db *db)
     tc_db__clear_error(db);
     if (db->in_tx)
         return tc_db__fail(db, TC_DB_ESTATE, "already in a transaction");
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     if ((rc = db->ops->begin(db)) == 0)
         db->in_tx = true;
-    lat_record(db->dialect, TC_DB_OP_BEGIN, now_us() - t0, rc < 0);
+    lat_record(db->dialect, TC_DB_OP_BEGIN, tc_mono_us() - t0, rc < 0);
     return rc;
 }
 
@@ -383,9 +377,9 @@ int tc_db_commit(tc_db *db)
     if (!db->in_tx)
         return tc_db__fail(db, TC_DB_ESTATE, "commit outside a transaction");
     db->in_tx = false; /* committed, or rolled back by the backend on failure */
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     int rc = db->ops->commit(db);
-    lat_record(db->dialect, TC_DB_OP_COMMIT, now_us() - t0, rc < 0);
+    lat_record(db->dialect, TC_DB_OP_COMMIT, tc_mono_us() - t0, rc < 0);
     return rc;
 }
 
@@ -397,9 +391,9 @@ int tc_db_rollback(tc_db *db)
     if (!db->in_tx)
         return 0;
     db->in_tx = false;
-    uint64_t t0 = now_us();
+    uint64_t t0 = tc_mono_us();
     int rc = db->ops->rollback(db);
-    lat_record(db->dialect, TC_DB_OP_ROLLBACK, now_us() - t0, rc < 0);
+    lat_record(db->dialect, TC_DB_OP_ROLLBACK, tc_mono_us() - t0, rc < 0);
     return rc;
 }
 
@@ -668,7 +662,7 @@ int tc_db__params_to_text(tc_db *db, const tc_db_param *params, int n, const cha
 
 struct tc_db_pool {
     pthread_mutex_t lock;
-    pthread_cond_t freed; /* signalled when a connection comes back */
+    tc_cond freed; /* signalled when a connection comes back */
     int size, nfree;
     tc_db **all;  /* every connection, for close */
     tc_db **free; /* a stack of the free ones */
@@ -677,7 +671,6 @@ struct tc_db_pool {
 tc_db_pool *tc_db_pool_open(const char *url, int size, int timeout_ms, char *err, size_t errlen)
 {
     tc_db_pool *pool;
-    pthread_condattr_t ca;
 
     if (size < 1) {
         tc_db__set_err(err, errlen, "pool size must be at least 1");
@@ -693,10 +686,7 @@ tc_db_pool *tc_db_pool_open(const char *url, int size, int timeout_ms, char *err
         return NULL;
     }
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pool->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    tc_cond_init(&pool->freed);
     for (; pool->size < size; pool->size++) {
         tc_db *db = tc_db_open(url, timeout_ms, err, errlen);
         if (!db) {
@@ -716,34 +706,24 @@ int tc_db_pool_size(const tc_db_pool *pool)
 
 int tc_db_pool_acquire(tc_db_pool *pool, int wait_ms, tc_db **out)
 {
-    struct timespec deadline;
     int rc = 0;
 
     *out = NULL;
     if (!pool)
         return TC_DB_EINVAL;
-    if (wait_ms > 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += wait_ms / 1000;
-        deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
-    uint64_t t0 = now_us();
+    tc_deadline until = tc_deadline_in_ms(wait_ms); /* used when wait_ms > 0 */
+    uint64_t t0 = tc_mono_us();
     pthread_mutex_lock(&pool->lock);
     while (pool->nfree == 0 && rc == 0) {
         if (wait_ms < 0)
-            pthread_cond_wait(&pool->freed, &pool->lock);
-        else if (wait_ms == 0 ||
-                 pthread_cond_timedwait(&pool->freed, &pool->lock, &deadline) == ETIMEDOUT)
+            tc_cond_wait(&pool->freed, &pool->lock);
+        else if (wait_ms == 0 || tc_cond_wait_until(&pool->freed, &pool->lock, until) == ETIMEDOUT)
             rc = pool->nfree == 0 ? TC_DB_ETIMEOUT : 0;
     }
     if (rc == 0)
         *out = pool->free[--pool->nfree];
     pthread_mutex_unlock(&pool->lock);
-    lat_record(pool->all[0]->dialect, TC_DB_OP_POOL_WAIT, now_us() - t0, rc != 0);
+    lat_record(pool->all[0]->dialect, TC_DB_OP_POOL_WAIT, tc_mono_us() - t0, rc != 0);
     return rc;
 }
 
@@ -762,7 +742,7 @@ void tc_db_pool_release(tc_db_pool *pool, tc_db *db)
         known &= pool->free[i] != db;
     if (known) {
         pool->free[pool->nfree++] = db;
-        pthread_cond_signal(&pool->freed);
+        tc_cond_signal(&pool->freed);
     }
     pthread_mutex_unlock(&pool->lock);
     if (!known) /* a caller bug: say so once, do not corrupt the free stack */
@@ -778,7 +758,7 @@ void tc_db_pool_close(tc_db_pool *pool)
                 pool->size - pool->nfree);
     for (int i = 0; i < pool->size; i++)
         tc_db_close(pool->all[i]);
-    pthread_cond_destroy(&pool->freed);
+    tc_cond_destroy(&pool->freed);
     pthread_mutex_destroy(&pool->lock);
     free(pool->all);
     free(pool->free);

@@ -18,8 +18,8 @@
  * emails are stored lowercased by the app (the UNIQUE constraint compares bytes).
  */
 #include <stdio.h>
-#include <time.h>
 
+#include "base/time.h"
 #include "db/internal.h"
 
 typedef struct step {
@@ -134,13 +134,6 @@ int tc_db_schema_latest(void)
     return migrations[NMIGRATIONS - 1].version;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int table_exists(tc_db *db, int *exists)
 {
     const char *sql = db->dialect == TC_DB_SQLITE
@@ -199,7 +192,7 @@ static int apply_locked(tc_db *db, const migration *m, int *ran)
             return tc_db__fail(db, rc, "migration %d step %d: %s", m->version, i + 1, msg);
         }
     }
-    p[1] = tc_db_int64(wall_ms());
+    p[1] = tc_db_int64(tc_wall_ms());
     if ((rc = tc_db_exec(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", p,
                          2, NULL)) != 0)
         return rc;

@@ -22,8 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/time.h"
 #include "db/internal.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -537,13 +537,6 @@ static int insert_posts(seed *s, int64_t author)
     return rc;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int tc_db_seed(tc_db *db, const tc_seed_opts *o, tc_seed_progress_fn progress, void *arg)
 {
     seed s = {.db = db, .o = o, .progress = progress, .arg = arg};
@@ -561,7 +554,7 @@ int tc_db_seed(tc_db *db, const tc_seed_opts *o, tc_seed_progress_fn progress, v
     s.per_user = o->activity_per_user ? o->activity_per_user : 100;
     s.posts = o->posts > 0 ? o->posts : o->posts < 0 ? 0 : 50;
     s.r.s = o->seed ? o->seed : 42;
-    s.now = o->now_ms ? o->now_ms : wall_ms();
+    s.now = o->now_ms ? o->now_ms : tc_wall_ms();
     s.total = 2 * (s.users + 2LL) + (s.users + 2LL) * s.per_user + s.posts;
 
     if ((rc = tc_db_begin(db)) != 0)

@@ -23,6 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/cond.h"
+#include "base/thread.h"
+#include "base/time.h"
+
 #define FLUSH_MS 100
 #define LINE_MAX_BYTES 2048
 #define VALUE_MAX 512 /* bytes of one value, as written */
@@ -32,13 +36,13 @@ struct tc_access_log {
     char *path;    /* NULL: stderr, never reopened */
     bool reopen;   /* under lock: a reopen was asked for */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    tc_cond wake;
     char *buf[2];
     size_t len[2];
     size_t cap;
     int cur;       /* the buffer being filled (under lock) */
     bool stopping; /* under lock */
-    pthread_t writer;
+    tc_thread writer;
     _Atomic uint64_t lines, dropped, write_errors;
 };
 
@@ -349,22 +353,9 @@ static void *writer_main(void *arg)
             l->len[full] = 0;
             continue;
         }
-        if (l->len[l->cur] == 0 && !l->stopping) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += FLUSH_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&l->wake, &l->lock, &ts);
-        } else if (!l->stopping && l->len[l->cur] < l->cap / 2) {
-            /* something to write, not urgent: let more lines join it */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += FLUSH_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&l->wake, &l->lock, &ts);
-        }
+        /* nothing to write, or nothing urgent (let more lines join it): wait a while */
+        if (!l->stopping && l->len[l->cur] < l->cap / 2)
+            tc_cond_wait_ms(&l->wake, &l->lock, FLUSH_MS);
         int full = l->cur;
         size_t n = l->len[full];
         bool stop = l->stopping;
@@ -413,14 +404,10 @@ tc_access_log *tc_access_log_open(const char *dest, size_t buffer_bytes, char *e
         }
     }
     pthread_mutex_init(&l->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+    tc_cond_init(&l->wake);
+    if (tc_thread_start(&l->writer, writer_main, l) != 0) {
         snprintf(err, errlen, "access log: cannot start its thread");
-        pthread_cond_destroy(&l->wake);
+        tc_cond_destroy(&l->wake);
         pthread_mutex_destroy(&l->lock);
         if (l->path != NULL)
             close(l->fd);
@@ -439,15 +426,11 @@ void tc_access_log_close(tc_access_log *l)
 {
     if (l == NULL)
         return;
-    pthread_mutex_lock(&l->lock);
-    l->stopping = true;
-    pthread_cond_signal(&l->wake);
-    pthread_mutex_unlock(&l->lock);
-    pthread_join(l->writer, NULL);
+    tc_thread_stop(&l->writer, &l->lock, &l->wake, &l->stopping);
     if (l->path != NULL)
         close(l->fd);
     free(l->path);
-    pthread_cond_destroy(&l->wake);
+    tc_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->lock);
     free(l->buf[0]);
     free(l->buf[1]);
@@ -460,7 +443,7 @@ void tc_access_log_reopen(tc_access_log *l)
         return;
     pthread_mutex_lock(&l->lock);
     l->reopen = true;
-    pthread_cond_signal(&l->wake);
+    tc_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -477,7 +460,7 @@ static void queue(tc_access_log *l, const char *line, size_t n)
     *len += n;
     bool urge = *len >= l->cap / 2 && *len - n < l->cap / 2;
     if (urge)
-        pthread_cond_signal(&l->wake);
+        tc_cond_signal(&l->wake);
     pthread_mutex_unlock(&l->lock);
     atomic_fetch_add_explicit(&l->lines, 1, memory_order_relaxed);
 }
@@ -487,12 +470,10 @@ void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, ui
 {
     if (l == NULL)
         return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     size_t plen;
     const char *path = tc_http_raw_path(x, &plen);
     tc_access_entry e = {
-        .time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+        .time_ms = tc_wall_ms(), /* a log line's time is the wall clock's */
         .method = tc_http_method(x),
         .path = path,
         .path_len = path != NULL ? plen : 0,

@@ -19,8 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "base/cond.h"
+#include "base/thread.h"
+#include "base/time.h"
 
 #define TAG_MAX 128
 #define AGAIN_MAX 16
@@ -33,16 +36,16 @@ struct tc_purger {
     socklen_t addrlen;
 
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    tc_cond cond;
     char **ring;
     int head, count;
     int in_flight; /* tags taken by the thread and not yet answered */
     bool stop;
     bool failing;           /* the last request failed: logged once until one succeeds */
     char *again[AGAIN_MAX]; /* joined tags of purges to send once more (repurge_ms) */
-    int64_t again_at[AGAIN_MAX];
+    tc_deadline again_at[AGAIN_MAX];
     int nagain;
-    pthread_t thread;
+    tc_thread thread;
     tc_purge_stats st;
 };
 
@@ -131,22 +134,15 @@ static bool header_token(const char *s)
 
 /* ---- one request ------------------------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits for fd to be ready for ev until deadline; false on timeout or error. */
-static bool wait_fd(int fd, short ev, int64_t deadline)
+static bool wait_fd(int fd, short ev, tc_deadline deadline)
 {
     for (;;) {
-        int64_t left = deadline - mono_ms();
-        if (left <= 0)
+        int left = tc_deadline_left_ms(deadline);
+        if (left == 0)
             return false;
         struct pollfd pfd = {.fd = fd, .events = ev};
-        int n = poll(&pfd, 1, (int)left);
+        int n = poll(&pfd, 1, left);
         if (n > 0)
             return (pfd.revents & (ev | POLLHUP)) != 0 && !(pfd.revents & POLLNVAL);
         if (n < 0 && errno != EINTR)
@@ -169,7 +165,7 @@ static int send_purge(tc_purger *p, const char *tags)
                      p->path, hostport, p->header, tags);
     if (n < 0 || (size_t)n >= sizeof(req))
         return -1;
-    int64_t deadline = mono_ms() + p->cfg.timeout_ms;
+    tc_deadline deadline = tc_deadline_in_ms(p->cfg.timeout_ms);
     int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -222,7 +218,7 @@ static int next_again(const tc_purger *p)
 {
     int best = -1;
     for (int i = 0; i < p->nagain; i++)
-        if (best < 0 || p->again_at[i] < p->again_at[best])
+        if (best < 0 || p->again_at[i].us < p->again_at[best].us)
             best = i;
     return best;
 }
@@ -236,18 +232,12 @@ static int wait_work(tc_purger *p)
             return -1;
         int i = next_again(p);
         if (i < 0) {
-            pthread_cond_wait(&p->cond, &p->lock);
+            tc_cond_wait(&p->cond, &p->lock);
             continue;
         }
-        int64_t left = p->again_at[i] - mono_ms();
-        if (left <= 0)
+        if (tc_deadline_expired(p->again_at[i]))
             return i;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = (int64_t)ts.tv_nsec + left * 1000000;
-        ts.tv_sec += (time_t)(ns / 1000000000);
-        ts.tv_nsec = (long)(ns % 1000000000);
-        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+        tc_cond_wait_until(&p->cond, &p->lock, p->again_at[i]);
     }
 }
 
@@ -308,10 +298,8 @@ static void *purge_main(void *arg)
         static const int backoff_ms[] = {0, 100, 400};
         int status = -1, tries = stopping ? 1 : 3, tried = 0;
         for (int i = 0; i < tries && !(status >= 200 && status < 300); i++, tried++) {
-            if (backoff_ms[i] > 0) {
-                struct timespec ts = {0, (long)backoff_ms[i] * 1000000L};
-                nanosleep(&ts, NULL);
-            }
+            if (backoff_ms[i] > 0)
+                tc_sleep_ms((uint64_t)backoff_ms[i]);
             status = send_purge(p, tags);
         }
         bool ok = status >= 200 && status < 300;
@@ -327,7 +315,7 @@ static void *purge_main(void *arg)
         p->failing = !ok;
         if (ok && !p->stop && p->cfg.repurge_ms > 0 && p->nagain < AGAIN_MAX &&
             (p->again[p->nagain] = strdup(tags)) != NULL)
-            p->again_at[p->nagain++] = mono_ms() + p->cfg.repurge_ms;
+            p->again_at[p->nagain++] = tc_deadline_in_ms(p->cfg.repurge_ms);
         bool give_up = !ok && p->stop;
         if (give_up) { /* stopping and the cache does not answer: drop the rest */
             while (p->count > 0) {
@@ -397,10 +385,10 @@ tc_purger *tc_purger_start(const tc_purge_config *cfg, int *err)
     if ((p->ring = calloc((size_t)p->cfg.queue_max, sizeof(char *))) == NULL)
         goto fail;
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    if (pthread_create(&p->thread, NULL, purge_main, p) != 0) {
+    tc_cond_init(&p->cond);
+    if (tc_thread_start(&p->thread, purge_main, p) != 0) {
         pthread_mutex_destroy(&p->lock);
-        pthread_cond_destroy(&p->cond);
+        tc_cond_destroy(&p->cond);
         e = TC_HTTP_ESTART;
         goto fail;
     }
@@ -443,7 +431,7 @@ int tc_purger_tag(tc_purger *p, const char *tag)
             p->ring[(p->head + p->count) % p->cfg.queue_max] = copy;
             p->count++;
             p->st.queued++;
-            pthread_cond_signal(&p->cond);
+            tc_cond_signal(&p->cond);
         }
     }
     bool log_drop = rc != 0 && (p->st.dropped & (p->st.dropped - 1)) == 0; /* 1, 2, 4, 8, ... */
@@ -470,15 +458,11 @@ void tc_purger_stop(tc_purger *p)
 {
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
+    tc_thread_stop(&p->thread, &p->lock, &p->cond, &p->stop);
     for (int i = 0; i < p->nagain; i++) /* second purges not yet due are skipped */
         free(p->again[i]);
     pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
+    tc_cond_destroy(&p->cond);
     free(p->ring);
     free(p);
 }

@@ -47,7 +47,7 @@
  * worker queue (every blocking function returns and resumes its connection),
  * then stop libmicrohttpd, then the watchdog.
  */
-#define _GNU_SOURCE /* CLOCK_MONOTONIC_COARSE, accept4 flags in glibc headers */
+#define _GNU_SOURCE /* accept4 flags in glibc headers */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -65,31 +65,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
-/* ------------------------------------------------------------------------ */
-/* Clock                                                                    */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-#ifdef CLOCK_MONOTONIC_COARSE
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-#else
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void) /* for request durations: the coarse clock ticks in 4 ms */
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
+#include "base/assert.h"
+#include "base/cond.h"
+#include "base/thread.h"
+#include "base/time.h"
 
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
@@ -102,7 +85,7 @@ typedef struct conn_track {
     struct conn_track *prev, *next;
     int fd;
     _Atomic int phase;
-    _Atomic int64_t since_ms;
+    _Atomic uint64_t since_ms; /* tc_mono_coarse_ms() when the phase began */
     bool killed; /* under conns_lock */
     char addr[INET6_ADDRSTRLEN]; /* the peer, as text ("" if unknown); set at connect */
 } conn_track;
@@ -172,7 +155,8 @@ struct tc_http_exchange {
     void (*user_free)(void *);
 
     /* for on_done */
-    int64_t t0_us;               /* request line read */
+    uint64_t t0_us;              /* request line read (tc_mono_us: the coarse clock
+                                    ticks in 4 ms, too coarse for request durations) */
     _Atomic(const char *) route; /* tc_http_set_route; static strings only */
     int sent_status;             /* set by send_response */
     uint64_t sent_bytes;
@@ -193,7 +177,7 @@ struct tc_http_server {
 
     /* worker queue */
     pthread_mutex_t qlock;
-    pthread_cond_t qcond;
+    tc_cond qcond;
     tc_http_exchange **ring;
     int qcap, qhead, qcount;
     tc_http_exchange *ready, *ready_tail; /* unparked: run before the ring */
@@ -204,11 +188,10 @@ struct tc_http_server {
 
     /* watchdog */
     pthread_mutex_t conns_lock;
-    pthread_cond_t wd_cond;
+    tc_cond wd_cond;
     conn_track *conns;
     bool wd_stop;
-    bool wd_started;
-    pthread_t watchdog;
+    tc_thread watchdog;
 
     /* stats */
     _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle, n_parked;
@@ -325,7 +308,9 @@ static void exchange_free(tc_http_exchange *x)
 
 static void exchange_release(tc_http_exchange *x)
 {
-    if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1)
+    int refs = atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel);
+    TC_ASSERT(refs > 0);
+    if (refs == 1)
         exchange_free(x);
 }
 
@@ -610,6 +595,9 @@ int tc_http_offload(tc_http_exchange *x, tc_http_blocking_fn fn)
 static enum MHD_Result send_response(tc_http_exchange *x)
 {
     tc_http_server *s = x->srv;
+    /* from access call #1 (a refusal), the last body call, or after the worker: once */
+    int st = atomic_load_explicit(&x->state, memory_order_relaxed);
+    TC_ASSERT(st == X_HEADERS || st == X_BODY || st == X_WORKER_DONE);
     struct MHD_Response *r = NULL;
     uint64_t body_bytes =
         x->body_kind == B_NONE || x->method_id == TC_HTTP_M_HEAD ? 0 : x->resp_len;
@@ -710,11 +698,12 @@ static void park_done(tc_http_exchange *x)
     else
         s->ready = x;
     s->ready_tail = x;
+    TC_ASSERT(s->nparked > 0); /* its worker counted it before its part of the rendezvous */
     s->nparked--;
     if (s->qclosed) /* stopping: the workers waiting for the last one may exit after it */
-        pthread_cond_broadcast(&s->qcond);
+        tc_cond_broadcast(&s->qcond);
     else
-        pthread_cond_signal(&s->qcond);
+        tc_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
 }
 
@@ -733,10 +722,18 @@ void tc_http_park_cancel(tc_http_exchange *x)
         x->parked = x->parked_once = false;
 }
 
+/* One of the two parties of a park is done with it; the last one requeues it. */
+static void park_party_done(tc_http_exchange *x)
+{
+    int parties = atomic_fetch_sub(&x->park_parties, 1);
+    TC_ASSERT(parties == 1 || parties == 2);
+    if (parties == 1)
+        park_done(x);
+}
+
 void tc_http_unpark(tc_http_exchange *x)
 {
-    if (atomic_fetch_sub(&x->park_parties, 1) == 1)
-        park_done(x);
+    park_party_done(x);
 }
 
 static void *worker_main(void *arg)
@@ -745,7 +742,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&s->qlock);
     for (;;) {
         while (s->qcount == 0 && s->ready == NULL && !(s->qclosed && s->nparked == 0))
-            pthread_cond_wait(&s->qcond, &s->qlock);
+            tc_cond_wait(&s->qcond, &s->qlock);
         tc_http_exchange *x;
         if (s->ready != NULL) {
             x = s->ready;
@@ -766,11 +763,11 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&s->qlock);
             s->nparked++; /* before our part of the rendezvous: park_done undoes it */
             pthread_mutex_unlock(&s->qlock);
-            if (atomic_fetch_sub(&x->park_parties, 1) == 1)
-                park_done(x);
+            park_party_done(x);
             pthread_mutex_lock(&s->qlock);
             continue;
         }
+        TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_OFFLOADED);
         struct MHD_Connection *conn = x->conn;
         atomic_store_explicit(&x->state, X_WORKER_DONE, memory_order_release);
         MHD_resume_connection(conn);
@@ -792,13 +789,14 @@ static int offload(tc_http_exchange *x)
         pthread_mutex_unlock(&s->qlock);
         return -1;
     }
+    TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_BODY);
     atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed);
     atomic_store_explicit(&x->state, X_OFFLOADED, memory_order_relaxed);
     /* suspend before a worker can see it: the resume must follow the suspend */
     MHD_suspend_connection(x->conn);
     s->ring[(s->qhead + s->qcount) % s->qcap] = x;
     s->qcount++;
-    pthread_cond_signal(&s->qcond);
+    tc_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
     atomic_fetch_add_explicit(&s->n_offloaded, 1, memory_order_relaxed);
     return 0;
@@ -833,7 +831,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     memset(x, 0, offsetof(tc_http_exchange, inline_buf));
     x->srv = s;
     x->conn = c;
-    x->t0_us = now_us();
+    x->t0_us = tc_mono_us();
     atomic_init(&x->refs, 1);
     atomic_init(&x->state, X_HEADERS);
     size_t n = strlen(uri);
@@ -850,7 +848,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     x->ct = ci ? ci->socket_context : NULL;
     if (x->ct) {
-        atomic_store_explicit(&x->ct->since_ms, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&x->ct->since_ms, tc_mono_coarse_ms(), memory_order_relaxed);
         atomic_store_explicit(&x->ct->phase, PH_RECEIVING, memory_order_release);
     }
     atomic_fetch_add_explicit(&s->n_in_flight, 1, memory_order_relaxed);
@@ -876,11 +874,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         } else {
             x->no_response = true;
         }
-        int64_t took = now_us() - x->t0_us;
-        s->cfg.on_done(s->cfg.ctx, x, status, took > 0 ? (uint64_t)took : 0);
+        s->cfg.on_done(s->cfg.ctx, x, status, tc_mono_us() - x->t0_us);
     }
     if (x->ct) {
-        atomic_store_explicit(&x->ct->since_ms, now_ms(), memory_order_relaxed);
+        atomic_store_explicit(&x->ct->since_ms, tc_mono_coarse_ms(), memory_order_relaxed);
         atomic_store_explicit(&x->ct->phase, PH_IDLE, memory_order_release);
     }
     atomic_fetch_sub_explicit(&s->n_in_flight, 1, memory_order_relaxed);
@@ -900,7 +897,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         t->fd = ci ? ci->connect_fd : -1;
         peer_text(c, t->addr);
         atomic_init(&t->phase, PH_IDLE);
-        atomic_init(&t->since_ms, now_ms());
+        atomic_init(&t->since_ms, tc_mono_coarse_ms());
         pthread_mutex_lock(&s->conns_lock);
         t->next = s->conns;
         if (s->conns)
@@ -1122,20 +1119,16 @@ static void *watchdog_main(void *arg)
         tick = 250;
     pthread_mutex_lock(&s->conns_lock);
     while (!s->wd_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += (long)tick * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&s->wd_cond, &s->conns_lock, &ts);
+        tc_cond_wait_ms(&s->wd_cond, &s->conns_lock, tick);
         if (s->wd_stop)
             break;
-        int64_t now = now_ms();
+        uint64_t now = tc_mono_coarse_ms();
         for (conn_track *t = s->conns; t; t = t->next) {
             if (t->killed || t->fd < 0)
                 continue;
             int ph = atomic_load_explicit(&t->phase, memory_order_acquire);
-            int64_t age = now - atomic_load_explicit(&t->since_ms, memory_order_relaxed);
+            /* negative when the phase began after now was read */
+            int64_t age = (int64_t)(now - atomic_load_explicit(&t->since_ms, memory_order_relaxed));
             if (ph == PH_IDLE && age > idle) {
                 atomic_fetch_add_explicit(&s->n_idle, 1, memory_order_relaxed);
             } else if (ph == PH_RECEIVING && age > req) {
@@ -1212,7 +1205,7 @@ static void stop_workers(tc_http_server *s)
 {
     pthread_mutex_lock(&s->qlock);
     s->qclosed = true;
-    pthread_cond_broadcast(&s->qcond);
+    tc_cond_broadcast(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
     for (int i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i], NULL);
@@ -1221,14 +1214,7 @@ static void stop_workers(tc_http_server *s)
 
 static void stop_watchdog(tc_http_server *s)
 {
-    if (!s->wd_started)
-        return;
-    pthread_mutex_lock(&s->conns_lock);
-    s->wd_stop = true;
-    pthread_cond_signal(&s->wd_cond);
-    pthread_mutex_unlock(&s->conns_lock);
-    pthread_join(s->watchdog, NULL);
-    s->wd_started = false;
+    tc_thread_stop(&s->watchdog, &s->conns_lock, &s->wd_cond, &s->wd_stop);
 }
 
 static void server_free(tc_http_server *s)
@@ -1236,9 +1222,9 @@ static void server_free(tc_http_server *s)
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     pthread_mutex_destroy(&s->qlock);
-    pthread_cond_destroy(&s->qcond);
+    tc_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->conns_lock);
-    pthread_cond_destroy(&s->wd_cond);
+    tc_cond_destroy(&s->wd_cond);
     free(s->ring);
     free(s->workers);
     free(s);
@@ -1260,13 +1246,9 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     s->cfg.bind_address = NULL; /* not kept */
     s->listen_fd = -1;
     pthread_mutex_init(&s->qlock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
+    tc_cond_init(&s->qcond);
     pthread_mutex_init(&s->conns_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->wd_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    tc_cond_init(&s->wd_cond);
     s->qcap = cfg->queue_max;
     s->ring = calloc((size_t)s->qcap, sizeof *s->ring);
     s->workers = calloc((size_t)cfg->workers, sizeof *s->workers);
@@ -1284,9 +1266,8 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     for (; s->nworkers < cfg->workers; s->nworkers++)
         if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
             goto fail;
-    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0)
+    if (tc_thread_start(&s->watchdog, watchdog_main, s) != 0)
         goto fail;
-    s->wd_started = true;
 
     /* libmicrohttpd's own timeout is a backstop (whole seconds, restarted by
      * activity); the watchdog enforces the real limits. */
@@ -1331,12 +1312,6 @@ int tc_http_port(const tc_http_server *s)
     return s->port;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 int tc_http_stop(tc_http_server *s)
 {
     if (s == NULL)
@@ -1348,9 +1323,9 @@ int tc_http_stop(tc_http_server *s)
     else
         log_line(s, "cannot quiesce: the listener stays open until the end of the stop");
     s->listen_fd = -1; /* closed above, or libmicrohttpd closes it in MHD_stop_daemon */
-    int64_t deadline = now_ms() + s->cfg.stop_timeout_ms;
-    while (atomic_load(&s->n_in_flight) > 0 && now_ms() < deadline)
-        sleep_ms(5);
+    tc_deadline until = tc_deadline_in_ms(s->cfg.stop_timeout_ms);
+    while (atomic_load(&s->n_in_flight) > 0 && !tc_deadline_expired(until))
+        tc_sleep_ms(5);
     int64_t cut = atomic_load(&s->n_in_flight);
     stop_workers(s); /* every suspended connection is resumed by its worker */
     MHD_stop_daemon(s->mhd);

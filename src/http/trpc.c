@@ -226,7 +226,7 @@ static bool query_get(const char *q, size_t qn, const char *name, const char **v
 
 void tc_trpc_limits_init(tc_trpc_limits *l)
 {
-    l->max_calls = 64;
+    l->max_calls = TC_TRPC_BATCH_MAX;
     l->max_input_bytes = 1024 * 1024;
     l->max_depth = 64;
 }

@@ -85,8 +85,12 @@ typedef enum tc_trpc_method {
     TC_TRPC_POST,    /* mutations */
 } tc_trpc_method;
 
+/* Procedures in one batch: the default of max_calls, and what a caller's per-call
+ * arrays must hold when it keeps that default. */
+#define TC_TRPC_BATCH_MAX 64
+
 typedef struct tc_trpc_limits {
-    size_t max_calls;       /* procedures in one batch; default 64 */
+    size_t max_calls;       /* procedures in one batch; default TC_TRPC_BATCH_MAX */
     size_t max_input_bytes; /* JSON text of the input (query or body); default 1 MiB */
     int max_depth;          /* nesting of arrays/objects in the input; default 64 */
 } tc_trpc_limits;

@@ -1,10 +1,12 @@
 // The API end to end, against SQLite and against PostgreSQL: every procedure's success and
 // error classes, the seed's cache validation (Redis keys and TTLs, invalidation on update,
-// billing events, blog publish/edit), sessions, and no cross-user leak under concurrency.
+// billing events, blog publish/edit), billing events out of order (an older one never
+// overwrites newer state), sessions, and no cross-user leak under concurrency (each user
+// reads their own subscription, under their own key sub:{id}).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, call, login, redis, sign, sleep, DEMO_PASSWORD } from './lib.mjs';
+import { startServer, call, login, redis, sign, sleep, postBilling, eventTime, subState, DEMO_PASSWORD } from './lib.mjs';
 import { scrape, value } from './prom.mjs';
 
 for (const kind of ['sqlite', 'pg']) {
@@ -214,8 +216,71 @@ for (const kind of ['sqlite', 'pg']) {
       assert.equal((await post(junk, await sign(junk))).status, 400);
     });
 
-    it('no cross-user leak: two users hammering the same procedures concurrently', async () => {
+    it('billing: an older event delivered after a newer one never overwrites it, for every event type', async () => {
+      // billing.c applies an event only if it is not older (by "created") than what the
+      // subscription reflects. For each type the webhook applies, the older event is of that
+      // type and arrives last; each case has a user of its own. t0 < t1 < t2 (unix s).
+      const t0 = eventTime(), t1 = t0 + 60, t2 = t0 + 120;
+      const day = 86400000, e0 = Date.now() + 10 * day, e1 = e0 + 10 * day, e2 = e0 + 20 * day;
+      const sub = (type, data) => ({ type, data });
+      const cases = [
+        { type: 'subscription.created', email: 'user10@example.com',
+          newer: sub('subscription.created', { planId: 'team', status: 'active', currentPeriodEnd: e2, seats: 9 }),
+          older: sub('subscription.created', { planId: 'pro', status: 'trialing', currentPeriodEnd: e1, seats: 2 }),
+          want: { plan: 'team', status: 'active', seats: 9, currentPeriodEnd: e2 } },
+        { type: 'subscription.updated', email: 'user11@example.com',
+          newer: sub('subscription.updated', { planId: 'team', status: 'past_due', currentPeriodEnd: e2, seats: 3 }),
+          older: sub('subscription.updated', { planId: 'pro', status: 'active', currentPeriodEnd: e1, seats: 1 }),
+          want: { plan: 'team', status: 'past_due', seats: 3, currentPeriodEnd: e2 } },
+        { type: 'subscription.canceled', email: 'user12@example.com',
+          newer: sub('subscription.updated', { planId: 'pro', status: 'active', currentPeriodEnd: e2, seats: 2 }),
+          older: sub('subscription.canceled', {}),
+          want: { plan: 'pro', status: 'active', seats: 2, currentPeriodEnd: e2 } },
+        { type: 'invoice.paid', email: 'user13@example.com',
+          base: sub('subscription.updated', { planId: 'pro', status: 'past_due', currentPeriodEnd: e0, seats: 4 }),
+          newer: sub('invoice.paid', { currentPeriodEnd: e2 }),
+          older: sub('invoice.paid', { currentPeriodEnd: e1 }),
+          want: { plan: 'pro', status: 'active', seats: 4, currentPeriodEnd: e2 } },
+        { type: 'invoice.paid (after a cancellation)', email: 'user14@example.com',
+          base: sub('subscription.updated', { planId: 'team', status: 'active', currentPeriodEnd: e0, seats: 5 }),
+          newer: sub('subscription.canceled', {}),
+          older: sub('invoice.paid', { currentPeriodEnd: e1 }),
+          want: { plan: 'team', status: 'canceled', seats: 5, currentPeriodEnd: e0 } },
+      ];
+      let n = 0;
+      const deliver = async (u, ev, created) => {
+        const body = { id: `evt_${kind}_order_${++n}`, type: ev.type, created, data: { userId: u.user.id, ...ev.data } };
+        const r = await postBilling(srv, body);
+        const text = await r.text();
+        assert.equal(r.status, 200, `${ev.type} at ${created}: ${text}`);
+        assert.deepEqual(JSON.parse(text), { received: true });
+      };
+      for (const c of cases) {
+        const u = await login(srv, c.email);
+        if (c.base) await deliver(u, c.base, t0);
+        await deliver(u, c.newer, t2);
+        const before = await call(srv, 'subscription.get', { token: u.token });
+        assert.deepEqual(subState(before.body.result.data), c.want, `${c.type}: the newer event applied`);
+        await deliver(u, c.older, t1);
+        const after = await call(srv, 'subscription.get', { token: u.token });
+        assert.match(after.headers.get('cache-status'), /fwd=miss/, `${c.type}: read from the database after the older event`);
+        assert.deepEqual(subState(after.body.result.data), c.want, `${c.type}: an older event overwrote newer state`);
+      }
+    });
+
+    it('no cross-user leak: two users hammering the same procedures concurrently, each gets their own subscription', async () => {
       const other = await login(srv, 'user2@example.com');
+      // Two subscriptions nobody could take for each other's, set by signed billing events.
+      const t = eventTime(), end = Date.now() + 20 * 86400000;
+      const want = new Map([
+        [demo.user.id, { plan: 'pro', status: 'active', seats: 2, currentPeriodEnd: end }],
+        [other.user.id, { plan: 'team', status: 'trialing', seats: 6, currentPeriodEnd: end + 86400000 }],
+      ]);
+      for (const [uid, w] of want) {
+        const r = await postBilling(srv, { id: `evt_${kind}_leak_${uid}`, type: 'subscription.updated', created: t,
+          data: { userId: uid, planId: w.plan, status: w.status, currentPeriodEnd: w.currentPeriodEnd, seats: w.seats } });
+        assert.equal(r.status, 200, await r.text());
+      }
       const who = [demo, other];
       const reqs = [];
       for (let i = 0; i < 200; i++) {
@@ -227,7 +292,16 @@ for (const kind of ['sqlite', 'pg']) {
         assert.equal(r.status, 200);
         const d = r.body.result.data;
         if (path === 'user.me') assert.equal(d.id, u.user.id);
-        if (path === 'dashboard.summary') assert.equal(d.userId, u.user.id);
+        if (path === 'subscription.get') {
+          assert.deepEqual(subState(d), want.get(u.user.id), `subscription.get as ${u.user.email}: their own subscription`);
+        }
+        if (path === 'dashboard.summary') {
+          assert.equal(d.userId, u.user.id);
+          assert.deepEqual(subState(d.subscription), want.get(u.user.id), `the dashboard of ${u.user.email}`);
+        }
+      }
+      for (const u of who) {
+        assert.equal(redis('EXISTS', `${srv.prefix}sub:${u.user.id}`), '1', `Redis key ${srv.prefix}sub:${u.user.id}`);
       }
       const anon = await call(srv, 'dashboard.summary');
       assert.equal(anon.status, 401);

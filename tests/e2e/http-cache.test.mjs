@@ -1,6 +1,7 @@
 // HTTP cache semantics of every route, against the real server over raw HTTP/1.1:
 //   - a table of every route class with its exact Cache-Control and Vary (and no public,
 //     s-maxage or must-revalidate on anything authenticated; tags only on public classes);
+//   - every batch mixing a personal query with a public one, in both orders: private;
 //   - the 304 matrix (strong, weak, list, `*`, If-None-Match with If-Modified-Since) on a
 //     private query, a public query, a public page, a personal page and a static asset; the
 //     304 repeats Cache-Control, ETag, Vary and Cache-Status and has no body;
@@ -14,7 +15,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
 import { startServer, call, login, sign, DEMO_PASSWORD } from './lib.mjs';
-import { raw, assetUrls, comparable } from './http-lib.mjs';
+import { raw, assetUrls, comparable, mixedBatches, checkMixedBatch } from './http-lib.mjs';
 
 const STATIC_CC = 'public, max-age=31536000, immutable';
 const PRIVATE_CC = 'private, max-age=30';
@@ -110,6 +111,19 @@ describe('HTTP cache semantics', () => {
       if (/no-store/.test(cc)) assert.equal(r.headers.etag, undefined, `${name}: no ETag on no-store`);
       if (method === 'GET' && path.startsWith('/trpc/') && status === 200) {
         assert.match(r.headers['cache-status'], /^tiercache; (hit; ttl=-?\d+; detail=l[12](-stale)?|fwd=miss; stored; ttl=\d+)$/, `${name}: Cache-Status`);
+      }
+    }
+  });
+
+  it('a batch mixing personal and public calls is private whichever order they come in, for each user', async () => {
+    // The answer is personal if any call is: a public call last must not make it public.
+    for (const b of mixedBatches(slug)) {
+      for (const [u, creds] of [[demo, { authorization: `Bearer ${demo.token}` }], [other, { cookie: `session=${other.token}` }]]) {
+        const what = `${b.name} as ${u.user.email}`;
+        const r = await get(b.path, creds);
+        checkMixedBatch(r, b, u, slug, what);
+        assert.equal(r.headers['cache-control'], PRIVATE_CC, `${what}: Cache-Control`);
+        assert.match(r.headers.etag ?? '', /^"[0-9a-f]{16}"$/, `${what}: ETag`);
       }
     }
   });

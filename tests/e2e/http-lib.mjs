@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync, chmodSync, existsSync
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep } from './lib.mjs';
+import assert from 'node:assert/strict';
+import { freePort, sleep, subState } from './lib.mjs';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -30,6 +31,47 @@ export function raw(base, method, path, headers = {}, body = undefined) {
     if (body !== undefined) r.write(body);
     r.end();
   });
+}
+
+// Every tRPC batch that mixes a personal query with a public one: each private procedure
+// with each public one, in both orders, and a private call between two public ones.
+// [{ name, procs, path }]; slug: a published post's.
+export function mixedBatches(slug) {
+  const priv = ['user.me', 'subscription.get', 'dashboard.summary'].map((p) => [p]);
+  const pub = [['blog.list', { limit: 2 }], ['blog.bySlug', { slug }]];
+  const make = (calls) => {
+    const input = {};
+    calls.forEach(([, i], k) => { if (i !== undefined) input[k] = i; });
+    const procs = calls.map(([p]) => p);
+    return { name: procs.join(','), procs, path: `/trpc/${procs.join(',')}?batch=1&input=${encodeURIComponent(JSON.stringify(input))}` };
+  };
+  const out = [];
+  for (const p of priv) for (const q of pub) out.push(make([p, q]), make([q, p]));
+  out.push(make([pub[0], priv[0], pub[1]]));
+  return out;
+}
+
+// Checks a mixed batch's answer: every call's data — the personal ones u's own (wantSub: u's
+// subscription as subState() gives it, when the test made it distinct) — then Cache-Control
+// private (never public or s-maxage), Vary on the credentials, and no cache tags.
+export function checkMixedBatch(r, batch, u, slug, what, wantSub) {
+  assert.equal(r.status, 200, `${what}: status (${r.body.toString().slice(0, 200)})`);
+  const out = JSON.parse(r.body.toString());
+  assert.equal(out.length, batch.procs.length, what);
+  batch.procs.forEach((p, i) => {
+    const d = out[i].result?.data;
+    assert.ok(d, `${what}: call ${i} (${p}) failed: ${JSON.stringify(out[i]).slice(0, 200)}`);
+    if (p === 'user.me') assert.equal(d.email, u.user.email, `${what}: ${p} of another user`);
+    if (p === 'dashboard.summary') assert.equal(d.userId, u.user.id, `${what}: ${p} of another user`);
+    if (p === 'subscription.get' && wantSub) assert.deepEqual(subState(d), wantSub, `${what}: ${p} of another user`);
+    if (p === 'blog.list') assert.ok(Array.isArray(d.items) && d.items.length > 0, `${what}: ${p}`);
+    if (p === 'blog.bySlug') assert.equal(d.slug, slug, `${what}: ${p}`);
+  });
+  const cc = r.headers['cache-control'] ?? '';
+  assert.match(cc, /(^|, )private(,|$)/, `${what}: Cache-Control ${cc}`);
+  assert.doesNotMatch(cc, /public|s-maxage/, `${what}: Cache-Control ${cc}`);
+  assert.equal(r.headers.vary, 'Authorization, Cookie', `${what}: Vary`);
+  assert.equal(r.headers.xkey, undefined, `${what}: a private answer names no cache tags`);
 }
 
 // The fingerprinted asset URLs a page references.

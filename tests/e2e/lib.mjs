@@ -146,4 +146,20 @@ export function sign(body, secret = WEBHOOK_SECRET, t = Math.floor(Date.now() / 
     `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`);
 }
 
+// POSTs a billing event (an object, or the exact body as a string) to the webhook, signed
+// with the test secret now; returns the fetch Response.
+export async function postBilling(srv, ev) {
+  const body = typeof ev === 'string' ? ev : JSON.stringify(ev);
+  return fetch(`${srv.base}/webhooks/billing`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'billing-signature': await sign(body) }, body,
+  });
+}
+
+// A billing event's "created" (unix s) no earlier than anything the seed wrote: the seed's
+// subscriptions were updated before it ran, so an event created now or later is newer.
+export const eventTime = () => Math.ceil(Date.now() / 1000);
+
+// What tells two subscriptions apart in a subscription.get answer.
+export const subState = (d) => ({ plan: d.plan.id, status: d.status, seats: d.seats, currentPeriodEnd: d.currentPeriodEnd });
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

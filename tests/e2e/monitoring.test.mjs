@@ -1,10 +1,12 @@
 // Monitoring end to end (issue 5): /metrics counters move exactly as the traffic says (N hits,
 // M misses, an L2 hit on a second instance, one stale read and one refresh, one invalidation per
 // mutation, the bus), route labels stay bounded, the format passes promtool, who may read
-// /metrics and the feed, the page's access rules, the access log, and `tiercache stats`.
+// /metrics and the feed, the page's access rules, the access log, and `tiercache stats`; and
+// the two ways concurrent requests for one value share its load: parking (a query's key) and
+// the engine's single-flight (a session).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -314,7 +316,9 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
 
 describe('monitoring: a stampede on an invalidated key', () => {
   // Every database use waits 300 ms (--test-db-delay-ms), so 40 reads sent at once all
-  // arrive while the first one's load is running.
+  // arrive while the first one's load is running. What this proves is request parking
+  // (tc_await_flight + tc_http_park): it fails without it, and passes with the engine's
+  // single-flight disabled; the session stampede below is the one that needs single-flight.
   let S, demo;
   before(async () => {
     S = await startServer({ db: 'sqlite', extra: ['--test-db-delay-ms', '300'] });
@@ -340,6 +344,61 @@ describe('monitoring: a stampede on an invalidated key', () => {
     // what it stored afterwards, instead of holding a worker each to wait for it (only
     // those that raced the leader to the cache wait in it: coalesced)
     assert.ok(delta(m0, m1, 'tiercache_http_parked_total') >= 1, 'some arrived while it ran');
+  });
+});
+
+describe("monitoring: a stampede on a session nobody has looked up yet: the engine's single-flight", () => {
+  // Unlike a query's key, a session lookup does not park (docs/architecture.md): a worker that
+  // needs a session another worker is loading waits for it in tc_get_or_load's flight. On
+  // PostgreSQL, so that the sessions table can be held locked: the first lookup then stays in
+  // the database, for as long as the test says, while every request that needs the same
+  // session is on a worker. Only the engine's single-flight keeps those from querying too.
+  // N = WORKERS - 1 requests: /metrics is formatted on a worker, and one stays free for it.
+  const WORKERS = 5, N = WORKERS - 1;
+  let S, token;
+  before(async () => {
+    S = await startServer({ db: 'pg', extra: ['--workers', String(WORKERS)] });
+    token = (await login(S, 'user3@example.com')).token; // the session is in the database, not cached
+  });
+  after(async () => { assert.equal(await S.stop(), 0); });
+
+  const psql = (sql) => execFileSync('psql', ['-X', '-qAt', '-d', S.db.url, '-c', sql]).toString().trim();
+  // backends of this database waiting for a lock in a statement that reads the sessions table
+  const waiting = () => Number(psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() " +
+    "AND wait_event_type = 'Lock' AND query LIKE '%FROM sessions %'"));
+
+  it(`${N} concurrent requests with one new session: one session query, the other workers wait in its flight`, async () => {
+    const holder = spawn('psql', ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-d', S.db.url], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    holder.stdout.on('data', (d) => { out += d; });
+    holder.stderr.on('data', (d) => { out += d; });
+    const exited = new Promise((r) => holder.once('exit', r));
+    let all, m0;
+    try {
+      holder.stdin.write("BEGIN;\nLOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+      assert.ok(await until(() => out.includes('locked'), 10000), `psql did not lock the sessions table: ${out}`);
+      m0 = await scrape(S);
+      all = Promise.all(Array.from({ length: N }, () => call(S, 'user.me', { token })));
+      // Every request is on a worker (in flight besides the scrape itself, none queued: none can
+      // be answered without the session) and the first lookup is in the database. Bounded: the
+      // server gives up on both after 5 s (statement_timeout, wait_timeout_ms).
+      const onWorkers = async () => {
+        const sm = (await scrape(S)).samples;
+        return value(sm, 'tiercache_http_in_flight_requests') === N + 1 && value(sm, 'tiercache_http_queued_requests') === 0;
+      };
+      assert.ok(await until(async () => (await onWorkers()) && waiting() >= 1, 4000),
+        'every request reached a worker while the first session lookup was in the database');
+      assert.equal(waiting(), 1, 'one session query reached the database while every request needed the session');
+    } finally {
+      holder.stdin.end('COMMIT;\n');
+      await exited;
+    }
+    const rs = await all;
+    const m1 = await scrape(S);
+    assert.deepEqual([...new Set(rs.map((r) => r.status))], [200]);
+    assert.deepEqual([...new Set(rs.map((r) => r.body.result.data.email))], ['user3@example.com']);
+    assert.equal(delta(m0, m1, 'tiercache_cache_misses_total', { namespace: 'session' }), 1, 'one session load');
+    assert.ok(delta(m0, m1, 'tiercache_cache_coalesced_total', { namespace: 'session' }) >= 1, 'the others waited in its flight');
   });
 });
 

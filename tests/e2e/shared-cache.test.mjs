@@ -2,14 +2,16 @@
 // (xkey tag purges) and nginx with deploy/nginx.conf (proxy_cache), each started here on a
 // loopback port in a temp dir (plain child processes as root, not system services).
 // Proves: authenticated responses are never served to another user or to an anonymous
-// request (bearer and cookie, API and pages, sequential and concurrent); public blog
-// responses are cached (the second request is a HIT); publishing or updating a post purges
-// exactly its tags from Varnish through xkey, so the next request is a MISS with the new
-// content, while other posts stay cached; deception paths are never stored.
+// request (bearer and cookie, API and pages, sequential and concurrent), each user gets their
+// own subscription, and a batch mixing personal and public calls, in either order, is never
+// served from the shared cache to another user; public blog responses are cached (the
+// second request is a HIT); publishing or updating a post purges exactly its tags from
+// Varnish through xkey, so the next request is a MISS with the new content, while other
+// posts stay cached; deception paths are never stored.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, login, call, freePort, sleep } from './lib.mjs';
-import { raw, startVarnish, startNginx, HAVE_VARNISH, HAVE_NGINX, assetUrls } from './http-lib.mjs';
+import { startServer, login, call, freePort, sleep, redis, postBilling, eventTime, subState } from './lib.mjs';
+import { raw, startVarnish, startNginx, HAVE_VARNISH, HAVE_NGINX, assetUrls, mixedBatches, checkMixedBatch } from './http-lib.mjs';
 
 const q = (proc, input) => `/trpc/${proc}${input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`}`;
 const json = (r) => JSON.parse(r.body.toString());
@@ -26,6 +28,7 @@ async function eventually(fn, what) {
 
 describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_NGINX ? 'varnishd or nginx is not installed (scripts/deps.sh installs them)' : false }, () => {
   let srv, varnish, nginx, a, b, slugs;
+  const subs = new Map(); // user id -> the subscription (subState) a billing event gave them
   before(async () => {
     const vport = await freePort();
     srv = await startServer({ extra: ['--purge-url', `http://127.0.0.1:${vport}/`] });
@@ -35,6 +38,15 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
     b = await login(srv, 'user1@example.com');
     const list = (await call(srv, 'blog.list', { input: { limit: 5 } })).body.result.data;
     slugs = list.items.map((i) => i.slug);
+    // two subscriptions nobody could take for each other's
+    const t = eventTime(), end = Date.now() + 20 * 86400000;
+    subs.set(a.user.id, { plan: 'pro', status: 'active', seats: 2, currentPeriodEnd: end });
+    subs.set(b.user.id, { plan: 'team', status: 'past_due', seats: 5, currentPeriodEnd: end + 86400000 });
+    for (const [uid, w] of subs) {
+      const r = await postBilling(srv, { id: `evt_shared_${uid}`, type: 'subscription.updated', created: t,
+        data: { userId: uid, planId: w.plan, status: w.status, currentPeriodEnd: w.currentPeriodEnd, seats: w.seats } });
+      assert.equal(r.status, 200, await r.text());
+    }
   });
   after(async () => {
     await varnish?.stop();
@@ -54,7 +66,12 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
       const cases = [
         [q('user.me'), (d, u) => assert.equal(json(d).result.data.email, u.user.email)],
         [q('dashboard.summary'), (d, u) => assert.equal(json(d).result.data.userId, u.user.id)],
-        ['/trpc/user.me,subscription.get?batch=1', (d, u) => assert.equal(json(d)[0].result.data.id, u.user.id)],
+        [q('subscription.get'), (d, u) => assert.deepEqual(subState(json(d).result.data), subs.get(u.user.id),
+          `subscription.get as ${u.user.email}: their own subscription`)],
+        ['/trpc/user.me,subscription.get?batch=1', (d, u) => {
+          assert.equal(json(d)[0].result.data.id, u.user.id);
+          assert.deepEqual(subState(json(d)[1].result.data), subs.get(u.user.id), `batch subscription.get as ${u.user.email}`);
+        }],
         ['/dashboard', (d, u) => {
           assert.match(d.body.toString(), new RegExp(`data-user-id="${u.user.id}"`));
           assert.match(d.body.toString(), new RegExp(u.user.email.replace('.', '\\.')));
@@ -86,6 +103,31 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
         if (u === null) assert.equal(r.status, 401);
         else assert.equal(json(r).result.data.email, u.user.email);
       }
+      for (const u of [a, b]) {
+        assert.equal(redis('EXISTS', `${srv.prefix}sub:${u.user.id}`), '1', `Redis key ${srv.prefix}sub:${u.user.id}`);
+      }
+    });
+
+    it(`${which}: a batch mixing personal and public calls, in either order, is never served to another user`, async () => {
+      const base = front().base;
+      const slug = slugs[2];
+      const batches = mixedBatches(slug);
+      // A first (a shared cache that took the answer for public would store it now), then B:
+      // B's data is checked before A's headers, so a leak is reported as what it is
+      const mine = [];
+      for (const bt of batches) mine.push(await raw(base, 'GET', bt.path, { cookie: `session=${a.token}` }));
+      await settle();
+      for (const bt of batches) {
+        for (const creds of [{ authorization: `Bearer ${b.token}` }, { cookie: `session=${b.token}` }]) {
+          const r = await raw(base, 'GET', bt.path, creds);
+          checkMixedBatch(r, bt, b, slug, `${bt.name} as B after A`, subs.get(b.user.id));
+          assert.notEqual(status(r), 'HIT', `${bt.name}: a personal batch came from the shared cache`);
+        }
+        const anon = await raw(base, 'GET', bt.path);
+        assert.notEqual(status(anon), 'HIT', `${bt.name} anonymous`);
+        assert.doesNotMatch(anon.body.toString(), /@example\.com|userId/, `${bt.name} anonymous`);
+      }
+      batches.forEach((bt, i) => checkMixedBatch(mine[i], bt, a, slug, `${bt.name} as A`, subs.get(a.user.id)));
     });
 
     it(`${which}: public blog responses and fingerprinted assets are cached; pages are not`, async () => {

@@ -15,8 +15,10 @@
  *   3  an invalidation made while Redis is unreachable returns TC_EREDIS, is applied here
  *      at once and kept (pending_invalidations > 0); when Redis answers again — with its
  *      old data still there (CLIENT PAUSE, not a restart) — it is replayed before this
- *      instance reads L2 again, and also when this instance stays idle (pending returns
- *      to 0 on its own), so no other instance is served the old record from L2, and the
+ *      instance reads L2 again (shown on a single_instance cache: with no bus thread to
+ *      replay it first, only the replay on the read's path keeps the old record away),
+ *      and also when this instance stays idle (pending returns to 0 on its own: the bus
+ *      thread's replay), so no other instance is served the old record from L2, and the
  *      instances holding the key in L1 drop it (the replay is published).
  */
 #include "common.h"
@@ -291,9 +293,12 @@ static void test_single_instance_keeps_l1_while_redis_down(void)
 
 /* One run of the CLIENT PAUSE scenario, with its own key and tag.
  *   a_reads_first 0: after Redis answers again, instance A stays idle; its pending
- *                    invalidation must still be replayed (pending back to 0) on its own.
+ *                    invalidation must still be replayed (pending back to 0) on its own:
+ *                    by its bus thread (bus_tick), the only thing running in A.
  *   a_reads_first 1: A reads the key through L2 (NO_L1) the moment Redis answers: the
  *                    replay must come before that L2 read, so A never gets the old record.
+ *                    A is single_instance here: no bus, so no bus thread that could replay
+ *                    first; only the replay on the read's own path (l2_usable) can save it.
  * Returns 1 when Redis was still paused when the invalidation was made (the scenario ran),
  * 0 when this machine was too slow to reach it within the pause (the caller retries with a
  * longer pause: slowness is never a verdict). */
@@ -314,10 +319,11 @@ static int pause_scenario(int port, redisContext *insp, int a_reads_first, int a
     tc_policy p_no_l1 = p;
     p_no_l1.flags = TC_POLICY_NO_L1;
 
-    tc_cache *a = outage_cache(port, 0), *holder = outage_cache(port, 0);
+    tc_cache *a = outage_cache(port, a_reads_first), *holder = outage_cache(port, 0);
     REQUIRE(a != NULL && holder != NULL);
     int ok;
-    IT_WAIT_UNTIL(ok, it_bus_connected(a) && it_bus_connected(holder), IT_DEADLINE_MS);
+    IT_WAIT_UNTIL(ok, (a_reads_first || it_bus_connected(a)) && it_bus_connected(holder),
+                  IT_DEADLINE_MS);
     REQUIRE(ok);
     CHECK_EQ_INT(read_ok(a, key, &p, v1).source, TC_SRC_LOADER);
     CHECK_EQ_INT(read_ok(holder, key, &p, v1).source, TC_SRC_L2);

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "app/app.h"
-#include "app/internal.h"
 #include "db/db.h"
 #include "http/purge.h"
 #include "http/server.h"
@@ -368,7 +367,7 @@ static int run_seed(options *o, bool seed)
             tc_db_schema_latest(), applied);
     if (seed) {
         char hash[256];
-        if (tc__auth_hash_password(DEMO_PASSWORD, o->app.pwhash_fast, hash, sizeof(hash)) != 0) {
+        if (tc_app_hash_password(DEMO_PASSWORD, o->app.pwhash_fast, hash, sizeof(hash)) != 0) {
             fprintf(stderr, "tiercache: could not hash the demo password\n");
             tc_db_close(db);
             return 1;
