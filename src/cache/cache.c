@@ -29,31 +29,9 @@
  * an invalidated entry fails the counter check before its times are looked at
  * (guarantee 5).
  *
- * DESIGN — the fleet: why no instance serves what another's write replaced.
- *
- * A message on the bus is not an acknowledgement, so an invalidation does not
- * return when it is published; it returns when every instance that could
- * still be serving the old entry from its L1 has either applied it or stopped
- * trusting its L1:
- *   - Lease. An instance trusts its L1 only until trust_until. The bus thread
- *     pings Redis on the subscribed connection every lease/5; the PONG of a
- *     ping sent at s comes after every message published before Redis saw the
- *     ping, so once it is handled the instance has applied all of them and
- *     may trust L1 until s + lease. An instance cut off from Redis, stalled,
- *     or simply slow stops trusting L1 one lease after its last answered ping,
- *     whatever its threads do (readers compare the clock, no one has to act).
- *   - Membership. Every instance registers itself in a sorted set every
- *     lease, for member_ttl, and trusts L1 only while its registration is
- *     known to hold: an instance the set does not list is not trusting L1.
- *   - Acknowledgement. The INVALIDATE script bumps the tags, publishes one
- *     message per tag under one sequence number, and returns that number
- *     and the members. Each other member applies the messages and publishes
- *     "ack <its id> <seq>" on the writer's own channel. The writer returns
- *     when every member has acknowledged, or one lease after the script's
- *     reply: a member that did not answer by then had its last ping answered
- *     before the message, so its lease has run out.
- * Bounds: L1 trust ends within lease (250 ms) of losing Redis; an invalidation
- * costs a round trip plus the slowest member's answer, at most one lease.
+ * The fleet (an invalidation returns once every live instance applied it,
+ * L1 served only under a lease) is fleet.c's; its DESIGN comment says why it
+ * holds.
  *
  * DESIGN — a new Redis is a new world. A restarted Redis, one restored from
  * a snapshot, a replica promoted by a failover can all bring back old records
@@ -67,8 +45,7 @@
  * Threads: any caller thread; background refreshes on the pool's threads;
  * bus messages, pongs, registration and acknowledgements on the bus thread.
  * Shared state: L1 and tags (sharded locks), flights (sharded locks below),
- * pending invalidations (one lock), writers waiting for acknowledgements (one
- * lock), trust_until (an atomic written by the bus thread).
+ * pending invalidations (one lock), the fleet's state (fleet.c).
  */
 #include <hiredis/hiredis.h>
 #include <math.h>
@@ -83,20 +60,7 @@
 #define FLIGHT_SHARDS 64
 #define REFRESH_RETRY_MS 1000 /* after a failed background refresh */
 #define TAG_TTL_SLACK_MS 60000
-#define MEMBERS_MAX 64  /* instances a writer waits for by name; past it, for the lease */
-#define ACKS_SEEN 256   /* acknowledgements remembered for writers yet to wait for them */
-#define ACK_BATCH 64    /* (writer, seq) pairs acknowledged at once */
 #define RETRY_SEND_MS 20 /* between attempts to reach Redis for an invalidation */
-
-/* A writer waiting for the members to acknowledge its invalidation. */
-typedef struct ack_wait {
-    struct ack_wait *next;
-    uint64_t seq;
-    int n, left;
-    uint64_t lease_us; /* the longest lease among the members: the wait's bound */
-    char ids[MEMBERS_MAX][17];
-    bool got[MEMBERS_MAX];
-} ack_wait;
 
 /* A caller that asked to be told when a flight is over (tc_await_flight). */
 typedef struct flight_waiter {
@@ -148,29 +112,7 @@ struct tc_cache {
     int npending;
     _Atomic int pending_count;
 
-    /* the fleet (DESIGN above) */
-    char direct[256];                       /* <prefix>~me:<db>:<instance>: acks to us */
-    char member[40];                        /* "<instance>/<lease ms>" in the members */
-    char members_key[256], seq_key[256];    /* <prefix>~members, <prefix>~seq */
-    uint64_t lease_us, member_ttl_ms, coarse_res_us;
-    _Atomic uint64_t trust_until; /* monotonic µs; 0: L1 not trusted */
-    /* bus thread only */
-    uint64_t pong_until, reg_until, last_reg;
-    bool trusted;
-    struct {
-        char writer[17];
-        uint64_t seq;
-    } to_ack[ACK_BATCH];
-    int nto_ack;
-    /* writers waiting for acknowledgements, and the latest ones received */
-    pthread_mutex_t ack_lock;
-    tc_cond ack_cond;
-    ack_wait *waits;
-    struct {
-        char id[17];
-        uint64_t seq;
-    } seen[ACKS_SEEN];
-    int seen_next;
+    tc__fleet *fleet; /* with a bus: the lease and the acknowledgements */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -245,15 +187,10 @@ static void say(tc_cache *c, int level, const char *fmt, ...)
     c->cfg.log(c->cfg.log_ctx, level, msg);
 }
 
-/* Whether this instance's lease holds now (DESIGN above). The coarse clock
- * lags by at most one tick, so adding its resolution keeps the answer on the
- * safe side; it costs a few nanoseconds on every hit. */
+/* Whether this instance's lease holds now (fleet.c). */
 static bool l1_trusted(tc_cache *c)
 {
-    if (c->bus == NULL)
-        return true;
-    uint64_t until = atomic_load_explicit(&c->trust_until, memory_order_acquire);
-    return until != 0 && tc_mono_coarse_us() + c->coarse_res_us < until;
+    return c->bus == NULL || tc__fleet_trusted(c->fleet);
 }
 
 static bool l1_usable(tc_cache *c, const tc_policy *p)
@@ -1034,127 +971,31 @@ static void apply_local(tc_cache *c, const char *tag)
         tc__l1_clear(c->l1);
 }
 
-/* Publishes the invalidation of tags[0..n) in one script. On success returns
- * the writer's wait, registered (with the acknowledgements that came first
- * already counted), for wait_acks(); NULL if Redis did not take it. A replay
- * (want_wait false) returns a non-NULL dummy and registers nothing. */
-static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n, bool want_wait);
-
-static const ack_wait SENT_NO_WAIT;
+/* Publishes the invalidation of tags[0..n) in one script (fleet.c): 0, or
+ * TC_EREDIS if Redis did not take it. With waitp, *waitp is the writer's wait
+ * for the members' acknowledgements (tc__fleet_wait_acks). */
+static int send_invalidations(tc_cache *c, const char *const *tags, int n, tc__fleet_wait **waitp)
+{
+    char tkeys[TC_TAGS_MAX][TC_KEY_MAX + 256], vkeys[TC_TAGS_MAX][TC_KEY_MAX + 256];
+    const char *tk[TC_TAGS_MAX], *vk[TC_TAGS_MAX];
+    size_t tl[TC_TAGS_MAX], vl[TC_TAGS_MAX];
+    int nval = 0;
+    TC_ASSERT(n >= 1 && n <= TC_TAGS_MAX);
+    for (int i = 0; i < n; i++) {
+        tl[i] = redis_key(c, tkeys[i], "~t:", tags[i]);
+        tk[i] = tkeys[i];
+        if (tags[i][0] == '#') { /* a key's own tag: its value goes too */
+            vl[nval] = redis_key(c, vkeys[nval], "", tags[i] + 1);
+            vk[nval] = vkeys[nval];
+            nval++;
+        }
+    }
+    return tc__fleet_send(c->fleet, tk, tl, vk, vl, nval, tags, n, waitp);
+}
 
 static int send_invalidation(tc_cache *c, const char *tag)
 {
-    return send_invalidations(c, &tag, 1, false) != NULL ? 0 : TC_EREDIS;
-}
-
-static ack_wait *send_invalidations(tc_cache *c, const char *const *tags, int n, bool want_wait)
-{
-    /* KEYS: seq, members, n tags, the values of "#key" tags; ARGV: channel, id, n, step, tags */
-    char keys[2 + 2 * TC_TAGS_MAX][TC_KEY_MAX + 256], num[12], step[24];
-    const char *argv[2 + 2 * TC_TAGS_MAX + 4 + TC_TAGS_MAX];
-    size_t lens[sizeof(argv) / sizeof(argv[0])];
-    TC_ASSERT(n >= 1 && n <= TC_TAGS_MAX); /* the arrays hold 2 + 2n keys and 4 + n more */
-    int nkeys = 0, argc = 0;
-    lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->seq_key), nkeys++;
-    lens[nkeys] = (size_t)snprintf(keys[nkeys], sizeof(keys[0]), "%s", c->members_key), nkeys++;
-    for (int i = 0; i < n; i++)
-        lens[nkeys] = redis_key(c, keys[nkeys], "~t:", tags[i]), nkeys++;
-    for (int i = 0; i < n; i++)
-        if (tags[i][0] == '#')
-            lens[nkeys] = redis_key(c, keys[nkeys], "", tags[i] + 1), nkeys++;
-    for (; argc < nkeys; argc++)
-        argv[argc] = keys[argc];
-    snprintf(num, sizeof(num), "%d", n);
-    snprintf(step, sizeof(step), "%llu", (unsigned long long)(1 + random_u64() % 1000000u));
-    argv[argc] = c->channel, lens[argc++] = strlen(c->channel);
-    argv[argc] = c->instance, lens[argc++] = strlen(c->instance);
-    argv[argc] = num, lens[argc++] = strlen(num);
-    argv[argc] = step, lens[argc++] = strlen(step);
-    for (int i = 0; i < n; i++)
-        argv[argc] = tags[i], lens[argc++] = strlen(tags[i]);
-    redisReply *rep =
-        tc__redis_script(c->redis, TC__SCRIPT_INVALIDATE, nkeys, argc, argv, lens);
-    if (rep == NULL)
-        return NULL;
-    ack_wait *w = NULL;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[1]->type != REDIS_REPLY_ARRAY) {
-        /* Redis took it (the script ran) but the answer is not ours to read:
-         * wait for nobody by name, the lease covers everyone */
-        w = want_wait ? calloc(1, sizeof(*w)) : (ack_wait *)&SENT_NO_WAIT;
-        if (w != NULL && want_wait)
-            w->left = 1; /* never satisfied: waits out the lease */
-        freeReplyObject(rep);
-        return w;
-    }
-    if (!want_wait) {
-        freeReplyObject(rep);
-        return (ack_wait *)&SENT_NO_WAIT;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        freeReplyObject(rep);
-        return NULL; /* then it is kept as pending, and replayed: still correct */
-    }
-    w->seq = (uint64_t)rep->element[0]->integer;
-    w->lease_us = c->lease_us;
-    redisReply *m = rep->element[1];
-    for (size_t i = 0; i < m->elements; i++) {
-        /* "<id>/<its lease in ms>": a member configured with a longer lease than
-         * ours is waited for as long as it may trust its L1 */
-        redisReply *id = m->element[i];
-        if (id->type != REDIS_REPLY_STRING || id->len < 18 || id->str[16] != '/' ||
-            (id->len == strlen(c->member) && memcmp(id->str, c->member, id->len) == 0))
-            continue; /* not a member, or ourselves */
-        char *end;
-        unsigned long long lease = strtoull(id->str + 17, &end, 10);
-        if (*end != '\0' || lease == 0 || lease > 60000u) /* what tc_cache_create refuses */
-            lease = c->lease_us / 1000u;
-        if (lease * 1000u > w->lease_us)
-            w->lease_us = lease * 1000u;
-        w->left++;
-        if (w->n == MEMBERS_MAX)
-            continue; /* cannot be named: never acknowledged, the lease covers it */
-        memcpy(w->ids[w->n], id->str, 16);
-        w->ids[w->n][16] = '\0';
-        w->n++;
-    }
-    freeReplyObject(rep);
-    pthread_mutex_lock(&c->ack_lock);
-    for (int i = 0; i < ACKS_SEEN; i++) /* acknowledgements faster than the reply */
-        if (c->seen[i].seq == w->seq)
-            for (int j = 0; j < w->n; j++)
-                if (!w->got[j] && strcmp(w->ids[j], c->seen[i].id) == 0) {
-                    w->got[j] = true;
-                    w->left--;
-                }
-    w->next = c->waits;
-    c->waits = w;
-    pthread_mutex_unlock(&c->ack_lock);
-    return w;
-}
-
-/* Waits until every member in w has acknowledged, or until deadline_us
- * (monotonic); unregisters and frees w. */
-static void wait_acks(tc_cache *c, ack_wait *w, uint64_t deadline_us)
-{
-    tc_deadline until = {deadline_us};
-    pthread_mutex_lock(&c->ack_lock);
-    while (w->left > 0) {
-        if (tc_deadline_expired(until)) {
-            TC__INC(c->metrics.ack_timeouts);
-            break;
-        }
-        tc_cond_wait_until(&c->ack_cond, &c->ack_lock, until);
-    }
-    ack_wait **pp = &c->waits;
-    while (*pp != NULL && *pp != w)
-        pp = &(*pp)->next;
-    if (*pp == w)
-        *pp = w->next;
-    pthread_mutex_unlock(&c->ack_lock);
-    free(w);
+    return send_invalidations(c, &tag, 1, NULL);
 }
 
 static void push_pending(tc_cache *c, const char *tag)
@@ -1200,8 +1041,8 @@ static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
     if (c->redis == NULL)
         return 0;
     uint64_t t0 = tc_mono_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
-    ack_wait *w;
-    while (!flush_pending(c) || (w = send_invalidations(c, tags, n, true)) == NULL) {
+    tc__fleet_wait *w = NULL; /* single_instance: nobody else serves an L1 to wait for */
+    while (!flush_pending(c) || send_invalidations(c, tags, n, c->bus != NULL ? &w : NULL) != 0) {
         if (tc_mono_us() >= give_up) {
             for (int i = 0; i < n; i++)
                 push_pending(c, tags[i]);
@@ -1214,7 +1055,8 @@ static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
      * processes bump only on the bus message, which follows the INCR). */
     for (int i = 0; i < n; i++)
         apply_local(c, tags[i]);
-    wait_acks(c, w, tc_mono_us() + w->lease_us);
+    if (w != NULL)
+        tc__fleet_wait_acks(c->fleet, w);
     tc__hist_add(&c->metrics.invalidate_latency, tc_mono_us() - t0);
     return 0;
 }
@@ -1320,32 +1162,6 @@ int tc_rate_take(tc_cache *c, const char *name, int burst, int per_minute,
 
 /* ---- the bus -------------------------------------------------------------- */
 
-/* The lease is the older of the two proofs (DESIGN above). Bus thread only. */
-static void update_trust(tc_cache *c)
-{
-    uint64_t until = c->pong_until < c->reg_until ? c->pong_until : c->reg_until;
-    atomic_store_explicit(&c->trust_until, until, memory_order_release);
-    bool now_trusted = until > tc_mono_us();
-    if (now_trusted != c->trusted) {
-        c->trusted = now_trusted;
-        if (now_trusted) {
-            say(c, TC_LOG_INFO, "L1 trusted again: the invalidation bus is caught up");
-        } else if (atomic_load(&c->bus_up)) {
-            TC__INC(c->metrics.lease_lapses);
-            say(c, TC_LOG_WARN,
-                 "L1 not trusted: no proof within %llu ms that every invalidation has arrived "
-                 "(Redis slow or unreachable); reading through to Redis and the loader",
-                 (unsigned long long)(c->lease_us / 1000));
-        }
-    }
-}
-
-static void untrust(tc_cache *c)
-{
-    c->pong_until = 0;
-    atomic_store(&c->trust_until, 0);
-}
-
 static void bus_connected(void *ctx)
 {
     tc_cache *c = ctx;
@@ -1353,7 +1169,6 @@ static void bus_connected(void *ctx)
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
-    c->nto_ack = 0;
     atomic_store(&c->bus_up, true); /* trusted once the first pong is back */
 }
 
@@ -1361,15 +1176,13 @@ static void bus_lost(void *ctx, bool asked)
 {
     tc_cache *c = ctx;
     atomic_store(&c->bus_up, false);
-    untrust(c);
+    bool was_trusted = tc__fleet_lost(c->fleet);
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
-    if (c->trusted) {
-        c->trusted = false;
+    if (was_trusted)
         say(c, TC_LOG_WARN, "invalidation bus %s: L1 emptied and bypassed until it is back",
-             asked ? "moving to the new master" : "lost");
-    }
+            asked ? "moving to the new master" : "lost");
     TC__INC(c->metrics.bus_reconnects);
 }
 
@@ -1382,13 +1195,8 @@ static int bus_address(void *ctx, char *host, size_t n, int *port)
 static void bus_pong(void *ctx, uint64_t sent_us)
 {
     tc_cache *c = ctx;
-    if (sent_us + c->lease_us > c->pong_until)
-        c->pong_until = sent_us + c->lease_us;
-    update_trust(c);
+    tc__fleet_pong(c->fleet, sent_us);
 }
-
-static void ack_later(tc_cache *c, const char *writer, size_t wlen, uint64_t seq);
-static void bus_batch_done(void *ctx);
 
 /* "<seq> <writer id> <tag>": apply it, and acknowledge it to its writer. */
 static void bus_message(void *ctx, const char *msg, size_t len)
@@ -1407,7 +1215,7 @@ static void bus_message(void *ctx, const char *msg, size_t len)
     const char *writer = sp1 + 1;
     size_t wlen = (size_t)(sp2 - writer);
     if (wlen == strlen(c->instance) && memcmp(writer, c->instance, wlen) == 0)
-        return; /* our own: already applied, and we do not wait for ourselves */
+        return; /* our own: already applied */
     char tag[TC_KEY_MAX + 2];
     size_t n = (size_t)(end - (sp2 + 1));
     if (n >= sizeof(tag))
@@ -1415,96 +1223,19 @@ static void bus_message(void *ctx, const char *msg, size_t len)
     memcpy(tag, sp2 + 1, n);
     tag[n] = '\0';
     apply_local(c, tag);
-    ack_later(c, writer, wlen, seq);
+    tc__fleet_saw(c->fleet, writer, wlen, seq); /* acknowledged after the batch */
 }
 
-static void ack_later(tc_cache *c, const char *writer, size_t wlen, uint64_t seq)
-{
-    if (wlen != 16)
-        return;
-    for (int i = 0; i < c->nto_ack; i++)
-        if (c->to_ack[i].seq == seq && memcmp(c->to_ack[i].writer, writer, 16) == 0)
-            return; /* the same invalidation's other tags */
-    if (c->nto_ack == ACK_BATCH)
-        bus_batch_done(c);
-    memcpy(c->to_ack[c->nto_ack].writer, writer, 16);
-    c->to_ack[c->nto_ack].writer[16] = '\0';
-    c->to_ack[c->nto_ack].seq = seq;
-    c->nto_ack++;
-}
-
-/* Sends what ack_later collected: one "ack <our id> <seq>..." per writer, on
- * its own channel, after every message of the batch has been applied. */
 static void bus_batch_done(void *ctx)
 {
     tc_cache *c = ctx;
-    for (int i = 0; i < c->nto_ack; i++) {
-        if (c->to_ack[i].writer[0] == '\0')
-            continue; /* sent with an earlier one */
-        char chan[300], msg[24 + ACK_BATCH * 21];
-        int clen = snprintf(chan, sizeof(chan), "%s~me:%d:%s", c->prefix, c->cfg.redis_db,
-                            c->to_ack[i].writer);
-        int mlen = snprintf(msg, sizeof(msg), "ack %s", c->instance);
-        for (int j = i; j < c->nto_ack; j++) {
-            if (strcmp(c->to_ack[j].writer, c->to_ack[i].writer) != 0 || (j > i && c->to_ack[j].writer[0] == '\0'))
-                continue;
-            mlen += snprintf(msg + mlen, sizeof(msg) - (size_t)mlen, " %llu",
-                             (unsigned long long)c->to_ack[j].seq);
-            if (j > i)
-                c->to_ack[j].writer[0] = '\0';
-        }
-        const char *argv[3] = {"PUBLISH", chan, msg};
-        size_t lens[3] = {7, (size_t)clen, (size_t)mlen};
-        redisReply *rep = tc__redis_command(c->redis, 3, argv, lens);
-        if (rep != NULL) /* if not, the writer waits out our lease instead */
-            freeReplyObject(rep);
-    }
-    c->nto_ack = 0;
+    tc__fleet_flush_acks(c->fleet);
 }
 
-/* "ack <member id> <seq> [<seq>...]" on our own channel. */
 static void bus_direct(void *ctx, const char *msg, size_t len)
 {
     tc_cache *c = ctx;
-    if (len < 4 + 16 || memcmp(msg, "ack ", 4) != 0)
-        return;
-    char id[17];
-    memcpy(id, msg + 4, 16);
-    id[16] = '\0';
-    const char *p = msg + 20, *end = msg + len;
-    pthread_mutex_lock(&c->ack_lock);
-    while (p < end && *p == ' ') {
-        uint64_t seq = 0;
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++)
-            seq = seq * 10 + (uint64_t)(*p - '0');
-        memcpy(c->seen[c->seen_next].id, id, sizeof(id));
-        c->seen[c->seen_next].seq = seq;
-        c->seen_next = (c->seen_next + 1) % ACKS_SEEN;
-        for (ack_wait *w = c->waits; w != NULL; w = w->next)
-            if (w->seq == seq)
-                for (int j = 0; j < w->n; j++)
-                    if (!w->got[j] && strcmp(w->ids[j], id) == 0) {
-                        w->got[j] = true;
-                        w->left--;
-                    }
-    }
-    tc_cond_broadcast(&c->ack_cond);
-    pthread_mutex_unlock(&c->ack_lock);
-}
-
-/* Keeps this instance listed among the members (DESIGN above). */
-static void register_member(tc_cache *c, uint64_t now)
-{
-    char ttl[24];
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->member_ttl_ms);
-    const char *argv[3] = {c->members_key, c->member, ttl};
-    size_t lens[3] = {strlen(c->members_key), strlen(c->member), strlen(ttl)};
-    c->last_reg = now;
-    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_REGISTER, 1, 3, argv, lens);
-    if (rep == NULL)
-        return;
-    freeReplyObject(rep);
-    c->reg_until = now + c->member_ttl_ms * 1000u; /* now: taken before it was sent */
+    tc__fleet_acked(c->fleet, msg, len);
 }
 
 /* On the bus thread, at least every ping interval, whether subscribed or not:
@@ -1516,13 +1247,7 @@ static void bus_tick(void *ctx)
 {
     tc_cache *c = ctx;
     flush_pending(c);
-    uint64_t now = tc_mono_us();
-    if (atomic_load(&c->bus_up) && now - c->last_reg >= c->lease_us) {
-        register_member(c, now);
-        update_trust(c);
-    } else if (c->trusted && now >= atomic_load(&c->trust_until)) {
-        update_trust(c);
-    }
+    tc__fleet_tick(c->fleet, atomic_load(&c->bus_up));
 }
 
 /* A Redis process this instance has not talked to before (redis.c, on the
@@ -1555,16 +1280,6 @@ static void on_master_moved(void *ctx, const char *host, int port)
         return;
     say(c, TC_LOG_WARN, "redis: the sentinels name a new master, %s:%d: following it", host, port);
     tc__bus_reconnect(c->bus);
-}
-
-/* Leaves the members at once, so writers stop waiting for us (best effort). */
-static void leave(tc_cache *c)
-{
-    const char *argv[3] = {"ZREM", c->members_key, c->member};
-    size_t lens[3] = {4, strlen(c->members_key), strlen(c->member)};
-    redisReply *rep = tc__redis_command(c->redis, 3, argv, lens);
-    if (rep != NULL)
-        freeReplyObject(rep);
 }
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -1606,8 +1321,6 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg = *cfg;
     tc__metrics_init(&c->metrics);
     pthread_mutex_init(&c->pending_lock, NULL);
-    pthread_mutex_init(&c->ack_lock, NULL);
-    tc_cond_init(&c->ack_cond);
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_init(&c->flights[i].lock, NULL);
     c->prefix = strdup(cfg->prefix);
@@ -1620,13 +1333,6 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg.prefix = c->prefix;
     tc_hash_hex(random_u64(), c->instance);
     snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
-    snprintf(c->direct, sizeof(c->direct), "%s~me:%d:%s", c->prefix, cfg->redis_db, c->instance);
-    snprintf(c->members_key, sizeof(c->members_key), "%s~members:%d", c->prefix, cfg->redis_db);
-    snprintf(c->seq_key, sizeof(c->seq_key), "%s~seq", c->prefix);
-    c->lease_us = (uint64_t)cfg->lease_ms * 1000u;
-    snprintf(c->member, sizeof(c->member), "%s/%d", c->instance, cfg->lease_ms);
-    c->member_ttl_ms = cfg->lease_ms * 8u > 2000u ? cfg->lease_ms * 8u : 2000u;
-    c->coarse_res_us = tc_mono_coarse_res_us();
     if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
@@ -1652,6 +1358,9 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         if ((c->redis = tc__redis_new(&c->cfg, &c->metrics, ev)) == NULL)
             goto fail;
         c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
+        if ((c->fleet = tc__fleet_new(&c->cfg, c->redis, &c->metrics, c->instance, c->channel)) ==
+            NULL)
+            goto fail;
         if (!cfg->single_instance) {
             tc__bus_handler h = {.ctx = c,
                                  .address = bus_address,
@@ -1663,8 +1372,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
                                  .batch_done = bus_batch_done,
                                  .tick = bus_tick};
             int every = cfg->lease_ms / 5 > 0 ? cfg->lease_ms / 5 : 1;
-            if ((c->bus = tc__bus_start(cfg, c->channel, c->direct, every, h, &c->metrics)) ==
-                NULL)
+            if ((c->bus = tc__bus_start(cfg, c->channel, tc__fleet_direct(c->fleet), every, h,
+                                        &c->metrics)) == NULL)
                 goto fail;
             /* a cache that starts with Redis up starts with its L1 trusted */
             if (tc__bus_wait_connected(c->bus, cfg->connect_timeout_ms * 2))
@@ -1688,8 +1397,9 @@ void tc_cache_destroy(tc_cache *c)
         return;
     tc__sentinel_stop(c->sentinel); /* first: it may move the others */
     if (c->bus != NULL)
-        leave(c);
+        tc__fleet_leave(c->fleet); /* at once, so writers stop waiting for us */
     tc__bus_stop(c->bus);
+    tc__fleet_free(c->fleet);
     tc__pool_free(c->pool); /* finishes or cancels every refresh, so no flight is left */
     tc__l1_free(c->l1);
     tc__tag_put(c->global);
@@ -1701,8 +1411,6 @@ void tc_cache_destroy(tc_cache *c)
     for (int i = 0; i < FLIGHT_SHARDS; i++)
         pthread_mutex_destroy(&c->flights[i].lock);
     pthread_mutex_destroy(&c->pending_lock);
-    tc_cond_destroy(&c->ack_cond);
-    pthread_mutex_destroy(&c->ack_lock);
     tc__metrics_destroy(&c->metrics);
     free(c->prefix);
     free(c);

@@ -11,6 +11,8 @@
  *   pool.c     a fixed set of threads over a bounded queue
  *   redis.c    pooled hiredis connections, timeouts, circuit breaker
  *   bus.c      the invalidation subscriber thread
+ *   fleet.c    the L1 lease, membership and acknowledged invalidations
+ *   sentinel.c where the master is, per Redis Sentinel
  *   cache.c    get-or-load, single-flight, refresh, invalidation
  */
 #ifndef TC_CACHE_INTERNAL_H
@@ -236,6 +238,42 @@ bool tc__bus_wait_connected(tc__bus *b, int ms);
 /* Drops the subscription and subscribes again (to the address asked anew). */
 void tc__bus_reconnect(tc__bus *b);
 void tc__bus_stop(tc__bus *b);
+
+/* ---- fleet.c ------------------------------------------------------------- */
+
+typedef struct tc__fleet tc__fleet;
+typedef struct tc__fleet_wait tc__fleet_wait;
+
+/* The lease, membership and acknowledgements of this instance (cfg: lease_ms,
+ * prefix, redis_db, log). NULL on ENOMEM. */
+tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, const char *instance,
+                         const char *channel);
+void tc__fleet_free(tc__fleet *f); /* NULL is a no-op */
+const char *tc__fleet_direct(const tc__fleet *f); /* our own channel, for the bus */
+/* Any thread: whether the lease holds now. */
+bool tc__fleet_trusted(tc__fleet *f);
+/* Bus thread: the pong of a ping sent at sent_us; the subscription lost
+ * (returns whether L1 was trusted); at least every ping interval; another
+ * instance's invalidation seq applied (acknowledged at the next flush); the
+ * end of a batch of messages; an acknowledgement on our own channel. */
+void tc__fleet_pong(tc__fleet *f, uint64_t sent_us);
+bool tc__fleet_lost(tc__fleet *f);
+void tc__fleet_tick(tc__fleet *f, bool subscribed);
+void tc__fleet_saw(tc__fleet *f, const char *writer, size_t wlen, uint64_t seq);
+void tc__fleet_flush_acks(tc__fleet *f);
+void tc__fleet_acked(tc__fleet *f, const char *msg, size_t len);
+/* Leaves the members (a clean stop). */
+void tc__fleet_leave(tc__fleet *f);
+/* Runs the INVALIDATE script: bumps the tags (their counter keys tag_keys),
+ * deletes val_keys, publishes tags. 0, TC_EREDIS, TC_ENOMEM. With waitp, sets
+ * *waitp to the wait for the members' acknowledgements, which the caller
+ * must pass to tc__fleet_wait_acks. */
+int tc__fleet_send(tc__fleet *f, const char *const *tag_keys, const size_t *tag_lens,
+                   const char *const *val_keys, const size_t *val_lens, int nval,
+                   const char *const *tags, int n, tc__fleet_wait **waitp);
+/* Until every member acknowledged, or the longest lease among them ran out
+ * since the send; frees w. */
+void tc__fleet_wait_acks(tc__fleet *f, tc__fleet_wait *w);
 
 /* ---- sentinel.c ---------------------------------------------------------- */
 
