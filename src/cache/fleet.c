@@ -191,7 +191,10 @@ void tc__fleet_pong(tc__fleet *f, uint64_t sent_us)
 
 bool tc__fleet_lost(tc__fleet *f)
 {
-    f->pong_until = 0;
+    /* Both proofs were about the Redis we were subscribed to. A Redis we meet
+     * next (restarted, restored, failed over) may list us with an older entry,
+     * or not at all: register there before trusting L1 again. */
+    f->pong_until = f->reg_until = f->last_reg = 0;
     atomic_store(&f->trust_until, 0);
     f->nto_ack = 0;
     bool was = f->trusted;

@@ -16,6 +16,8 @@
  *  12  a new Redis is a new world: Redis restored from a snapshot taken before an
  *      invalidation brings back the old record with the tag counters that make it look
  *      valid; neither the instance that saw the invalidation nor a new one is served it.
+ *      Nor does the restored list of members (from before an instance joined) let a writer
+ *      forget that instance: it registers anew before it trusts its L1 again.
  */
 #include "common.h"
 #include "proxy.h"
@@ -187,11 +189,63 @@ static void test_snapshot_restore_is_a_new_world(void)
     tct_redis_stop(&server);
 }
 
+/* B joins after the snapshot, so the Redis restored from it does not list B. Once B trusts
+ * its L1 again it must be listed (it re-registered on the Redis it now talks to), or a writer
+ * would not wait for it: A's write then would return while B, cut off, still serves the old
+ * value from L1 under its (long) lease. */
+static void test_restored_redis_lists_an_instance_before_it_trusts_l1(void)
+{
+    tct_redis server;
+    REQUIRE(tct_redis_start(&server) == 0);
+    tct_proxy *px = tct_proxy_start(server.port);
+    REQUIRE(px != NULL);
+    tc_cache *a = fleet_cache(server.port, 100);
+    REQUIRE(a != NULL);
+    REQUIRE(tct_redis_snapshot(&server) == 0); /* lists A only */
+    tc_cache *b = fleet_cache(tct_proxy_port(px), 2000);
+    REQUIRE(b != NULL);
+    bool ok;
+    IT_WAIT_UNTIL(ok, trusted(b), IT_DEADLINE_MS);
+    REQUIRE(ok);
+
+    REQUIRE(tct_redis_restore(&server) == 0);
+    IT_WAIT_UNTIL(ok, !trusted(b), IT_DEADLINE_MS); /* B lost its bus */
+    CHECK(ok);
+    IT_WAIT_UNTIL(ok, trusted(a) && trusted(b), IT_DEADLINE_MS); /* and is back */
+    REQUIRE(ok);
+    redisContext *insp = it_redis(server.port, 0);
+    REQUIRE(insp != NULL);
+    char members[160];
+    snprintf(members, sizeof(members), "%s~members:0", prefix);
+    CHECK_EQ_INT(it_rint(insp, "ZCARD %s", members), 2); /* A and B, both registered anew */
+    redisFree(insp);
+
+    it_source src;
+    it_source_init(&src, "v1");
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    char v1[64], v2[64];
+    it_expect(v1, sizeof(v1), "acct:2", "v1");
+    it_expect(v2, sizeof(v2), "acct:2", "v2");
+    read_want(b, "acct:2", &p, v1, "b");
+    CHECK_EQ_INT(read_want(b, "acct:2", &p, v1, "b").source, TC_SRC_L1);
+    tct_proxy_freeze(px, 1);
+    it_source_set(&src, "v2");
+    CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
+    it_read r = read_want(b, "acct:2", &p, v2, "b, cut off, right after the write returned");
+    CHECK(r.source != TC_SRC_L1);
+    tct_proxy_freeze(px, 0);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+    tct_proxy_stop(px);
+    tct_redis_stop(&server);
+}
+
 int main(void)
 {
     snprintf(prefix, sizeof(prefix), "it-fleet-%ld:", (long)getpid());
     test_healthy_fleet_acknowledges();
     test_partitioned_instance_stops_trusting_l1();
     test_snapshot_restore_is_a_new_world();
+    test_restored_redis_lists_an_instance_before_it_trusts_l1();
     return check_report();
 }
