@@ -152,7 +152,7 @@ export async function startFleet({ n = 3, redis, users = 20, extra = [] } = {}) 
   const instances = [];
   try {
     for (let i = 0; i < n; i++) {
-      instances.push(await startServer({ dbHandle: db, redis, prefix, extra }));
+      instances.push(await startServer({ dbHandle: db, redis, prefix, extra, leaseMs: 250 }));
     }
   } catch (e) {
     for (const s of instances) await s.stop({ keepDb: true });

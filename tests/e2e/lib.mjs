@@ -71,7 +71,11 @@ export async function startServer(opts = {}) {
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--db', db.url,
     '--redis', opts.redis ?? `127.0.0.1:${REDIS_PORT}`, '--prefix', prefix,
     '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash',
-    '--login-limit', String(opts.loginLimit ?? 1000), ...(opts.extra ?? [])];
+    '--login-limit', String(opts.loginLimit ?? 1000),
+    // A server starved of CPU for longer than its lease (250 ms) stops answering from L1 —
+    // correctly, but a test that checks Cache-Status would see it. The fleet tests run with
+    // the default lease (leaseMs: 250): what they prove depends on it.
+    '--lease-ms', String(opts.leaseMs ?? 2000), ...(opts.extra ?? [])];
   if (opts.cache === false) args.push('--no-cache');
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';

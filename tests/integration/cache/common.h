@@ -143,6 +143,9 @@ static inline void it_config(tc_config *cfg, int port, int db, const char *prefi
     /* Generous for sanitizer builds on a loaded machine; the outage tests set their own. */
     cfg->redis_timeout_ms = 1000;
     cfg->connect_timeout_ms = 1000;
+    /* A bus thread starved of CPU for longer than a lease makes L1 lapse (correctly): a test
+     * that checks where an answer came from would see L2. The fleet tests set their own. */
+    cfg->lease_ms = 2000;
 }
 
 static inline tc_cache *it_cache(const tc_config *cfg)
@@ -159,6 +162,14 @@ static inline int it_bus_connected(tc_cache *c)
     tc_metrics m;
     tc_metrics_snapshot(c, &m);
     return m.bus_connected;
+}
+
+/* L1 is served again only under the lease, which follows the bus's first answers (fleet.c). */
+static inline int it_l1_trusted(tc_cache *c)
+{
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    return m.l1_trusted;
 }
 
 static inline uint64_t it_pending(tc_cache *c)

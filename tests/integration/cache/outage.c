@@ -202,7 +202,9 @@ static void test_redis_killed_then_restarted_empty(void)
     CHECK_EQ_INT(m.pending_invalidations, 0);
     CHECK_EQ_INT(m.breaker_open, 0);
     CHECK(m.bus_reconnects >= 1);
-    /* Nothing stale, and L1 trusted again. */
+    /* Nothing stale, and L1 trusted again (once the lease is back). */
+    IT_WAIT_UNTIL(ok, it_l1_trusted(a) && it_l1_trusted(c), IT_DEADLINE_MS);
+    CHECK(ok);
     read_ok(a, "acct:1", &p, v2);
     CHECK_EQ_INT(read_ok(a, "acct:1", &p, v2).source, TC_SRC_L1);
     read_ok(c, "acct:1", &p, v2);
