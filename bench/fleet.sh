@@ -335,9 +335,9 @@ for n in 1 2 3; do
     echo "$n instance(s):  $(figs "$work/scale$n.out")"
     echo "    $(cat "$work/scale$n.cpu")"
 done
-echo "  nginx and every instance share core 0 (wrk and Redis have core 1): adding instances adds"
-echo "  no CPU, only more processes on the same core; what limits it is core 0, where each request"
-echo "  costs nginx's proxying (two connections, parse and copy) on top of the instance's own work."
+echo "  What limits it on 2 cores: core 0, which nginx and every instance share (wrk and Redis have"
+echo "  core 1). More instances add no CPU, they split the same core; nginx's proxying (a second"
+echo "  connection per request, a parse and a copy) takes about as much of it as the instances' work."
 
 # ---- 4. invalidation delay -----------------------------------------------------------------
 echo
