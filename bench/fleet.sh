@@ -107,7 +107,7 @@ if [[ $scen -eq 1 ]]; then
     echo "== 1. read-your-writes under faults: 3 instances, one PostgreSQL, checker of tests/e2e/fleet.mjs =="
     # setsid: its own process group, so that cleanup can stop the instances it spawned too
     TIERCACHE_BIN=$bin TC_REDIS_PORT=$rport TC_PG_URL="$pgurl/tiercache_bench" TMPDIR=$work \
-        setsid node "$root/bench/fleet.mjs" scenarios 2> >(grep -v '^Could not connect to Redis' >&2) &
+        setsid node "$root/bench/fleet.mjs" scenarios 2> >(grep --line-buffered -v '^Could not connect to Redis' >&2) &
     node_pid=$!
     wait "$node_pid" || { echo "bench: the scenarios failed" >&2; exit 1; }
     node_pid=""
