@@ -263,6 +263,16 @@ scrape() { # scrape TAG: every instance's /metrics into $work/TAG.<i>
     local i
     for i in "${!inst_urls[@]}"; do curl -sf "${inst_urls[$i]}/metrics" >"$work/$1.$i" || : >"$work/$1.$i"; done
 }
+lapses() { # lapses BEFORE AFTER: ack timeouts and lease lapses between two scrapes, all instances
+    local i b=() a=() x y
+    for i in "${!inst_urls[@]}"; do b+=("$work/$1.$i"); a+=("$work/$2.$i"); done
+    grep -q '^tiercache_cache_ack_timeouts_total ' "${a[@]}" || return 0
+    sum() { awk '/^tiercache_cache_ack_timeouts_total / { t += $2 } /^tiercache_cache_lease_lapses_total / { l += $2 }
+                 END { print t + 0, l + 0 }' "$@"; }
+    read -r -a x < <(sum "${b[@]}")
+    read -r -a y < <(sum "${a[@]}")
+    echo "; ack timeouts $((y[0] - x[0])), lease lapses $((y[1] - x[1]))"
+}
 hist() { # hist BEFORE AFTER: the invalidate-duration histogram's increase between two scrapes
     local i b=() a=()
     for i in "${!inst_urls[@]}"; do b+=("$work/$1.$i"); a+=("$work/$2.$i"); done
@@ -286,8 +296,8 @@ for build in this base; do
     scrape "$build-m1"
     TOKENS=$work/writers wrk_cpu "$build-w16" -c16 -s "$root/bench/fleet-write.lua" "$lb"
     scrape "$build-m2"
-    R[$build-w1]="$(figs "$work/$build-w1.out")"
-    R[$build-w16]="$(figs "$work/$build-w16.out")"
+    R[$build-w1]="$(figs "$work/$build-w1.out")$(lapses "$build-m0" "$build-m1")"
+    R[$build-w16]="$(figs "$work/$build-w16.out")$(lapses "$build-m1" "$build-m2")"
     R[$build-h1]="$(hist "$build-m0" "$build-m1")"
     R[$build-h16]="$(hist "$build-m1" "$build-m2")"
     # the probe, beside 4 connections of writes by the other users
@@ -303,7 +313,7 @@ for build in this base; do
     R[$build-counters]="$(cat "$work/$build-m3".* | awk '
         /^tiercache_cache_ack_timeouts_total / { a += $2 } /^tiercache_cache_lease_lapses_total / { l += $2 }
         /^tiercache_cache_l1_trusted / { t += $2; n++ }
-        END { if (n) printf "ack timeouts %d, lease lapses %d, L1 trusted on %d of %d instances", a, l, t, n
+        END { if (n) printf "since start: ack timeouts %d, lease lapses %d; L1 trusted now on %d of %d instances", a, l, t, n
               else printf "n/a" }')"
     fleet_down
 done
