@@ -45,10 +45,10 @@ trap 'exit 143' TERM
 
 pdeath=()
 setpriv --pdeathsig KILL true 2>/dev/null && pdeath=(setpriv --pdeathsig KILL)
-free_port() { # a port nobody listens on, from a range of our own
+free_port() { # a port nobody listens on, below the kernel's ephemeral range (32768-)
     local p
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12000))
         ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { echo "$p"; return; }
     done
 }

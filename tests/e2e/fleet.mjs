@@ -212,6 +212,7 @@ export async function checkReadYourWrites(fleet, opts = {}) {
   const stats = { reads: 0, stale: 0, readErrors: 0, writes: 0, writeErrors: 0, maxBehind: 0,
     samples: [], errorSamples: [], blogReads: 0, writeLog: [] };
   const t0 = Date.now();
+  stats.t0 = t0;
   // every write's end (ms since the start), whether it was answered 200, and how long it took
   const logWrite = (started, ok) => stats.writeLog.push({ at: Date.now() - t0, ok, ms: Date.now() - started });
   const end = Date.now() + durationMs;
