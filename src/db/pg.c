@@ -5,13 +5,20 @@
  * text (the server infers their types), results read whole in text format.
  * Not for: asynchronous or pipelined use; COPY; binary results.
  *
- * A connection found broken before a call outside a transaction is reset once (PQreset),
- * so a restarted server costs one failed call, not a dead pool. Its prepared statements
- * died with the old session: the cache is emptied and statement_timeout set again.
+ * A connection found broken before a call outside a transaction is reset once (PQreset):
+ * broken as libpq says, or as its socket says while it sat idle in the pool (the server
+ * closed it: a restart). So a restarted server costs no failed call, not even one per
+ * pooled connection; a read (SELECT) outside a transaction whose connection dies under
+ * it is sent once more on the reset connection. Its prepared statements died with the
+ * old session: the cache is emptied and statement_timeout set again.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
+#include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libpq-fe.h>
 
@@ -94,11 +101,26 @@ static int set_timeout(tc_db *db)
     return simple(db, sql);
 }
 
-/* Before a call: a broken connection outside a transaction is reset once. */
+/* Whether an idle connection's socket says the server went away: it closed or
+ * reset the connection (a restart, a terminated backend), or sent something
+ * while we were not asking (the FATAL message of a shutting-down server), which
+ * libpq takes in and then reports as a bad connection. One poll(2), no wait. */
+static bool gone_while_idle(PGconn *c)
+{
+    struct pollfd p = {PQsocket(c), POLLIN | POLLRDHUP, 0};
+    if (p.fd < 0 || poll(&p, 1, 0) < 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL))
+        return true;
+    return (p.revents & POLLIN) && (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK);
+}
+
+/* Before a call: a broken connection outside a transaction is reset once, and a
+ * pooled one that went away while idle is found so before it is used. */
 static int ensure_conn(tc_db *db)
 {
     PGconn *c = conn_of(db);
-    if (PQstatus(c) == CONNECTION_OK)
+    if (PQstatus(c) == CONNECTION_OK && (db->in_tx || !gone_while_idle(c)))
         return 0;
     if (db->in_tx)
         return tc_db__fail(db, TC_DB_ECONN, "postgres: connection lost inside a transaction");
@@ -186,11 +208,23 @@ static int pg_exec(tc_db *db, const char *sql, const tc_db_param *params, int n,
     return rc;
 }
 
+/* A read that changes nothing: safe to send again if the connection died under it. */
+static bool plain_read(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
 static int pg_query(tc_db *db, const char *sql, const tc_db_param *params, int n, tc_db_rows **out)
 {
     pg_rows *r;
     PGresult *res;
     int rc = run(db, sql, params, n, &res);
+    /* The connection died between the check and the call (or the check could not
+     * tell): a read outside a transaction goes once more, on the connection reset. */
+    if (rc == TC_DB_ECONN && !db->in_tx && plain_read(sql))
+        rc = run(db, sql, params, n, &res);
     if (rc != 0)
         return rc;
     if (!(r = calloc(1, sizeof(*r)))) {

@@ -269,6 +269,27 @@ int tct_pg_start(tct_pg *pg)
     return -1;
 }
 
+int tct_pg_restart(tct_pg *pg)
+{
+    if (pg->pid <= 0 || !pg->dir[0]) {
+        fprintf(stderr, "tct_pg_restart: not a running server\n");
+        return -1;
+    }
+    kill(pg->pid, SIGINT);
+    if (reap(pg->pid, STOP_TIMEOUT_MS) < 0) {
+        kill(pg->pid, SIGKILL);
+        reap(pg->pid, -1);
+    }
+    pg->pid = 0;
+    for (int attempt = 0; attempt < 10; attempt++) { /* the old socket may linger */
+        if (start_postgres(pg, server_user()) == 0)
+            return 0;
+        tct_sleep_ms(200);
+    }
+    fprintf(stderr, "tct_pg_restart: could not start postgres again on port %d\n", pg->port);
+    return -1;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     remove(path);

@@ -28,6 +28,10 @@ int tct_pg_start(tct_pg *pg);
 /* Fast shutdown (SIGINT), wait; SIGKILL after 5 s. Removes pg->dir. Safe when stopped. */
 int tct_pg_stop(tct_pg *pg);
 
+/* Fast shutdown (every session is closed, as in a real restart), then the same cluster
+ * started again on the same port; waits until it accepts connections. */
+int tct_pg_restart(tct_pg *pg);
+
 /* $TC_PG_URL (the shared cluster of scripts/test.sh), or NULL if unset or empty. */
 const char *tct_env_pg_url(void);
 
