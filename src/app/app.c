@@ -582,6 +582,7 @@ void tc_app_free(tc_app *app)
     tc_app__assets_free(app->assets);
     tc_ratelimit_free(app->login_by_addr);
     tc_ratelimit_free(app->login_by_email);
+    tc_app__auth_free(app);
     free(app);
 }
 

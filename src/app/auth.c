@@ -4,15 +4,24 @@
  * A session token is 32 random bytes, sent to the client base64url-encoded
  * (as JSON from auth.login, and as an HttpOnly, SameSite=Lax cookie). The
  * database keeps only its SHA-256, with an expiry; so does the cache, under
- * "session:<sha256>", holding "<user id> <role> <expires ms>" (or "-" for a
- * token that matches nothing, so a flood of bad tokens costs one lookup a
- * minute each). Logout deletes the row and invalidates that key everywhere.
+ * "session:<sha256>", holding "<user id> <role> <expires ms>", fresh for a
+ * minute and then served stale for up to SESSION_STALE_MS while one refresh
+ * runs — or, when the database is down, for as long as it is (stale-if-error):
+ * signed-in users keep reading what is cached through a database outage.
+ * Logout deletes the row and invalidates that key everywhere, and an
+ * invalidated entry is never served stale: a logout ends a session at once.
+ *
+ * A token that matches nothing is not cached: anyone can make up tokens, and
+ * each would be a key in Redis. It is remembered in a small table of this
+ * process instead (NEG_SLOTS, a minute each), so a flood of made-up tokens
+ * costs the database one lookup a minute per token at most, and Redis nothing.
  *
  * Passwords are argon2id (libsodium's crypto_pwhash_str). An unknown email
  * still costs one verification against a dummy hash, so response time does
  * not tell which emails exist. Login is rate limited per client address and
  * per email.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +33,16 @@
 #define TOKEN_BYTES 32
 #define TOKEN_CHARS 43 /* base64url without padding */
 #define SESSION_FRESH_MS 60000
+#define SESSION_STALE_MS (3600 * 1000) /* after fresh: SWR, and stale-if-error */
+#define NEG_SLOTS 4096                   /* unknown tokens remembered (16 bytes each) */
+#define NEG_TTL_MS 60000
+
+struct tc_app__neg {
+    pthread_mutex_t lock;
+    struct {
+        uint64_t h, until_ms; /* the token hash's first 8 bytes (never 0); mono ms */
+    } slot[NEG_SLOTS];
+};
 
 int tc_app_hash_password(const char *password, bool fast, char *out, size_t outlen)
 {
@@ -39,11 +58,53 @@ int tc_app__auth_init(tc_app *app)
 {
     char pw[24];
     unsigned char raw[16];
-    if (sodium_init() < 0)
+    if (sodium_init() < 0 || (app->neg = calloc(1, sizeof(*app->neg))) == NULL)
         return -1;
+    pthread_mutex_init(&app->neg->lock, NULL);
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(pw, sizeof(pw), raw, 11);
     return tc_app_hash_password(pw, app->cfg.pwhash_fast, app->dummy_hash, sizeof(app->dummy_hash));
+}
+
+void tc_app__auth_free(tc_app *app)
+{
+    if (app->neg == NULL)
+        return;
+    pthread_mutex_destroy(&app->neg->lock);
+    free(app->neg);
+    app->neg = NULL;
+}
+
+/* ---- tokens that match nothing ---------------------------------------------------- */
+
+static uint64_t neg_hash(const char *token_hash) /* 16 hex digits of the SHA-256 */
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = token_hash[i];
+        h = h << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return h != 0 ? h : 1;
+}
+
+static bool neg_known(tc_app *app, const char *token_hash)
+{
+    uint64_t h = neg_hash(token_hash), now = tc_mono_ms();
+    size_t i = h % NEG_SLOTS;
+    pthread_mutex_lock(&app->neg->lock);
+    bool known = app->neg->slot[i].h == h && now < app->neg->slot[i].until_ms;
+    pthread_mutex_unlock(&app->neg->lock);
+    return known;
+}
+
+static void neg_remember(tc_app *app, const char *token_hash)
+{
+    uint64_t h = neg_hash(token_hash);
+    size_t i = h % NEG_SLOTS; /* a collision forgets the older one: it costs a lookup */
+    pthread_mutex_lock(&app->neg->lock);
+    app->neg->slot[i].h = h;
+    app->neg->slot[i].until_ms = tc_mono_ms() + NEG_TTL_MS;
+    pthread_mutex_unlock(&app->neg->lock);
 }
 
 static void sha256_hex(const char *s, size_t len, char out[65])
@@ -89,12 +150,10 @@ static int session_db(tc_db *db, const char *key, tc_buf *out)
                     "JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
                     p, 1, &r) != 0)
         return APP_EDB;
-    int rc = tc_db_rows_next(r), err = rc < 0 ? APP_EDB : 0;
+    int rc = tc_db_rows_next(r), err = rc < 0 ? APP_EDB : APP_ENOTFOUND;
     if (rc == 1)
         err = tc_buf_printf(out, "%lld %s %lld", (long long)tc_db_col_int64(r, 0),
                             tc_db_col_text(r, 1, NULL), (long long)tc_db_col_int64(r, 2));
-    else if (rc == 0)
-        err = tc_buf_append(out, "-", 1);
     tc_db_rows_free(r);
     return err;
 }
@@ -149,18 +208,32 @@ tc_call_status tc_app__auth_session(tc_call *c, tc_session *s)
         err = load_session(c->app, key, &b);
         v = b.data, len = b.len;
     } else {
-        tc_policy p = {.fresh_ms = SESSION_FRESH_MS, .loader = load_session, .loader_ctx = c->app};
+        tc_policy p = {.fresh_ms = SESSION_FRESH_MS,
+                       .stale_ms = SESSION_STALE_MS,
+                       .loader = load_session,
+                       .loader_ctx = c->app};
+        if (c->app->cfg.test_fresh_ms > 0) /* --test-fresh-ms: tests only */
+            p.fresh_ms = c->app->cfg.test_fresh_ms;
         err = c->may_block ? tc_get_or_load(c->app->cache, key, &p, &r)
                            : tc_peek(c->app->cache, key, &p, &r);
-        if (err == TC_ENOTFOUND && !c->may_block)
-            return CALL_NEED_BLOCK;
+        if (err == TC_ENOTFOUND && !c->may_block) {
+            if (!neg_known(c->app, s->token_hash))
+                return CALL_NEED_BLOCK;
+            err = APP_ENOTFOUND; /* looked up a moment ago: still nobody's */
+        }
         v = r.value != NULL ? r.value->data : NULL, len = r.value != NULL ? r.value->len : 0;
     }
     tc_call_status st = CALL_OK;
-    if (err != 0)
-        st = tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
-    else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms())
-        s->user_id = 0; /* unknown or expired: anonymous */
+    if (err == APP_ENOTFOUND) {
+        neg_remember(c->app, s->token_hash); /* anonymous; not cached (above) */
+        s->user_id = 0;
+    } else if (err != 0) {
+        tc_http_add_header(c->x, "Retry-After", "1");
+        st = tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                               "the database is unavailable: could not check the session");
+    } else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms()) {
+        s->user_id = 0; /* expired: anonymous */
+    }
     free(b.data);
     tc_value_release(r.value);
     return st;

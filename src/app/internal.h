@@ -40,6 +40,7 @@ struct tc_app {
     struct tc_pages *pages;   /* web/templates (pages.c) */
     tc_purger *purger;        /* tag purges to a shared cache, or NULL */
     tc_tag_header tag_header; /* how public responses carry their tags */
+    struct tc_app__neg *neg;  /* session tokens that match nothing, lately (auth.c) */
 };
 
 typedef enum { ROLE_NONE = 0, ROLE_USER, ROLE_ADMIN } tc_role;
@@ -140,6 +141,7 @@ tc_call_status tc_app__auth_session(tc_call *c, tc_session *s);
 tc_call_status tc_app__auth_login(tc_call *c, tc_db *db);
 tc_call_status tc_app__auth_logout(tc_call *c, tc_db *db);
 int tc_app__auth_init(tc_app *app);
+void tc_app__auth_free(tc_app *app);
 
 /* billing.c */
 void tc_app__billing_webhook(void *app, tc_http_exchange *x); /* a blocking function */
