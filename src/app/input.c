@@ -5,6 +5,7 @@
 #include "app/input.h"
 
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 static size_t utf8_chars(const char *s)
@@ -143,4 +144,27 @@ const char *tc_in_slug(const char *s)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
             return "not a slug (a-z, 0-9 and '-')";
     return NULL;
+}
+
+/* [0-9]{1,19} within INT64_MAX, ending at *end. */
+static int int64_digits(const char *s, const char **end, long long *out)
+{
+    unsigned long long v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9' && p - s < 19; p++)
+        v = v * 10 + (unsigned long long)(*p - '0');
+    if (p == s || (*p >= '0' && *p <= '9') || v > (unsigned long long)INT64_MAX)
+        return -1;
+    *end = p;
+    *out = (long long)v;
+    return 0;
+}
+
+int tc_in_cursor(const char *s, long long *pub, long long *id)
+{
+    const char *p;
+    if (int64_digits(s, &p, pub) != 0 || *p != '.' || int64_digits(p + 1, &p, id) != 0 ||
+        *p != '\0')
+        return -1;
+    return 0;
 }

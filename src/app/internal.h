@@ -28,6 +28,7 @@
 /* Loader result codes (passed through the cache engine as negative errors). */
 #define APP_ENOTFOUND (-1000) /* the row does not exist: NOT_FOUND */
 #define APP_EDB (-1001)       /* the database failed or timed out */
+#define APP_EINPUT (-1002)    /* the input is well-formed but names nothing real: BAD_REQUEST */
 
 struct tc_app {
     tc_app_config cfg;

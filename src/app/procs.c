@@ -270,19 +270,37 @@ static int load_dashboard(void *app, const char *key, tc_buf *out)
 
 /* ---- blog.list / blog.bySlug ---------------------------------------------------- */
 
-/* "blog:list:<cursor>:<limit>", cursor "-" or "<published_at>.<id>" */
+/* "blog:list:<cursor>:<limit>", cursor "-" or "<published_at>.<id>" (checked
+ * by tc_in_cursor on the way in). A cursor must name a published post — one
+ * blog.list returned: any other would be a page of its own in the cache, and
+ * anyone can make up cursors (each page is kilobytes in Redis for an hour).
+ * So the number of pages the cache can hold is bounded by the posts. */
 static int blog_list_db(tc_db *db, const char *key, tc_buf *out)
 {
     long long pub = INT64_MAX, id = INT64_MAX;
     int limit = 10;
-    const char *cur = key + strlen("blog:list:");
-    const char *colon = strrchr(key, ':');
-    if (strncmp(cur, "-:", 2) != 0 && sscanf(cur, "%lld.%lld:", &pub, &id) != 2)
-        return APP_ENOTFOUND;
+    char cur[48];
+    const char *start = key + strlen("blog:list:"), *colon = strrchr(key, ':');
+    if (colon == NULL || colon < start || (size_t)(colon - start) >= sizeof(cur))
+        return APP_EINPUT;
+    memcpy(cur, start, (size_t)(colon - start));
+    cur[colon - start] = '\0';
+    if (strcmp(cur, "-") != 0 && tc_in_cursor(cur, &pub, &id) != 0)
+        return APP_EINPUT;
     if (strcmp(colon + 1, "-") != 0)
         limit = atoi(colon + 1);
-    tc_db_param p[] = {tc_db_int64(pub), tc_db_int64(pub), tc_db_int64(id), tc_db_int64(limit + 1)};
     tc_db_rows *r;
+    if (strcmp(cur, "-") != 0) {
+        tc_db_param q[] = {tc_db_int64(id), tc_db_int64(pub)};
+        int64_t n = 0;
+        if (tc_db_query_int64(db,
+                              "SELECT count(*) FROM blog_posts WHERE id = ? AND published_at = ?",
+                              q, 2, &n) != 0)
+            return APP_EDB;
+        if (n == 0)
+            return APP_EINPUT;
+    }
+    tc_db_param p[] = {tc_db_int64(pub), tc_db_int64(pub), tc_db_int64(id), tc_db_int64(limit + 1)};
     if (tc_db_query(db,
                     "SELECT slug, title, substr(body, 1, 200), published_at, id FROM blog_posts "
                     "WHERE published_at IS NOT NULL AND (published_at < ? OR "
@@ -480,11 +498,8 @@ static tc_call_status blog_update(tc_call *c, tc_db *db)
 
 static const char *cursor_check(const char *s)
 {
-    long long a, b;
-    char tail;
-    return sscanf(s, "%lld.%lld%c", &a, &b, &tail) == 2 && a >= 0 && b >= 0
-               ? NULL
-               : "not a cursor returned by blog.list";
+    long long pub, id;
+    return tc_in_cursor(s, &pub, &id) == 0 ? NULL : "not a cursor returned by blog.list";
 }
 
 static const char *kind_check(const char *s)
@@ -729,6 +744,9 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     }
     if (err == APP_ENOTFOUND)
         return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "%s: not found", c->path);
+    if (err == APP_EINPUT)
+        return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "%s: the input points at nothing that exists",
+                                 c->path);
     tc_app__log("load %s failed: %s", key, err == APP_EDB ? "database error" : tc_strerror(err));
     return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
 }

@@ -39,3 +39,40 @@ describe('hostile clients: made-up session tokens', () => {
     assert.equal((await call(S, 'user.me', { token: demo })).status, 200);
   });
 });
+
+describe('hostile clients: blog.list cursors', () => {
+  let S;
+  before(async () => { S = await startServer({ db: 'sqlite' }); });
+  after(async () => { assert.equal(await S.stop(), 0); });
+  const list = (input) => call(S, 'blog.list', { input });
+
+  it('accepts exactly [0-9]{1,19}.[0-9]{1,19} within range; anything else is 400', async () => {
+    for (const cursor of [' 1.2', '1.2 ', '1.2\n', '\r\n1.2', '+1.2', '1.+2', '-1.2', '1.-2', '1..2',
+      '1.2.3', '1', '.2', '1.', '', '0x1.2', '1.2x', '１.2', '9223372036854775808.1',
+      '1.9223372036854775808', '12345678901234567890.1', '1e3.2']) {
+      const r = await list({ cursor });
+      assert.equal(r.status, 400, JSON.stringify(cursor));
+      assert.match(r.body.error.message, /cursor/, JSON.stringify(cursor));
+    }
+  });
+
+  it('a cursor must name a published post: made-up ones are 400 and store nothing', async () => {
+    const first = await list({ limit: 3 });
+    assert.equal(first.status, 200);
+    const real = first.body.result.data.nextCursor;
+    assert.match(real, /^\d+\.\d+$/);
+    const pages = () => keysUnder(S.prefix, 'blog:list:*').length;
+    const before = pages();
+    const [pub, id] = real.split('.').map(Number);
+    for (let i = 1; i <= 40; i++) {
+      const r = await list({ cursor: `${pub + i}.${id}`, limit: 3 });
+      assert.equal(r.status, 400, `made-up cursor ${pub + i}.${id}`);
+    }
+    const madeUp = await list({ cursor: '9223372036854775807.9223372036854775807' });
+    assert.equal(madeUp.status, 400);
+    assert.equal(pages(), before, 'no page stored for a made-up cursor');
+    const next = await list({ cursor: real, limit: 3 });
+    assert.equal(next.status, 200, 'the cursor blog.list returned still works');
+    assert.equal(pages(), before + 1);
+  });
+});

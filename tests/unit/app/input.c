@@ -85,8 +85,28 @@ static void checks(void)
     CHECK(tc_in_url("https://a b") != NULL);
 }
 
+static void cursors(void)
+{
+    long long pub = 0, id = 0;
+    CHECK_EQ_INT(tc_in_cursor("1700000000000.42", &pub, &id), 0);
+    CHECK_EQ_INT(pub, 1700000000000LL);
+    CHECK_EQ_INT(id, 42);
+    CHECK_EQ_INT(tc_in_cursor("9223372036854775807.0", &pub, &id), 0);
+    CHECK_EQ_INT(pub, 9223372036854775807LL);
+    CHECK_EQ_INT(tc_in_cursor("0.9223372036854775807", &pub, &id), 0);
+    static const char *const bad[] = {
+        "",  ".",   "1.",  ".1",    "1",      " 1.2",  "1.2 ", "+1.2", "1.+2", "-1.2",  "1.-2",
+        "1..2", "1.2.3", "0x1.2", "1.2\n", "\r\n1.2", "1e3.2", "9223372036854775808.1",
+        "1.9223372036854775808", "18446744073709551616.1", "12345678901234567890.1",
+        "00000000000000000001.1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (!CHECK(tc_in_cursor(bad[i], &pub, &id) == -1))
+            fprintf(stderr, "    accepted \"%s\"\n", bad[i]);
+}
+
 int main(void)
 {
+    cursors();
     accepts_valid();
     refuses_with_precise_messages();
     required_fields();
