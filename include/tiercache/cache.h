@@ -108,6 +108,14 @@ typedef struct tc_config {
      * L2 is used again; past this many, the whole cache is cleared instead. */
     int pending_invalidations_max; /* default 4096 */
 
+    /* What this instance may hold in Redis: records it wrote and that have not
+     * expired, by bytes and by count (0: no limit). A write past either is
+     * not made (the value is still served, from L1 and the loader), counted in
+     * l2_budget_refusals and reported through log. The count errs high (a
+     * record written again before it expires counts twice meanwhile). For a
+     * Redis that will not evict (a job queue shares it): docs/cache.md. */
+    uint64_t l2_budget_bytes, l2_budget_keys;
+
     /* How long an L1 stays trusted after the bus last proved it had every
      * invalidation (the lease; docs/cache.md "The fleet"): an instance that
      * cannot renew it stops serving from L1 within this bound, and an
@@ -310,6 +318,8 @@ typedef struct tc_metrics {
     uint64_t lease_lapses;       /* times the lease ran out while subscribed */
     uint64_t incarnations;       /* new Redis processes seen after the first */
     uint64_t ack_timeouts;       /* invalidations that waited out the lease for an instance */
+    uint64_t l2_budget_bytes, l2_budget_keys; /* what the budget counts now (0: no budget) */
+    uint64_t l2_budget_refusals;              /* records not written: over the budget */
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
 } tc_metrics;

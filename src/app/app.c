@@ -473,6 +473,8 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->prefix = "tc:";
     cfg->l1_bytes = 64u << 20;
     cfg->lease_ms = 250;
+    cfg->l2_budget_bytes = 256u << 20;
+    cfg->l2_budget_keys = 500000;
     cfg->invalidate_wait_ms = 5000;
     cfg->webhook_tolerance_s = 300;
     cfg->session_ttl_s = 30 * 24 * 3600;
@@ -552,6 +554,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         cc.prefix = cfg->prefix;
         cc.l1_max_bytes = cfg->l1_bytes;
         cc.lease_ms = cfg->lease_ms;
+        cc.l2_budget_bytes = cfg->l2_budget_bytes;
+        cc.l2_budget_keys = cfg->l2_budget_keys;
         cc.log = cache_log;
         int cerr;
         if ((app->cache = tc_cache_create(&cc, &cerr)) == NULL) {

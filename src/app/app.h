@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/server.h"
 
@@ -27,6 +28,8 @@ typedef struct tc_app_config {
     const char *prefix; /* Redis key prefix; default "tc:" */
     size_t l1_bytes;    /* default 64 MiB */
     int lease_ms;           /* L1 trust lease (tc_config.lease_ms); default 250 */
+    uint64_t l2_budget_bytes, l2_budget_keys; /* what this instance may hold in Redis;
+                                                 default 256 MiB, 500,000 keys; 0: no limit */
     int invalidate_wait_ms; /* how long a write waits for Redis to take its
                                invalidations (a stall, a failover); default 5000 */
 

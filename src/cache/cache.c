@@ -113,6 +113,7 @@ struct tc_cache {
     _Atomic int pending_count;
 
     tc__fleet *fleet; /* with a bus: the lease and the acknowledgements */
+    tc__budget *budget; /* or NULL: no limit on what we hold in Redis */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -413,18 +414,20 @@ static uint64_t ttl_of(const tc_policy *p)
 }
 
 /* One round trip: the record under key and the current version of each of
- * its tags. A record is usable when its tags are the policy's, no version has
- * moved since it was loaded, and its stale time has not passed. */
+ * its tags (0 for one that does not exist; no record carries 0, so a lost
+ * counter makes every record that depended on it invalid). A record is usable
+ * when its tags are the policy's, no version has moved since it was loaded,
+ * and its stale time has not passed. */
 static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t now, l2_read *out)
 {
     char keys[2 + TC_TAGS_MAX + 1][TC_KEY_MAX + 256];
-    const char *argv[2 + TC_TAGS_MAX + 3];
-    size_t lens[2 + TC_TAGS_MAX + 3];
-    char self[TC_KEY_MAX + 2], epoch[24], tagpx[24];
+    const char *argv[2 + TC_TAGS_MAX + 1];
+    size_t lens[2 + TC_TAGS_MAX + 1];
+    char self[TC_KEY_MAX + 2];
     int ntags = p != NULL ? p->ntags : 0, nkeys = 0;
-    /* keys: the value, "*", "#key", the policy's tags; argv: the keys, then 2 */
+    /* keys: the value, "*", "#key", the policy's tags; argv: the keys */
     TC_ASSERT(ntags >= 0 && 3 + ntags <= (int)TC_COUNTOF(keys));
-    TC_ASSERT(3 + ntags + 2 <= (int)TC_COUNTOF(argv));
+    TC_ASSERT(3 + ntags <= (int)TC_COUNTOF(argv));
 
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
@@ -434,14 +437,8 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
         lens[nkeys] = redis_key(c, keys[nkeys], "~t:", p->tags[i]), nkeys++;
     for (int i = 0; i < nkeys; i++)
         argv[i] = keys[i];
-    snprintf(epoch, sizeof(epoch), "%llu",
-             (unsigned long long)(100000000000000ull + random_u64() % 900000000000000ull));
-    snprintf(tagpx, sizeof(tagpx), "%llu",
-             (unsigned long long)((p != NULL ? ttl_of(p) : 0) + TAG_TTL_SLACK_MS));
-    argv[nkeys] = epoch, lens[nkeys] = strlen(epoch);
-    argv[nkeys + 1] = tagpx, lens[nkeys + 1] = strlen(tagpx);
 
-    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_READ, nkeys, nkeys + 2, argv, lens);
+    redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_READ, nkeys, nkeys, argv, lens);
     if (rep == NULL)
         return L2_DOWN;
     int state = L2_DOWN;
@@ -480,6 +477,29 @@ done:
     return state;
 }
 
+/* Whether the budget has room for a record of len bytes for ttl_ms; says so
+ * once when it fills up and once when there is room again. */
+static bool budget_allows(tc_cache *c, const char *key, size_t len, uint64_t ttl_ms)
+{
+    int v = tc__budget_take(c->budget, tc_mono_ms(), len, ttl_ms);
+    if (v < 0)
+        TC__INC(c->metrics.budget_refusals);
+    if (v == TC__BUDGET_NOW_FULL) {
+        uint64_t bytes, keys;
+        tc__budget_read(c->budget, tc_mono_ms(), &bytes, &keys);
+        say(c, TC_LOG_WARN,
+            "L2 budget reached (%llu keys, %llu bytes held; limits %llu keys, %llu bytes): new "
+            "entries are not stored in Redis (first refused: %.80s); still served from L1 and "
+            "the loader",
+            (unsigned long long)keys, (unsigned long long)bytes,
+            (unsigned long long)c->cfg.l2_budget_keys, (unsigned long long)c->cfg.l2_budget_bytes,
+            key);
+    } else if (v == TC__BUDGET_BACK) {
+        say(c, TC_LOG_INFO, "L2 budget: room again, entries are stored in Redis again");
+    }
+    return v >= 0;
+}
+
 /* Writes the record if no tag version moved since rd was read. */
 static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_value *v,
                      const times *t, const l2_read *rd)
@@ -493,8 +513,15 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
                     .ntags = p->ntags,
                     .data = v->data,
                     .len = v->len};
-    for (int i = 0; i < rd->nversions; i++)
+    /* the versions the record carries: as read, or for a tag that did not exist,
+     * the random epoch WRITE creates it at */
+    char carried[TC_TAGS_MAX + 2][24];
+    for (int i = 0; i < rd->nversions; i++) {
         r.versions[i] = strtoll(rd->versions[i], NULL, 10);
+        if (r.versions[i] == 0)
+            r.versions[i] = (int64_t)(tc__random_epoch() + (uint64_t)i);
+        snprintf(carried[i], sizeof(carried[i]), "%lld", (long long)r.versions[i]);
+    }
     for (int i = 0; i < p->ntags; i++) {
         r.tags[i] = p->tags[i];
         r.taglen[i] = (uint8_t)strlen(p->tags[i]);
@@ -504,15 +531,20 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
         free(rec.data);
         return;
     }
+    if (c->budget != NULL && !budget_allows(c, key, rec.len, t->stale_until - t->created)) {
+        free(rec.data);
+        return;
+    }
     char keys[2 + TC_TAGS_MAX + 1][TC_KEY_MAX + 256];
-    const char *argv[2 * (TC_TAGS_MAX + 3) + 3];
-    size_t lens[2 * (TC_TAGS_MAX + 3) + 3];
+    const char *argv[3 * (TC_TAGS_MAX + 2) + 4];
+    size_t lens[3 * (TC_TAGS_MAX + 2) + 4];
     char self[TC_KEY_MAX + 2], px[24], tagpx[24];
     int nkeys = 0;
-    /* keys as l2_fetch's; argv: the keys, 3 values, then the version of each tag key */
+    /* keys as l2_fetch's; argv: the keys, 3 values, the version of each tag as read,
+     * then as the record carries it */
     TC_ASSERT(p->ntags >= 0 && 3 + p->ntags <= (int)TC_COUNTOF(keys));
     TC_ASSERT(rd->nversions == 2 + p->ntags);
-    TC_ASSERT(2 * (3 + p->ntags) + 2 <= (int)TC_COUNTOF(argv));
+    TC_ASSERT(3 * (2 + p->ntags) + 4 <= (int)TC_COUNTOF(argv));
     lens[nkeys] = redis_key(c, keys[nkeys], "", key), nkeys++;
     lens[nkeys] = redis_key(c, keys[nkeys], "~t:", "*"), nkeys++;
     snprintf(self, sizeof(self), "#%s", key);
@@ -530,6 +562,8 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
     argv[argc] = tagpx, lens[argc++] = strlen(tagpx);
     for (int i = 0; i < rd->nversions; i++)
         argv[argc] = rd->versions[i], lens[argc++] = strlen(rd->versions[i]);
+    for (int i = 0; i < rd->nversions; i++)
+        argv[argc] = carried[i], lens[argc++] = strlen(carried[i]);
     redisReply *rep = tc__redis_script(c->redis, TC__SCRIPT_WRITE, nkeys, argc, argv, lens);
     if (rep != NULL)
         freeReplyObject(rep);
@@ -1358,6 +1392,10 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         if ((c->redis = tc__redis_new(&c->cfg, &c->metrics, ev)) == NULL)
             goto fail;
         c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
+        if ((cfg->l2_budget_bytes > 0 || cfg->l2_budget_keys > 0) &&
+            (c->budget = tc__budget_new(cfg->l2_budget_bytes, cfg->l2_budget_keys,
+                                        tc_mono_ms())) == NULL)
+            goto fail;
         if ((c->fleet = tc__fleet_new(&c->cfg, c->redis, &c->metrics, c->instance, c->channel)) ==
             NULL)
             goto fail;
@@ -1400,6 +1438,7 @@ void tc_cache_destroy(tc_cache *c)
         tc__fleet_leave(c->fleet); /* at once, so writers stop waiting for us */
     tc__bus_stop(c->bus);
     tc__fleet_free(c->fleet);
+    tc__budget_free(c->budget);
     tc__pool_free(c->pool); /* finishes or cancels every refresh, so no flight is left */
     tc__l1_free(c->l1);
     tc__tag_put(c->global);
@@ -1462,6 +1501,9 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->lease_lapses = atomic_load(&c->metrics.lease_lapses);
     m->incarnations = atomic_load(&c->metrics.incarnations);
     m->ack_timeouts = atomic_load(&c->metrics.ack_timeouts);
+    m->l2_budget_refusals = atomic_load(&c->metrics.budget_refusals);
+    if (c->budget != NULL)
+        tc__budget_read(c->budget, tc_mono_ms(), &m->l2_budget_bytes, &m->l2_budget_keys);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
     tc__hist_copy(&c->metrics.invalidate_latency, &m->invalidate_latency);
 }

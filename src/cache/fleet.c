@@ -349,10 +349,10 @@ int tc__fleet_send(tc__fleet *f, const char *const *tag_keys, const size_t *tag_
                    const char *const *val_keys, const size_t *val_lens, int nval,
                    const char *const *tags, int n, tc__fleet_wait **waitp)
 {
-    /* KEYS: seq, members, n tags, the values; ARGV: channel, id, n, step, the tags */
-    const char *argv[2 + 2 * TC_TAGS_MAX + 4 + TC_TAGS_MAX];
+    /* KEYS: seq, members, n tags, the values; ARGV: channel, id, n, step, epoch, px, the tags */
+    const char *argv[2 + 2 * TC_TAGS_MAX + 6 + TC_TAGS_MAX];
     size_t lens[TC_COUNTOF(argv)];
-    char num[12], step[24];
+    char num[12], step[24], epoch[24], px[24];
     TC_ASSERT(n >= 1 && n <= TC_TAGS_MAX && nval >= 0 && nval <= n);
     int argc = 0;
     argv[argc] = f->seq_key, lens[argc++] = strlen(f->seq_key);
@@ -368,6 +368,10 @@ int tc__fleet_send(tc__fleet *f, const char *const *tag_keys, const size_t *tag_
     argv[argc] = f->instance, lens[argc++] = strlen(f->instance);
     argv[argc] = num, lens[argc++] = strlen(num);
     argv[argc] = step, lens[argc++] = strlen(step);
+    snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)tc__random_epoch());
+    snprintf(px, sizeof(px), "%d", TC__NEW_TAG_TTL_MS);
+    argv[argc] = epoch, lens[argc++] = strlen(epoch);
+    argv[argc] = px, lens[argc++] = strlen(px);
     for (int i = 0; i < n; i++)
         argv[argc] = tags[i], lens[argc++] = strlen(tags[i]);
     redisReply *rep = tc__redis_script(f->redis, TC__SCRIPT_INVALIDATE, nkeys, argc, argv, lens);

@@ -33,6 +33,14 @@ uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
 
+/* A random starting point for a tag counter, in [10^14, 10^15): a counter that
+ * is lost and made again never comes back at a value an entry recorded. */
+uint64_t tc__random_epoch(void);
+/* How long a tag counter that an invalidation creates lives (longer than any
+ * load that may have seen it missing; a write of an entry carrying it then
+ * extends it). */
+#define TC__NEW_TAG_TTL_MS 600000
+
 /* ---- codec.c ------------------------------------------------------------ */
 
 /* The record stored in Redis under <prefix><key>. Versions are those of the
@@ -100,7 +108,7 @@ typedef struct tc__metrics {
     tc__ns ns[TC_NS_MAX];
     _Atomic uint64_t tag_invalidations, clears, bus_messages, bus_reconnects;
     _Atomic uint64_t redis_errors, breaker_opens;
-    _Atomic uint64_t lease_lapses, incarnations, ack_timeouts;
+    _Atomic uint64_t lease_lapses, incarnations, ack_timeouts, budget_refusals;
     tc__hist redis_latency, invalidate_latency;
 } tc__metrics;
 
@@ -238,6 +246,25 @@ bool tc__bus_wait_connected(tc__bus *b, int ms);
 /* Drops the subscription and subscribes again (to the address asked anew). */
 void tc__bus_reconnect(tc__bus *b);
 void tc__bus_stop(tc__bus *b);
+
+/* ---- budget.c ------------------------------------------------------------ */
+
+typedef struct tc__budget tc__budget;
+
+/* NULL when both limits are 0 (no budget), or on ENOMEM. Times are monotonic
+ * ms (tc_mono_ms(); a test passes its own). */
+tc__budget *tc__budget_new(uint64_t max_bytes, uint64_t max_keys, uint64_t now);
+void tc__budget_free(tc__budget *b); /* NULL is a no-op */
+/* Before writing a record of bytes living ttl_ms: counts it if it fits. */
+enum {
+    TC__BUDGET_OK = 0,        /* fits */
+    TC__BUDGET_BACK = 1,      /* fits, and the write before was refused */
+    TC__BUDGET_FULL = -1,     /* refused */
+    TC__BUDGET_NOW_FULL = -2, /* refused, and the write before fitted */
+};
+int tc__budget_take(tc__budget *b, uint64_t now, uint64_t bytes, uint64_t ttl_ms);
+/* What is counted now (records written and not expired). */
+void tc__budget_read(tc__budget *b, uint64_t now, uint64_t *bytes, uint64_t *keys);
 
 /* ---- fleet.c ------------------------------------------------------------- */
 

@@ -20,35 +20,39 @@
 
 #include "cache/internal.h"
 
-/* KEYS[1] value, KEYS[2..] tags; ARGV[1] random epoch, ARGV[2] px of new tags.
- * Returns {value or nil, version of each tag}; a missing tag is created at a
- * random epoch so a lost counter never comes back at an old value. */
+/* KEYS[1] value, KEYS[2..] tags. Returns {value or nil, the version of each
+ * tag, "0" for one that does not exist}. Read only: a read creates no key, so
+ * reading (what anonymous clients do) cannot fill Redis; a missing tag is
+ * created when a value carrying it is written (WRITE) or when it is
+ * invalidated (INVALIDATE). */
 static const char SCRIPT_READ[] = "local r = {redis.call('GET', KEYS[1])}\n"
-                                  "for i = 2, #KEYS do\n"
-                                  "  local v = redis.call('GET', KEYS[i])\n"
-                                  "  if not v then\n"
-                                  "    v = ARGV[1] .. i\n"
-                                  "    redis.call('SET', KEYS[i], v, 'PX', ARGV[2])\n"
-                                  "  end\n"
-                                  "  r[i] = v\n"
-                                  "end\n"
+                                  "for i = 2, #KEYS do r[i] = redis.call('GET', KEYS[i]) or '0' end\n"
                                   "return r\n";
 
-/* KEYS[1] value, KEYS[2..] tags; ARGV[1] record, ARGV[2] px, ARGV[3] px for
- * tags, ARGV[4..] the tag versions read before the load. Writes only if no
- * tag moved meanwhile, and keeps each tag alive at least as long as the entry. */
+/* KEYS[1] value, KEYS[2..] its n tags; ARGV[1] record, ARGV[2] px, ARGV[3] px
+ * for tags, ARGV[4..3+n] the tag versions read before the load ("0": it did
+ * not exist), ARGV[4+n..3+2n] the versions the record carries (for a tag that
+ * did not exist, the random epoch it is created at now). Writes only if no
+ * tag moved meanwhile — created by an invalidation counts as moved — creates
+ * the missing ones, and keeps each tag alive at least as long as the entry. */
 static const char SCRIPT_WRITE[] =
+    "local n = #KEYS - 1\n"
     "for i = 2, #KEYS do\n"
-    "  if redis.call('GET', KEYS[i]) ~= ARGV[i + 2] then return 0 end\n"
+    "  if (redis.call('GET', KEYS[i]) or '0') ~= ARGV[i + 2] then return 0 end\n"
+    "end\n"
+    "for i = 2, #KEYS do\n"
+    "  if ARGV[i + 2] == '0' then redis.call('SET', KEYS[i], ARGV[i + 2 + n], 'PX', ARGV[3])\n"
+    "  else redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT') end\n"
     "end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-    "for i = 2, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3], 'GT') end\n"
     "return 1\n";
 
 /* KEYS[1] the bus sequence, KEYS[2] the members, then ARGV[3] tag counters,
  * then the values to delete; ARGV[1] channel, ARGV[2] this instance's id,
- * ARGV[3] the number of tags, ARGV[4] a random step, then the tag names.
- * Bumps each tag that exists (a missing tag has no entry depending on it),
+ * ARGV[3] the number of tags, ARGV[4] a random step, ARGV[5] a random epoch,
+ * ARGV[6] px, then the tag names. Bumps each tag that exists and creates each
+ * that does not, at a random epoch for px (no entry depends on it yet, but a
+ * load that saw it missing must not store what it read: WRITE sees it moved),
  * deletes the values, and publishes one message per tag, "<seq> <id> <tag>",
  * all under one sequence number, which the instances that apply them echo in
  * their acknowledgements (the random step keeps a number from coming back
@@ -59,11 +63,12 @@ static const char SCRIPT_INVALIDATE[] =
     "local seq = redis.call('INCRBY', KEYS[1], ARGV[4])\n"
     "local n = tonumber(ARGV[3])\n"
     "for i = 3, 2 + n do\n"
-    "  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i]) end\n"
+    "  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i])\n"
+    "  else redis.call('SET', KEYS[i], ARGV[5] + i, 'PX', ARGV[6]) end\n"
     "end\n"
     "for i = 3 + n, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "for i = 1, n do\n"
-    "  redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[4 + i])\n"
+    "  redis.call('PUBLISH', ARGV[1], seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[6 + i])\n"
     "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -453,8 +458,8 @@ redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc, cons
                              const size_t *lens)
 {
     /* EVALSHA sha nkeys argv... */
-    const char *av[2 + TC_TAGS_MAX * 2 + 16];
-    size_t al[2 + TC_TAGS_MAX * 2 + 16];
+    const char *av[3 + TC_TAGS_MAX * 3 + 16];
+    size_t al[3 + TC_TAGS_MAX * 3 + 16];
     char sha[41], nk[12];
     TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
     TC_ASSERT(nkeys >= 0 && nkeys <= argc && argc + 3 <= (int)TC_COUNTOF(av));

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -136,4 +137,12 @@ const char *tc_strerror(int err)
     default:
         return err < 0 ? "loader error" : "unknown error";
     }
+}
+
+uint64_t tc__random_epoch(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
+    return 100000000000000ull + v % 900000000000000ull;
 }

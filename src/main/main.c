@@ -58,6 +58,9 @@ static const char USAGE[] =
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
     "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --l2-budget-mb N       what this instance may hold in Redis, in MiB; past it, new\n"
+    "                         entries are not stored there [TIERCACHE_L2_BUDGET_MB] (256; 0: none)\n"
+    "  --l2-budget-keys N     the same in keys [TIERCACHE_L2_BUDGET_KEYS] (500000; 0: none)\n"
     "  --lease-ms N           an instance trusts its L1 this long after the invalidation bus\n"
     "                         last proved it had every invalidation [TIERCACHE_LEASE_MS] (250)\n"
     "  --invalidate-wait-ms N how long a write waits for Redis to take its invalidations\n"
@@ -186,6 +189,10 @@ static void set(options *o, const char *name, const char *v)
         o->app.prefix = v;
     } else if (strcmp(name, "l1-mb") == 0)
         o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "l2-budget-mb") == 0)
+        o->app.l2_budget_bytes = (uint64_t)to_int("--l2-budget-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "l2-budget-keys") == 0)
+        o->app.l2_budget_keys = (uint64_t)to_int("--l2-budget-keys", v, 0, 1000000000);
     else if (strcmp(name, "lease-ms") == 0)
         o->app.lease_ms = to_int("--lease-ms", v, 5, 60000);
     else if (strcmp(name, "invalidate-wait-ms") == 0)
@@ -263,6 +270,8 @@ static void from_env(options *o)
         {"TIERCACHE_PREFIX", "prefix"},
         {"TIERCACHE_L1_MB", "l1-mb"},
         {"TIERCACHE_LEASE_MS", "lease-ms"},
+        {"TIERCACHE_L2_BUDGET_MB", "l2-budget-mb"},
+        {"TIERCACHE_L2_BUDGET_KEYS", "l2-budget-keys"},
         {"TIERCACHE_INVALIDATE_WAIT_MS", "invalidate-wait-ms"},
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},

@@ -382,6 +382,53 @@ static void test_shared_rate_limit(void)
     tc_cache_destroy(local);
 }
 
+/* The log lines of a cache (tc_config.log), counted by what they say. */
+static atomic_int budget_full_lines, budget_back_lines;
+
+static void count_lines(void *ctx, int level, const char *msg)
+{
+    if (strstr(msg, "L2 budget reached") != NULL)
+        atomic_fetch_add(&budget_full_lines, 1);
+    if (strstr(msg, "L2 budget: room again") != NULL)
+        atomic_fetch_add(&budget_back_lines, 1);
+}
+
+/* A budget of 5 keys: of 10 distinct entries loaded, 5 records reach Redis, the other 5
+ * are served all the same (from the loader, then L1), refused and counted, and the log says
+ * so once; reads and reads of what is stored create nothing more. */
+static void test_l2_budget_bounds_what_is_stored(void)
+{
+    static const char *const pfx = "it-keys-budget:";
+    tc_config cfg;
+    it_config(&cfg, server.port, DB, pfx);
+    cfg.l2_budget_keys = 5;
+    cfg.log = count_lines;
+    tc_cache *c = it_cache(&cfg);
+    REQUIRE(c != NULL);
+    tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, NULL);
+    char key[32], want[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "item:%d", i);
+        it_expect(want, sizeof(want), key, "v1");
+        it_read r = it_get_or_load(c, key, &p);
+        CHECK_EQ_INT(r.rc, 0);
+        CHECK_EQ_STR(r.data, want);
+    }
+    size_t n, records = 0;
+    char **keys = it_keys(db3, &n);
+    for (size_t i = 0; i < n; i++)
+        records += strncmp(keys[i], "it-keys-budget:item:", 20) == 0;
+    it_free_keys(keys, n);
+    CHECK_EQ_INT(records, 5);
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    CHECK_EQ_INT(m.l2_budget_keys, 5);
+    CHECK_EQ_INT(m.l2_budget_refusals, 5);
+    CHECK_EQ_INT(atomic_load(&budget_full_lines), 1);
+    CHECK_EQ_INT(atomic_load(&budget_back_lines), 0);
+    tc_cache_destroy(c);
+}
+
 int main(void)
 {
     REQUIRE(tct_redis_start(&server) == 0);
@@ -397,6 +444,7 @@ int main(void)
     test_foreign_keys_untouched_by_every_operation();
     test_no_flush_and_clear_scans_nothing();
     test_shared_rate_limit();
+    test_l2_budget_bounds_what_is_stored();
 
     redisFree(db3);
     redisFree(db0);
