@@ -593,3 +593,13 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc)
     hc->reject = reject;
     hc->ctx = app;
 }
+
+void tc_app_attach_server(tc_app *app, tc_http_server *srv)
+{
+    tc_app__monitor_attach(app->monitor, srv);
+}
+
+void tc_app_reopen_logs(tc_app *app)
+{
+    tc_app__monitor_reopen_log(app->monitor);
+}

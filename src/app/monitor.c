@@ -1414,13 +1414,8 @@ void tc_app__monitor_attach(tc_monitor *m, tc_http_server *srv)
     pthread_mutex_unlock(&m->srv_lock);
 }
 
-void tc_app_attach_server(tc_app *app, tc_http_server *srv)
+void tc_app__monitor_reopen_log(tc_monitor *m)
 {
-    tc_app__monitor_attach(app->monitor, srv);
-}
-
-void tc_app_reopen_logs(tc_app *app)
-{
-    if (app->monitor != NULL)
-        tc_access_log_reopen(app->monitor->log);
+    if (m != NULL)
+        tc_access_log_reopen(m->log);
 }

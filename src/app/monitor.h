@@ -54,6 +54,9 @@ void tc_app__monitor_free(tc_monitor *m); /* NULL is a no-op */
  * stopping it). */
 void tc_app__monitor_attach(tc_monitor *m, tc_http_server *srv);
 
+/* Reopens the access log file (SIGHUP, after a rotation); NULL is a no-op. */
+void tc_app__monitor_reopen_log(tc_monitor *m);
+
 /* The routes above: true when path is one of them, with the action in *act. */
 bool tc_app__monitor_route(tc_app *app, tc_http_exchange *x, tc_http_action *act);
 
