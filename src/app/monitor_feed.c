@@ -166,12 +166,14 @@ void tc_app__mon_sampler_stop(mon_sampler *s)
 
 /* ---- the feed ---------------------------------------------------------------------- */
 
-static const ns_sample *ns_find(const sample *s, const char *name)
+/* Namespace nb's counters in the older sample a; zeros when it was not there yet. */
+static const ns_sample *ns_before(const sample *a, const ns_sample *nb)
 {
-    for (int i = 0; i < s->nns; i++)
-        if (strcmp(s->ns[i].name, name) == 0)
-            return &s->ns[i];
-    return NULL;
+    static const ns_sample zero;
+    for (int i = 0; i < a->nns; i++)
+        if (strcmp(a->ns[i].name, nb->name) == 0)
+            return &a->ns[i];
+    return &zero;
 }
 
 static uint64_t tag_count(const sample *s, const char *name)
@@ -241,105 +243,144 @@ static void add_point(json_t *series, const char *key, json_t *v)
     json_array_append_new(json_object_get(series, key), v);
 }
 
-static json_t *build_feed(tc_monitor *m)
+static const char *const PCT_NAMES[] = {"p50", "p95", "p99"};
+
+/* The ring, oldest first, into r (RING samples); returns how many there are. */
+static int ring_copy(mon_sampler *sp, sample *r)
 {
-    sample *r = malloc(sizeof(sample) * RING);
-    if (r == NULL)
-        return NULL;
-    mon_sampler *sp = m->sampler;
     pthread_mutex_lock(&sp->ring_lock);
     int n = sp->count;
     for (int i = 0; i < n; i++)
         r[i] = sp->ring[(sp->head - n + i + RING) % RING];
     pthread_mutex_unlock(&sp->ring_lock);
+    return n;
+}
 
-    json_t *feed = json_object(), *s = json_object(), *sum = json_object();
-    json_object_set_new(feed, "version", json_integer(1));
-    json_object_set_new(feed, "time", json_integer(tc_wall_ms()));
-    json_object_set_new(feed, "started", json_integer(m->started_ms));
-    json_object_set_new(feed, "interval_ms", json_integer(SAMPLE_MS));
-    json_object_set_new(feed, "cache", json_boolean(m->app->cache != NULL));
-    json_object_set_new(feed, "redis", json_boolean(m->app->cfg.redis_host != NULL));
+/* ---- the series: one point a second --------------------------------------------------- */
+
+/* Every series, empty: the charts' arrays, a hit ratio per namespace of the
+ * latest sample (or none), and three percentiles of cached and uncached requests. */
+static json_t *series_new(const sample *last)
+{
     static const char *const keys[] = {
         "t",          "rps",      "errors_ps",  "hit_ratio",       "lookups_ps",  "l1_bytes",
         "l1_entries", "stale_ps", "refresh_ps", "redis_errors_ps", "redis_p99_ms"};
+    json_t *s = json_object();
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         json_object_set_new(s, keys[i], json_array());
     json_t *nsr = json_object(), *cached = json_object(), *uncached = json_object();
     json_object_set_new(s, "ns_hit_ratio", nsr);
     json_object_set_new(s, "cached_ms", cached);
     json_object_set_new(s, "uncached_ms", uncached);
-    static const char *const pk[] = {"p50", "p95", "p99"};
     for (int i = 0; i < 3; i++) {
-        json_object_set_new(cached, pk[i], json_array());
-        json_object_set_new(uncached, pk[i], json_array());
+        json_object_set_new(cached, PCT_NAMES[i], json_array());
+        json_object_set_new(uncached, PCT_NAMES[i], json_array());
     }
-    const sample *last = n > 0 ? &r[n - 1] : NULL;
-    if (last != NULL)
-        for (int k = 0; k < last->nns; k++)
-            json_object_set_new(nsr, last->ns[k].name, json_array());
+    for (int k = 0; last != NULL && k < last->nns; k++)
+        json_object_set_new(nsr, last->ns[k].name, json_array());
+    return s;
+}
 
-    for (int i = 1; i < n; i++) {
-        const sample *a = &r[i - 1], *b = &r[i];
-        double secs = (double)(b->t_ms - a->t_ms) / 1000.0;
-        if (secs <= 0)
-            secs = 1;
-        add_point(s, "t", json_integer(b->t_ms));
-        add_point(s, "rps", num((double)dsub(b->requests, a->requests) / secs));
-        add_point(s, "errors_ps", num((double)dsub(b->errors, a->errors) / secs));
-        uint64_t hits = 0, lookups = 0, stale = 0, refresh = 0;
-        for (int k = 0; k < b->nns; k++) {
-            const ns_sample *nb = &b->ns[k], *na = ns_find(a, nb->name);
-            static const ns_sample zero;
-            if (na == NULL)
-                na = &zero;
-            uint64_t h = dsub(nb->l1 + nb->l2, na->l1 + na->l2);
-            uint64_t l = h + dsub(nb->miss, na->miss);
-            hits += h, lookups += l;
-            stale += dsub(nb->stale, na->stale);
-            refresh += dsub(nb->refresh, na->refresh);
-            json_t *arr = json_object_get(nsr, nb->name);
-            if (arr != NULL)
-                json_array_append_new(arr, ratio(h, l));
-        }
-        /* namespaces that appeared later: pad so every series lines up with t */
-        json_t *arr;
-        const char *nm;
-        json_object_foreach(nsr, nm, arr)
-        {
-            while (json_array_size(arr) < (size_t)i)
-                json_array_insert_new(arr, 0, json_null());
-        }
-        add_point(s, "hit_ratio", ratio(hits, lookups));
-        add_point(s, "lookups_ps", num((double)lookups / secs));
-        add_point(s, "l1_bytes", json_integer((json_int_t)b->l1_bytes));
-        add_point(s, "l1_entries", json_integer((json_int_t)b->l1_entries));
-        add_point(s, "stale_ps", num((double)stale / secs));
-        add_point(s, "refresh_ps", num((double)refresh / secs));
-        add_point(s, "redis_errors_ps", num((double)dsub(b->redis_errors, a->redis_errors) / secs));
-        uint64_t rd[TC_HIST_BUCKETS];
-        sub_hist(b->redis, a->redis, rd, TC_HIST_BUCKETS);
-        double rp = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
-        add_point(s, "redis_p99_ms", num_or_null(rp / 1000.0, rp >= 0));
-        const sample *w = &r[i > SMOOTH ? i - SMOOTH : 0];
-        json_t *pc = pcts(w, b, true, NULL), *pu = pcts(w, b, false, NULL);
-        for (int k = 0; k < 3; k++) {
-            json_array_append(json_object_get(cached, pk[k]), json_object_get(pc, pk[k]));
-            json_array_append(json_object_get(uncached, pk[k]), json_object_get(pu, pk[k]));
-        }
-        json_decref(pc);
-        json_decref(pu);
+/* The cache's points between a and b: hit ratios (overall and per namespace),
+ * lookups, stale answers and refreshes a second. npoints: how many points each
+ * series has once this one is in. */
+static void series_cache_point(json_t *s, const sample *a, const sample *b, double secs,
+                               size_t npoints)
+{
+    json_t *nsr = json_object_get(s, "ns_hit_ratio");
+    uint64_t hits = 0, lookups = 0, stale = 0, refresh = 0;
+    for (int k = 0; k < b->nns; k++) {
+        const ns_sample *nb = &b->ns[k], *na = ns_before(a, nb);
+        uint64_t h = dsub(nb->l1 + nb->l2, na->l1 + na->l2);
+        uint64_t l = h + dsub(nb->miss, na->miss);
+        hits += h, lookups += l;
+        stale += dsub(nb->stale, na->stale);
+        refresh += dsub(nb->refresh, na->refresh);
+        json_t *arr = json_object_get(nsr, nb->name);
+        if (arr != NULL)
+            json_array_append_new(arr, ratio(h, l));
     }
-    json_object_set_new(feed, "series", s);
+    /* namespaces that appeared later: pad so every series lines up with t */
+    json_t *arr;
+    const char *nm;
+    json_object_foreach(nsr, nm, arr)
+    {
+        while (json_array_size(arr) < npoints)
+            json_array_insert_new(arr, 0, json_null());
+    }
+    add_point(s, "hit_ratio", ratio(hits, lookups));
+    add_point(s, "lookups_ps", num((double)lookups / secs));
+    add_point(s, "l1_bytes", json_integer((json_int_t)b->l1_bytes));
+    add_point(s, "l1_entries", json_integer((json_int_t)b->l1_entries));
+    add_point(s, "stale_ps", num((double)stale / secs));
+    add_point(s, "refresh_ps", num((double)refresh / secs));
+}
 
-    /* the summary: the whole ring (up to a minute), and the latest gauges */
-    json_object_set_new(feed, "summary", sum);
-    if (n == 0)
-        goto done;
-    const sample *a = &r[0], *b = last;
+/* One point of every series, for the second from a to b; w is the sample the
+ * latency percentiles start from (SMOOTH seconds before b, or the oldest). */
+static void series_point(json_t *s, const sample *w, const sample *a, const sample *b,
+                         size_t npoints)
+{
     double secs = (double)(b->t_ms - a->t_ms) / 1000.0;
-    json_object_set_new(sum, "window_s", num(secs));
-    double per = secs > 0 ? secs : 1;
+    if (secs <= 0)
+        secs = 1;
+    add_point(s, "t", json_integer(b->t_ms));
+    add_point(s, "rps", num((double)dsub(b->requests, a->requests) / secs));
+    add_point(s, "errors_ps", num((double)dsub(b->errors, a->errors) / secs));
+    series_cache_point(s, a, b, secs, npoints);
+    add_point(s, "redis_errors_ps", num((double)dsub(b->redis_errors, a->redis_errors) / secs));
+    uint64_t rd[TC_HIST_BUCKETS];
+    sub_hist(b->redis, a->redis, rd, TC_HIST_BUCKETS);
+    double rp = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
+    add_point(s, "redis_p99_ms", num_or_null(rp / 1000.0, rp >= 0));
+    json_t *pc = pcts(w, b, true, NULL), *pu = pcts(w, b, false, NULL);
+    json_t *cached = json_object_get(s, "cached_ms"), *uncached = json_object_get(s, "uncached_ms");
+    for (int k = 0; k < 3; k++) {
+        json_array_append(json_object_get(cached, PCT_NAMES[k]), json_object_get(pc, PCT_NAMES[k]));
+        json_array_append(json_object_get(uncached, PCT_NAMES[k]),
+                          json_object_get(pu, PCT_NAMES[k]));
+    }
+    json_decref(pc);
+    json_decref(pu);
+}
+
+/* ---- the summary: the whole ring, and the latest gauges ------------------------------- */
+
+/* What the namespaces add up to over the window. */
+typedef struct ns_totals {
+    uint64_t hits, misses, stale, refresh, dropped, lerr, nkeys;
+} ns_totals;
+
+/* The window's counts of one namespace; adds them to t. */
+static json_t *summary_ns(const sample *a, const sample *b, const ns_sample *nb, double per,
+                          ns_totals *t)
+{
+    const ns_sample *na = ns_before(a, nb);
+    uint64_t l1 = dsub(nb->l1, na->l1), l2 = dsub(nb->l2, na->l2), mi = dsub(nb->miss, na->miss);
+    t->hits += l1 + l2, t->misses += mi;
+    t->stale += dsub(nb->stale, na->stale), t->refresh += dsub(nb->refresh, na->refresh);
+    t->dropped += dsub(nb->dropped, na->dropped), t->lerr += dsub(nb->load_errors, na->load_errors);
+    t->nkeys += dsub(nb->invalidations, na->invalidations);
+    /* this namespace's keys, and the tags named like it ("user:42" for user:42) */
+    uint64_t inval = dsub(nb->invalidations, na->invalidations) +
+                     dsub(tag_count(b, nb->name), tag_count(a, nb->name));
+    return json_pack("{s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I}}",
+                     "name", nb->name, "hit_ratio", ratio(l1 + l2, l1 + l2 + mi), "l1_hits",
+                     (json_int_t)l1, "l2_hits", (json_int_t)l2, "misses", (json_int_t)mi,
+                     "coalesced", (json_int_t)dsub(nb->coalesced, na->coalesced), "stale_served",
+                     (json_int_t)dsub(nb->stale, na->stale), "refreshes",
+                     (json_int_t)dsub(nb->refresh, na->refresh), "refresh_dropped",
+                     (json_int_t)dsub(nb->dropped, na->dropped), "load_errors",
+                     (json_int_t)dsub(nb->load_errors, na->load_errors), "invalidations",
+                     (json_int_t)inval, "lookups_ps", num((double)(l1 + l2 + mi) / per), "totals",
+                     "l1_hits", (json_int_t)nb->l1, "l2_hits", (json_int_t)nb->l2, "misses",
+                     (json_int_t)nb->miss, "stale_served", (json_int_t)nb->stale, "refreshes",
+                     (json_int_t)nb->refresh);
+}
+
+/* The requests of the window: rates and latency percentiles. */
+static void summary_requests(json_t *sum, const sample *a, const sample *b, double per)
+{
     uint64_t reqs = dsub(b->requests, a->requests);
     json_object_set_new(sum, "requests", json_integer((json_int_t)reqs));
     json_object_set_new(sum, "rps", num((double)reqs / per));
@@ -351,35 +392,15 @@ static json_t *build_feed(tc_monitor *m)
     json_t *pu = pcts(a, b, false, &cnt);
     json_object_set_new(pu, "count", json_integer((json_int_t)cnt));
     json_object_set_new(sum, "uncached_ms", pu);
+}
 
+/* The cache over the window: each namespace, invalidations, and the totals. */
+static void summary_cache(json_t *sum, const sample *a, const sample *b, double per)
+{
     json_t *nss = json_array();
-    uint64_t hits = 0, misses = 0, stale = 0, refresh = 0, dropped = 0, lerr = 0, nkeys = 0;
+    ns_totals t = {0};
     for (int k = 0; k < b->nns; k++) {
-        const ns_sample *nb = &b->ns[k], *na = ns_find(a, nb->name);
-        static const ns_sample zero;
-        if (na == NULL)
-            na = &zero;
-        uint64_t l1 = dsub(nb->l1, na->l1), l2 = dsub(nb->l2, na->l2),
-                 mi = dsub(nb->miss, na->miss);
-        hits += l1 + l2, misses += mi;
-        stale += dsub(nb->stale, na->stale), refresh += dsub(nb->refresh, na->refresh);
-        dropped += dsub(nb->dropped, na->dropped), lerr += dsub(nb->load_errors, na->load_errors);
-        nkeys += dsub(nb->invalidations, na->invalidations);
-        /* this namespace's keys, and the tags named like it ("user:42" for user:42) */
-        uint64_t inval = dsub(nb->invalidations, na->invalidations) +
-                         dsub(tag_count(b, nb->name), tag_count(a, nb->name));
-        json_t *o = json_pack(
-            "{s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I}}", "name",
-            nb->name, "hit_ratio", ratio(l1 + l2, l1 + l2 + mi), "l1_hits", (json_int_t)l1,
-            "l2_hits", (json_int_t)l2, "misses", (json_int_t)mi, "coalesced",
-            (json_int_t)dsub(nb->coalesced, na->coalesced), "stale_served",
-            (json_int_t)dsub(nb->stale, na->stale), "refreshes",
-            (json_int_t)dsub(nb->refresh, na->refresh), "refresh_dropped",
-            (json_int_t)dsub(nb->dropped, na->dropped), "load_errors",
-            (json_int_t)dsub(nb->load_errors, na->load_errors), "invalidations", (json_int_t)inval,
-            "lookups_ps", num((double)(l1 + l2 + mi) / per), "totals", "l1_hits",
-            (json_int_t)nb->l1, "l2_hits", (json_int_t)nb->l2, "misses", (json_int_t)nb->miss,
-            "stale_served", (json_int_t)nb->stale, "refreshes", (json_int_t)nb->refresh);
+        json_t *o = summary_ns(a, b, &b->ns[k], per, &t);
         if (o != NULL)
             json_array_append_new(nss, o);
     }
@@ -389,15 +410,21 @@ static json_t *build_feed(tc_monitor *m)
         tags += dsub(b->tag_n[i], tag_count(a, b->tag_name[i]));
     json_object_set_new(sum, "invalidations",
                         json_pack("{s:I,s:I,s:I}", "tag", (json_int_t)tags, "key",
-                                  (json_int_t)nkeys, "clear",
+                                  (json_int_t)t.nkeys, "clear",
                                   (json_int_t)dsub(b->clears, a->clears)));
-    json_object_set_new(sum, "hit_ratio", ratio(hits, hits + misses));
-    json_object_set_new(sum, "hits", json_integer((json_int_t)hits));
-    json_object_set_new(sum, "misses", json_integer((json_int_t)misses));
-    json_object_set_new(sum, "stale_served", json_integer((json_int_t)stale));
-    json_object_set_new(sum, "refreshes", json_integer((json_int_t)refresh));
-    json_object_set_new(sum, "refresh_dropped", json_integer((json_int_t)dropped));
-    json_object_set_new(sum, "load_errors", json_integer((json_int_t)lerr));
+    json_object_set_new(sum, "hit_ratio", ratio(t.hits, t.hits + t.misses));
+    json_object_set_new(sum, "hits", json_integer((json_int_t)t.hits));
+    json_object_set_new(sum, "misses", json_integer((json_int_t)t.misses));
+    json_object_set_new(sum, "stale_served", json_integer((json_int_t)t.stale));
+    json_object_set_new(sum, "refreshes", json_integer((json_int_t)t.refresh));
+    json_object_set_new(sum, "refresh_dropped", json_integer((json_int_t)t.dropped));
+    json_object_set_new(sum, "load_errors", json_integer((json_int_t)t.lerr));
+}
+
+/* The layers' gauges in the latest sample b, and their counts since a: L1,
+ * Redis, the HTTP server, the database, the access log. */
+static void summary_layers(tc_monitor *m, json_t *sum, const sample *a, const sample *b)
+{
     json_object_set_new(sum, "l1",
                         json_pack("{s:I,s:I,s:I,s:I,s:I}", "entries", (json_int_t)b->l1_entries,
                                   "bytes", (json_int_t)b->l1_bytes, "max_bytes",
@@ -445,7 +472,40 @@ static json_t *build_feed(tc_monitor *m)
     json_object_set_new(sum, "access_log",
                         json_pack("{s:b,s:I,s:I}", "on", m->log != NULL, "lines",
                                   (json_int_t)ls.lines, "dropped", (json_int_t)ls.dropped));
-done:
+}
+
+static json_t *build_feed(tc_monitor *m)
+{
+    sample *r = malloc(sizeof(sample) * RING);
+    if (r == NULL)
+        return NULL;
+    int n = ring_copy(m->sampler, r);
+    const sample *last = n > 0 ? &r[n - 1] : NULL;
+
+    json_t *feed = json_object();
+    json_object_set_new(feed, "version", json_integer(1));
+    json_object_set_new(feed, "time", json_integer(tc_wall_ms()));
+    json_object_set_new(feed, "started", json_integer(m->started_ms));
+    json_object_set_new(feed, "interval_ms", json_integer(SAMPLE_MS));
+    json_object_set_new(feed, "cache", json_boolean(m->app->cache != NULL));
+    json_object_set_new(feed, "redis", json_boolean(m->app->cfg.redis_host != NULL));
+
+    json_t *s = series_new(last);
+    for (int i = 1; i < n; i++)
+        series_point(s, &r[i > SMOOTH ? i - SMOOTH : 0], &r[i - 1], &r[i], (size_t)i);
+    json_object_set_new(feed, "series", s);
+
+    json_t *sum = json_object();
+    json_object_set_new(feed, "summary", sum);
+    if (n > 0) {
+        const sample *a = &r[0], *b = last;
+        double secs = (double)(b->t_ms - a->t_ms) / 1000.0;
+        json_object_set_new(sum, "window_s", num(secs));
+        double per = secs > 0 ? secs : 1;
+        summary_requests(sum, a, b, per);
+        summary_cache(sum, a, b, per);
+        summary_layers(m, sum, a, b);
+    }
     free(r);
     return feed;
 }
