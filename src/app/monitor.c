@@ -273,7 +273,7 @@ int tc_app__mon_session(tc_app *app, tc_http_exchange *x, bool may_block)
 
 void tc_app__mon_respond(tc_http_exchange *x, int status, const char *ctype, const char *body)
 {
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, status < 300 ? TC_ROUTE_NO_STORE : TC_ROUTE_ERROR);
     tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
     tc_http_respond(x, status, ctype, body, strlen(body));
 }

@@ -541,7 +541,7 @@ static void blocking_feed(void *ctx, tc_http_exchange *x)
         return;
     }
     tc_http_set_status(x, 200);
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, TC_ROUTE_NO_STORE);
     tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
     tc_http_set_content_type(x, "application/json");
     tc_http_take_body(x, text, strlen(text));

@@ -6,7 +6,6 @@
  * cmake/embed.cmake (tc_app__admin_assets); the page fetches its data from
  * the feed (monitor_feed.c).
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "app/monitor_internal.h"
@@ -48,7 +47,7 @@ tc_http_action tc_app__mon_page(tc_app *app, tc_http_exchange *x, bool may_block
                                            : "could not check the session\n");
     } else {
         tc_http_set_status(x, 200);
-        tc_http_add_header(x, "Cache-Control", "no-store");
+        tc_cachehdr_simple(x, TC_ROUTE_NO_STORE);
         tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
         tc_http_add_header(x, "Content-Security-Policy", PAGE_CSP);
         tc_http_set_content_type(x, "text/html; charset=utf-8");
@@ -57,45 +56,25 @@ tc_http_action tc_app__mon_page(tc_app *app, tc_http_exchange *x, bool may_block
     return TC_HTTP_DONE;
 }
 
-/* If-None-Match against a strong ETag (RFC 9110 13.1.2: weak comparison). */
-static bool etag_matches(const char *inm, const char *etag)
-{
-    size_t el = strlen(etag);
-    for (const char *p = inm; *p != '\0';) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return true;
-        if (strncmp(p, "W/", 2) == 0)
-            p += 2;
-        if (strncmp(p, etag, el) == 0 && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
-            return true;
-        while (*p != '\0' && *p != ',')
-            p++;
-    }
-    return false;
-}
-
+/* The script and the style sheet: the same for everyone, revalidated on every
+ * use (the page class: no-cache) against the ETag of their bytes; the
+ * precondition step (304, 412) is cachehdr's, like every other route's. */
 tc_http_action tc_app__mon_asset(tc_http_exchange *x, const mon_page *p, bool js)
 {
     const tc_app__asset *a = js ? p->js : p->css;
-    const char *etag = js ? p->etag_js : p->etag_css;
-    const char *ctype = js ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8";
     if (a == NULL) {
         tc_app__mon_respond(x, 404, "text/plain; charset=utf-8", "not found\n");
         return TC_HTTP_DONE;
     }
-    tc_http_add_header(x, "Cache-Control", "no-cache");
-    tc_http_add_header(x, "ETag", etag);
+    tc_cachehdr h = {
+        .cls = TC_ROUTE_PAGE, .etag = js ? p->etag_js : p->etag_css, .last_modified = -1};
+    int status = tc_cachehdr_respond(x, &h);
     tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
-    const char *inm = tc_http_header(x, "If-None-Match");
-    if (inm != NULL && etag_matches(inm, etag)) {
-        tc_http_set_status(x, 304);
-        return TC_HTTP_DONE;
+    if (status == 200) {
+        tc_http_set_content_type(x,
+                                 js ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8");
+        tc_http_set_body_static(x, a->data, a->len);
     }
-    tc_http_set_status(x, 200);
-    tc_http_set_content_type(x, ctype);
-    tc_http_set_body_static(x, a->data, a->len);
     return TC_HTTP_DONE;
 }
 
@@ -112,7 +91,7 @@ static void etag_of(const tc_app__asset *a, char out[TC_ETAG_MAX])
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; a != NULL && i < a->len; i++)
         h = (h ^ a->data[i]) * 1099511628211ULL;
-    snprintf(out, TC_ETAG_MAX, "\"%016llx\"", (unsigned long long)h);
+    tc_cachehdr_etag(h, NULL, out);
 }
 
 void tc_app__mon_page_init(mon_page *p)

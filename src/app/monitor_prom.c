@@ -382,7 +382,7 @@ static void blocking_metrics(void *ctx, tc_http_exchange *x)
         return;
     }
     tc_http_set_status(x, 200);
-    tc_http_add_header(x, "Cache-Control", "no-store");
+    tc_cachehdr_simple(x, TC_ROUTE_NO_STORE);
     tc_http_set_content_type(x, "text/plain; version=0.0.4; charset=utf-8");
     tc_http_take_body(x, text, len);
 }
