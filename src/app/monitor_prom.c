@@ -40,6 +40,20 @@ static void single(tc_buf *b, const char *name, const char *type, const char *he
     series(b, name, "", v);
 }
 
+/* A run of such families, as a table. */
+typedef struct one_series {
+    const char *name, *type, *help;
+    uint64_t v;
+} one_series;
+
+static void singles(tc_buf *b, const one_series *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        single(b, s[i].name, s[i].type, s[i].help, s[i].v);
+}
+
+#define SINGLES(b, table) singles(b, table, sizeof(table) / sizeof(table[0]))
+
 static void hist_tail(tc_buf *b, const char *name, const char *labels, uint64_t cum,
                       uint64_t sum_us)
 {
@@ -172,51 +186,53 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
                   TC_HIST_BUCKETS, cm->ns[i].load_latency.sum_us);
     }
 
-    family(b, "tiercache_cache_l1_entries", "gauge", "Entries in the in-process cache.");
-    series(b, "tiercache_cache_l1_entries", "", cm->l1_entries);
-    family(b, "tiercache_cache_l1_bytes", "gauge", "Bytes held by the in-process cache.");
-    series(b, "tiercache_cache_l1_bytes", "", cm->l1_bytes);
-    family(b, "tiercache_cache_l1_max_bytes", "gauge", "The in-process cache's byte limit.");
-    series(b, "tiercache_cache_l1_max_bytes", "", m->cfg.l1_max_bytes);
-    family(b, "tiercache_cache_l1_evictions_total", "counter",
-           "Entries evicted from the in-process cache to stay under its limit.");
-    series(b, "tiercache_cache_l1_evictions_total", "", cm->l1_evictions);
-    single(b, "tiercache_cache_pending_invalidations", "gauge",
-           "Invalidations applied here but not yet delivered to Redis (replayed when it answers).",
-           cm->pending_invalidations);
-
-    single(b, "tiercache_redis_errors_total", "counter",
-           "Redis commands that failed, timed out or could not be sent.", cm->redis_errors);
-    single(b, "tiercache_redis_breaker_open", "gauge",
-           "1 while the circuit breaker is open (Redis is skipped), else 0.",
-           (uint64_t)cm->breaker_open);
-    single(b, "tiercache_redis_breaker_opens_total", "counter", "Times the breaker opened.",
-           cm->breaker_opens);
+    const one_series l1_redis[] = {
+        {"tiercache_cache_l1_entries", "gauge", "Entries in the in-process cache.", cm->l1_entries},
+        {"tiercache_cache_l1_bytes", "gauge", "Bytes held by the in-process cache.", cm->l1_bytes},
+        {"tiercache_cache_l1_max_bytes", "gauge", "The in-process cache's byte limit.",
+         m->cfg.l1_max_bytes},
+        {"tiercache_cache_l1_evictions_total", "counter",
+         "Entries evicted from the in-process cache to stay under its limit.", cm->l1_evictions},
+        {"tiercache_cache_pending_invalidations", "gauge",
+         "Invalidations applied here but not yet delivered to Redis (replayed when it answers).",
+         cm->pending_invalidations},
+        {"tiercache_redis_errors_total", "counter",
+         "Redis commands that failed, timed out or could not be sent.", cm->redis_errors},
+        {"tiercache_redis_breaker_open", "gauge",
+         "1 while the circuit breaker is open (Redis is skipped), else 0.",
+         (uint64_t)cm->breaker_open},
+        {"tiercache_redis_breaker_opens_total", "counter", "Times the breaker opened.",
+         cm->breaker_opens},
+    };
+    SINGLES(b, l1_redis);
     family(b, "tiercache_redis_command_duration_seconds", "histogram",
            "Redis round trips (command sent to reply read).");
     hist_log2(b, "tiercache_redis_command_duration_seconds", "", cm->redis_latency.buckets,
               TC_HIST_BUCKETS, cm->redis_latency.sum_us);
-    single(b, "tiercache_bus_connected", "gauge",
-           "1 while subscribed to the invalidation bus, else 0 (L1 is bypassed meanwhile).",
-           (uint64_t)cm->bus_connected);
-    single(b, "tiercache_bus_reconnects_total", "counter",
-           "Times the invalidation bus subscription was re-established.", cm->bus_reconnects);
-    single(b, "tiercache_bus_messages_total", "counter",
-           "Invalidation messages received on the bus (this process's own included).",
-           cm->bus_messages);
-    single(b, "tiercache_cache_l1_trusted", "gauge",
-           "1 while this instance's lease holds: the bus proved within the lease that every "
-           "invalidation has arrived, so L1 may answer; 0: L1 is bypassed.",
-           (uint64_t)cm->l1_trusted);
-    single(b, "tiercache_cache_lease_lapses_total", "counter",
-           "Times the lease ran out while subscribed (Redis slow or cut off).", cm->lease_lapses);
-    single(b, "tiercache_cache_ack_timeouts_total", "counter",
-           "Invalidations that waited out the lease of an instance that did not acknowledge.",
-           cm->ack_timeouts);
-    single(b, "tiercache_redis_incarnations_total", "counter",
-           "Times a different Redis process answered (restart, restore, failover): nothing "
-           "cached before was trusted.",
-           cm->incarnations);
+    const one_series bus_lease[] = {
+        {"tiercache_bus_connected", "gauge",
+         "1 while subscribed to the invalidation bus, else 0 (L1 is bypassed meanwhile).",
+         (uint64_t)cm->bus_connected},
+        {"tiercache_bus_reconnects_total", "counter",
+         "Times the invalidation bus subscription was re-established.", cm->bus_reconnects},
+        {"tiercache_bus_messages_total", "counter",
+         "Invalidation messages received on the bus (this process's own included).",
+         cm->bus_messages},
+        {"tiercache_cache_l1_trusted", "gauge",
+         "1 while this instance's lease holds: the bus proved within the lease that every "
+         "invalidation has arrived, so L1 may answer; 0: L1 is bypassed.",
+         (uint64_t)cm->l1_trusted},
+        {"tiercache_cache_lease_lapses_total", "counter",
+         "Times the lease ran out while subscribed (Redis slow or cut off).", cm->lease_lapses},
+        {"tiercache_cache_ack_timeouts_total", "counter",
+         "Invalidations that waited out the lease of an instance that did not acknowledge.",
+         cm->ack_timeouts},
+        {"tiercache_redis_incarnations_total", "counter",
+         "Times a different Redis process answered (restart, restore, failover): nothing "
+         "cached before was trusted.",
+         cm->incarnations},
+    };
+    SINGLES(b, bus_lease);
     family(b, "tiercache_cache_invalidate_duration_seconds", "histogram",
            "An invalidation from this instance until every instance applied it (or its lease ran "
            "out).");
@@ -270,20 +286,23 @@ static void render_http(tc_monitor *m, tc_buf *b)
     tc_http_stats st;
     if (!tc_app__mon_server_stats(m, &st))
         return;
-    single(b, "tiercache_http_connections", "gauge", "Open client connections.", st.connections);
-    single(b, "tiercache_http_in_flight_requests", "gauge",
-           "Requests between request line and response sent.", st.in_flight);
-    single(b, "tiercache_http_queued_requests", "gauge",
-           "Requests waiting for a worker thread now.", st.queued);
-    single(b, "tiercache_http_handler_calls_total", "counter",
-           "Requests that reached the application's handler.", st.requests);
-    single(b, "tiercache_http_offloaded_total", "counter",
-           "Requests run on a worker thread (could block: cache miss, database, mutation).",
-           st.offloaded);
-    single(b, "tiercache_http_parked_total", "counter",
-           "Offloaded requests that gave their worker back while another request loaded "
-           "the same key, and ran again after it.",
-           st.parked);
+    const one_series server[] = {
+        {"tiercache_http_connections", "gauge", "Open client connections.", st.connections},
+        {"tiercache_http_in_flight_requests", "gauge",
+         "Requests between request line and response sent.", st.in_flight},
+        {"tiercache_http_queued_requests", "gauge", "Requests waiting for a worker thread now.",
+         st.queued},
+        {"tiercache_http_handler_calls_total", "counter",
+         "Requests that reached the application's handler.", st.requests},
+        {"tiercache_http_offloaded_total", "counter",
+         "Requests run on a worker thread (could block: cache miss, database, mutation).",
+         st.offloaded},
+        {"tiercache_http_parked_total", "counter",
+         "Offloaded requests that gave their worker back while another request loaded "
+         "the same key, and ran again after it.",
+         st.parked},
+    };
+    SINGLES(b, server);
     family(b, "tiercache_http_rejected_total", "counter",
            "Requests the server refused by itself: busy (503, worker queue full), too_large "
            "(413), bad_request (400, framing).");
@@ -298,43 +317,41 @@ static void render_http(tc_monitor *m, tc_buf *b)
 
 static void render_db(tc_buf *b)
 {
-    char lab[96];
+    /* Every dialect and operation, read once with its labels; the three families
+     * show it, leaving out what never ran. */
+    enum { NDIALECTS = TC_DB_POSTGRES - TC_DB_SQLITE + 1 };
+    tc_db_latency l[NDIALECTS][TC_DB_OPS];
+    char lab[NDIALECTS][TC_DB_OPS][128], dlab[NDIALECTS][48];
+    for (int d = 0; d < NDIALECTS; d++) {
+        tc_db_dialect dialect = (tc_db_dialect)(TC_DB_SQLITE + d);
+        snprintf(dlab[d], sizeof(dlab[d]), "dialect=\"%s\"", tc_db_dialect_name(dialect));
+        for (int op = 0; op < TC_DB_OPS; op++) {
+            tc_db_latency_get(dialect, (tc_db_op)op, &l[d][op]);
+            snprintf(lab[d][op], sizeof(lab[d][op]), "%s,operation=\"%s\"", dlab[d],
+                     tc_db_op_name((tc_db_op)op));
+        }
+    }
     family(b, "tiercache_db_query_duration_seconds", "histogram",
            "Database statements by dialect and operation (query: the call plus each row "
            "stepped).");
-    for (int d = TC_DB_SQLITE; d <= TC_DB_POSTGRES; d++)
-        for (int op = 0; op < TC_DB_OP_POOL_WAIT; op++) {
-            tc_db_latency l;
-            tc_db_latency_get((tc_db_dialect)d, (tc_db_op)op, &l);
-            if (l.count == 0)
-                continue;
-            snprintf(lab, sizeof(lab), "dialect=\"%s\",operation=\"%s\"",
-                     tc_db_dialect_name((tc_db_dialect)d), tc_db_op_name((tc_db_op)op));
-            hist_log2(b, "tiercache_db_query_duration_seconds", lab, l.buckets, TC_DB_HIST_BUCKETS,
-                      l.sum_us);
-        }
+    for (int d = 0; d < NDIALECTS; d++)
+        for (int op = 0; op < TC_DB_OP_POOL_WAIT; op++)
+            if (l[d][op].count > 0)
+                hist_log2(b, "tiercache_db_query_duration_seconds", lab[d][op], l[d][op].buckets,
+                          TC_DB_HIST_BUCKETS, l[d][op].sum_us);
     family(b, "tiercache_db_errors_total", "counter",
            "Database calls that returned an error, by dialect and operation.");
-    for (int d = TC_DB_SQLITE; d <= TC_DB_POSTGRES; d++)
-        for (int op = 0; op < TC_DB_OPS; op++) {
-            tc_db_latency l;
-            tc_db_latency_get((tc_db_dialect)d, (tc_db_op)op, &l);
-            if (l.count == 0)
-                continue;
-            snprintf(lab, sizeof(lab), "dialect=\"%s\",operation=\"%s\"",
-                     tc_db_dialect_name((tc_db_dialect)d), tc_db_op_name((tc_db_op)op));
-            series(b, "tiercache_db_errors_total", lab, l.errors);
-        }
+    for (int d = 0; d < NDIALECTS; d++)
+        for (int op = 0; op < TC_DB_OPS; op++)
+            if (l[d][op].count > 0)
+                series(b, "tiercache_db_errors_total", lab[d][op], l[d][op].errors);
     family(b, "tiercache_db_pool_wait_seconds", "histogram",
            "Time spent waiting for a free pooled connection.");
-    for (int d = TC_DB_SQLITE; d <= TC_DB_POSTGRES; d++) {
-        tc_db_latency l;
-        tc_db_latency_get((tc_db_dialect)d, TC_DB_OP_POOL_WAIT, &l);
-        if (l.count == 0)
-            continue;
-        snprintf(lab, sizeof(lab), "dialect=\"%s\"", tc_db_dialect_name((tc_db_dialect)d));
-        hist_log2(b, "tiercache_db_pool_wait_seconds", lab, l.buckets, TC_DB_HIST_BUCKETS,
-                  l.sum_us);
+    for (int d = 0; d < NDIALECTS; d++) {
+        const tc_db_latency *w = &l[d][TC_DB_OP_POOL_WAIT];
+        if (w->count > 0)
+            hist_log2(b, "tiercache_db_pool_wait_seconds", dlab[d], w->buckets, TC_DB_HIST_BUCKETS,
+                      w->sum_us);
     }
 }
 
@@ -354,11 +371,14 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     render_db(b);
     tc_access_log_stats ls;
     tc_access_log_get_stats(m->log, &ls);
-    single(b, "tiercache_access_log_lines_total", "counter", "Access log lines queued.", ls.lines);
-    single(b, "tiercache_access_log_dropped_total", "counter",
-           "Access log lines dropped: the destination was slower than the traffic.", ls.dropped);
-    single(b, "tiercache_access_log_write_errors_total", "counter",
-           "Failed writes of the access log (their lines are lost).", ls.write_errors);
+    const one_series log[] = {
+        {"tiercache_access_log_lines_total", "counter", "Access log lines queued.", ls.lines},
+        {"tiercache_access_log_dropped_total", "counter",
+         "Access log lines dropped: the destination was slower than the traffic.", ls.dropped},
+        {"tiercache_access_log_write_errors_total", "counter",
+         "Failed writes of the access log (their lines are lost).", ls.write_errors},
+    };
+    SINGLES(b, log);
     family(b, "process_start_time_seconds", "gauge",
            "Start time of the process since the unix epoch in seconds.");
     P("process_start_time_seconds %lld.%03lld\n", (long long)(m->started_ms / 1000),
