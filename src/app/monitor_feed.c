@@ -549,8 +549,5 @@ static void blocking_feed(void *ctx, tc_http_exchange *x)
 
 tc_http_action tc_app__mon_feed(tc_app *app, tc_http_exchange *x)
 {
-    if (tc_http_offload(x, blocking_feed) == 0)
-        return TC_HTTP_OFFLOAD;
-    tc_app__mon_respond(x, 500, "text/plain; charset=utf-8", "could not offload the request\n");
-    return TC_HTTP_DONE;
+    return tc_app__offload(x, CALL_NEED_BLOCK, blocking_feed);
 }

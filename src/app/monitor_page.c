@@ -28,12 +28,8 @@ tc_http_action tc_app__mon_page(tc_app *app, tc_http_exchange *x, bool may_block
 {
     const mon_page *pg = &app->monitor->page;
     int k = tc_app__mon_session(app, x, may_block);
-    if (k == MON_BLOCK) {
-        if (tc_http_offload(x, blocking_page) == 0)
-            return TC_HTTP_OFFLOAD;
-        tc_app__mon_respond(x, 500, "text/plain; charset=utf-8", "could not offload the request\n");
-        return TC_HTTP_DONE;
-    }
+    if (k == MON_BLOCK)
+        return tc_app__offload(x, CALL_NEED_BLOCK, blocking_page);
     tc_http_add_header(x, "X-Frame-Options", "DENY");
     tc_http_add_header(x, "Referrer-Policy", "no-referrer");
     if (k == MON_ANON) {

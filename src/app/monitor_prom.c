@@ -423,8 +423,5 @@ tc_http_action tc_app__mon_metrics(tc_app *app, tc_http_exchange *x)
         return TC_HTTP_DONE;
     }
     /* a millisecond of formatting: not on the thread that answers cached requests */
-    if (tc_http_offload(x, blocking_metrics) == 0)
-        return TC_HTTP_OFFLOAD;
-    tc_app__mon_respond(x, 500, "text/plain; charset=utf-8", "could not offload the request\n");
-    return TC_HTTP_DONE;
+    return tc_app__offload(x, CALL_NEED_BLOCK, blocking_metrics);
 }

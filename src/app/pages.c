@@ -401,13 +401,7 @@ static char *dashboard_content(const tc_pages *p, const json_t *d, const json_t 
 static tc_call_status run(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
                           const tc_session *s, const char *path, json_t *input)
 {
-    *c = (tc_call){.app = app,
-                   .x = x,
-                   .may_block = may_block,
-                   .may_park = may_block,
-                   .session = s,
-                   .path = path,
-                   .input = input};
+    tc_app__call_init(c, app, x, may_block, s, path, input);
     return tc_app__call_run(c, tc_app__proc_find(path));
 }
 
@@ -611,24 +605,13 @@ tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_blo
     goto done;
 
 offload:
-    for (int i = 0; i < ncalls; i++) {
-        tc_value_release(calls[i].value);
-        json_decref(calls[i].data);
-    }
+    tc_app__calls_release(calls, (size_t)ncalls);
     json_decref(input);
-    if (st == CALL_PARKED) /* no response: this runs again once the load it waits for is over */
-        return TC_HTTP_DONE;
-    if (tc_http_offload(x, blocking_page) == 0)
-        return TC_HTTP_OFFLOAD;
-    error_page(app, x, 500, "Something went wrong", "The request could not be handed over.", false);
-    return TC_HTTP_DONE;
+    return tc_app__offload(x, st, blocking_page);
 oom:
     error_page(app, x, 500, "Something went wrong", "Out of memory.", sec);
 done:
-    for (int i = 0; i < ncalls; i++) {
-        tc_value_release(calls[i].value);
-        json_decref(calls[i].data);
-    }
+    tc_app__calls_release(calls, (size_t)ncalls);
     json_decref(input);
     return TC_HTTP_DONE;
 }
