@@ -240,19 +240,13 @@ typedef struct trpc_cycle {
     int status;
 } trpc_cycle;
 
-typedef enum {
-    STEP_NEXT,      /* go on to the next step */
-    STEP_ANSWER,    /* the answer is ready (status, out, h): send it */
-    STEP_HAND_OVER, /* the request runs again elsewhere (t->hand_over) */
-} trpc_step;
-
 static bool cacheable(tc_route_class cls)
 {
     return cls != TC_ROUTE_ERROR && cls != TC_ROUTE_NO_STORE;
 }
 
 /* An answer that is one tRPC error (no-store). */
-static trpc_step answer_error(trpc_cycle *t, tc_trpc_code code, const char *message)
+static tc_step answer_error(trpc_cycle *t, tc_trpc_code code, const char *message)
 {
     free(t->out);
     t->out = tc_trpc_error_body(code, message, NULL, &t->olen, &t->status);
@@ -262,7 +256,7 @@ static trpc_step answer_error(trpc_cycle *t, tc_trpc_code code, const char *mess
 
 /* The request's preconditions against the validators now in t->h: 200 goes
  * on; 304 is the 200's caching headers without a body; 412 a tRPC error. */
-static trpc_step precondition(trpc_cycle *t)
+static tc_step precondition(trpc_cycle *t)
 {
     if ((t->status = tc_cachehdr_precondition(t->x, &t->h)) == 200)
         return STEP_NEXT;
@@ -275,7 +269,7 @@ static trpc_step precondition(trpc_cycle *t)
 
 /* Step 1, resolve: the request parsed (pure), its procedures looked up, their
  * kinds checked against one another; the route label set. */
-static trpc_step trpc_resolve(trpc_cycle *t)
+static tc_step trpc_resolve(trpc_cycle *t)
 {
     size_t plen, qlen = 0, blen;
     const char *raw = tc_http_raw_path(t->x, &plen);
@@ -317,7 +311,7 @@ static trpc_step trpc_resolve(trpc_cycle *t)
 /* Step 2, run: the session (when a call needs one), then every call in order,
  * each adding to the class of the answer. The first that would block, or
  * parks, hands the whole request over. */
-static trpc_step trpc_run(trpc_cycle *t)
+static tc_step trpc_run(trpc_cycle *t)
 {
     if ((t->calls = calloc(t->req.ncalls, sizeof(*t->calls))) == NULL)
         return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
@@ -359,7 +353,7 @@ static trpc_step trpc_run(trpc_cycle *t)
  * every call has a cached value the ETag is known now, so a matching
  * revalidation is answered 304 before any body is built: a cache lookup, no
  * serialisation. */
-static trpc_step trpc_validators(trpc_cycle *t)
+static tc_step trpc_validators(trpc_cycle *t)
 {
     t->h.cls = answer_route(&t->a);
     t->h.swr_s = t->a.stale_s;
@@ -382,7 +376,7 @@ static trpc_step trpc_validators(trpc_cycle *t)
 /* Step 4, body: a single cached query is its cached bytes, wrapped, unparsed;
  * anything else goes through the writer. Then the calls' own headers; with no
  * cached values (the cache is off) the body is hashed for the ETag. */
-static trpc_step trpc_body(trpc_cycle *t)
+static tc_step trpc_body(trpc_cycle *t)
 {
     const tc_call *c0 = &t->calls[0];
     if (!t->req.batch && c0->code == TC_TRPC_OK && c0->value != NULL) {
@@ -443,7 +437,7 @@ static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_bloc
         .h = {.cls = TC_ROUTE_ERROR, .last_modified = -1, .tag_header = &app->tag_header},
         .status = 500};
     t.h.tags = t.tagv;
-    trpc_step step = trpc_resolve(&t);
+    tc_step step = trpc_resolve(&t);
     if (step == STEP_NEXT)
         step = trpc_run(&t);
     if (step == STEP_NEXT)

@@ -165,6 +165,13 @@ bool tc_app__page_path(const char *raw, size_t len);
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c: what every request cycle shares (tRPC, pages, the monitor) */
+/* What a step of a request cycle says comes next (app.c's tRPC cycle and
+ * pages.c's run the same steps: resolve, run, validators, body). */
+typedef enum {
+    STEP_NEXT,      /* go on to the next step */
+    STEP_ANSWER,    /* no more steps: the answer is made (or ready to send) */
+    STEP_HAND_OVER, /* the request runs again elsewhere: tc_app__offload */
+} tc_step;
 /* A procedure call of the request, ready to run (session NULL: anonymous). The
  * tRPC cycle and the pages make theirs alike, so they share cache entries. */
 void tc_app__call_init(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
