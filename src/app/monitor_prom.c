@@ -125,10 +125,11 @@ void tc_app__mon_label_escape(const char *v, char *out, size_t cap)
         }                                                                                          \
     } while (0)
 
-static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
+/* The engine's families by namespace (and tag namespace): hits, misses, ...,
+ * invalidations, hit and load latencies. */
+static void render_namespaces(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
 {
     char lab[160], esc[80];
-    tc_metrics_snapshot(m->app->cache, cm);
     family(b, "tiercache_cache_hits_total", "counter",
            "Cache answers from a layer (l1: in-process, l2: Redis), stale ones included.");
     for (int i = 0; i < cm->nns; i++) {
@@ -185,7 +186,11 @@ static void render_cache(tc_monitor *m, tc_buf *b, tc_metrics *cm)
         hist_log2(b, "tiercache_cache_load_duration_seconds", lab, cm->ns[i].load_latency.buckets,
                   TC_HIST_BUCKETS, cm->ns[i].load_latency.sum_us);
     }
+}
 
+/* The engine's layers: L1, Redis, the bus and the lease. */
+static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
+{
     const one_series l1_redis[] = {
         {"tiercache_cache_l1_entries", "gauge", "Entries in the in-process cache.", cm->l1_entries},
         {"tiercache_cache_l1_bytes", "gauge", "Bytes held by the in-process cache.", cm->l1_bytes},
@@ -364,8 +369,11 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     single(b, "tiercache_cache_enabled", "gauge",
            "1 when reads go through the cache, 0 when it is turned off (--no-cache).",
            m->app->cache != NULL);
-    if (m->app->cache != NULL)
-        render_cache(m, b, cm);
+    if (m->app->cache != NULL) {
+        tc_metrics_snapshot(m->app->cache, cm);
+        render_namespaces(m, b, cm);
+        render_layers(m, b, cm);
+    }
     free(cm);
     render_http(m, b);
     render_db(b);
