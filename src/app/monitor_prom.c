@@ -125,6 +125,18 @@ void tc_app__mon_label_escape(const char *v, char *out, size_t cap)
         }                                                                                          \
     } while (0)
 
+/* One histogram per namespace, from the snapshot. */
+#define NS_HISTOGRAM(metric, field, help)                                                          \
+    do {                                                                                           \
+        family(b, metric, "histogram", help);                                                      \
+        for (int i = 0; i < cm->nns; i++) {                                                        \
+            tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));                            \
+            snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);                                   \
+            hist_log2(b, metric, lab, cm->ns[i].field.buckets, TC_HIST_BUCKETS,                    \
+                      cm->ns[i].field.sum_us);                                                     \
+        }                                                                                          \
+    } while (0)
+
 /* The engine's families by namespace (and tag namespace): hits, misses, ...,
  * invalidations, hit and load latencies. */
 static void render_namespaces(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
@@ -170,22 +182,10 @@ static void render_namespaces(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
     series(b, "tiercache_cache_invalidations_total", "namespace=\"*\",reason=\"clear\"",
            cm->clears);
 
-    family(b, "tiercache_cache_hit_duration_seconds", "histogram",
-           "L1 hit latency inside the engine; one hit in 16 per thread is timed.");
-    for (int i = 0; i < cm->nns; i++) {
-        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
-        snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);
-        hist_log2(b, "tiercache_cache_hit_duration_seconds", lab, cm->ns[i].hit_latency.buckets,
-                  TC_HIST_BUCKETS, cm->ns[i].hit_latency.sum_us);
-    }
-    family(b, "tiercache_cache_load_duration_seconds", "histogram",
-           "Loader (database) run time, foreground and background.");
-    for (int i = 0; i < cm->nns; i++) {
-        tc_app__mon_label_escape(cm->ns[i].name, esc, sizeof(esc));
-        snprintf(lab, sizeof(lab), "namespace=\"%s\"", esc);
-        hist_log2(b, "tiercache_cache_load_duration_seconds", lab, cm->ns[i].load_latency.buckets,
-                  TC_HIST_BUCKETS, cm->ns[i].load_latency.sum_us);
-    }
+    NS_HISTOGRAM("tiercache_cache_hit_duration_seconds", hit_latency,
+                 "L1 hit latency inside the engine; one hit in 16 per thread is timed.");
+    NS_HISTOGRAM("tiercache_cache_load_duration_seconds", load_latency,
+                 "Loader (database) run time, foreground and background.");
 }
 
 /* The engine's layers: L1, Redis, the bus and the lease. */
