@@ -1,15 +1,21 @@
 /*
- * The app's life cycle and its HTTP face: routing and the tRPC request cycle.
- * Every caching header is decided by src/http/cachehdr.c from the response's
- * route class; this file says which class an answer is.
+ * The app's life cycle and its HTTP face: routing, the tRPC request cycle, and
+ * the pieces every cycle shares (pages.c and the monitor use them too). Every
+ * caching header is decided by src/http/cachehdr.c from the response's route
+ * class; this file says which class an answer is.
  *
  * The request cycle runs twice at most. On the event thread it runs with
  * may_block = false: sessions and query results come from L1 only
  * (tc_peek), so a cached request is answered there and then, with no lock
  * held on anything slow. The first step that would block (an L1 miss, a
  * mutation, the database) answers CALL_NEED_BLOCK, and the whole request is
- * handed to a worker, which runs the cycle again with may_block = true.
- * Parsing twice costs microseconds; a slow query never holds up a cached one.
+ * handed to a worker (tc_app__offload), which runs the cycle again with
+ * may_block = true. Parsing twice costs microseconds; a slow query never holds
+ * up a cached one.
+ *
+ * A tRPC request goes through named steps (resolve, run, validators, body,
+ * send) over one trpc_cycle; serve_trpc runs them in order and is their single
+ * exit: it hands the request over or sends the answer, then releases the calls.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,11 +1,16 @@
 /*
  * What the app's files share: the app itself, the per-call context, the
- * procedure table's types, and the error convention of handlers.
+ * procedure table's types, the request cycle's outcomes, and the error
+ * convention of handlers. docs/architecture.md has the files, one job each:
  *
- *   app.c       life cycle, routing, responses and their cache headers
+ *   app.c       life cycle, routing, the tRPC cycle and what every cycle shares,
+ *               a write's invalidations
  *   procs.c     THE procedure table, the loaders of cached queries, mutations
+ *   pages.c     the server-rendered pages (the same cycle, with templates)
  *   auth.c      sessions, login/logout, password hashing
  *   billing.c   the billing webhook
+ *   static.c    fingerprinted static files
+ *   monitor*.c  /metrics, the monitoring page and its feed (monitor.h)
  *   input.c, sig.c, ratelimit.c   pure helpers
  */
 #ifndef TC_APP_INTERNAL_H
