@@ -1,15 +1,21 @@
 /*
- * The app's life cycle and its HTTP face: routing and the tRPC request cycle.
- * Every caching header is decided by src/http/cachehdr.c from the response's
- * route class; this file says which class an answer is.
+ * The app's life cycle and its HTTP face: routing, the tRPC request cycle, and
+ * the pieces every cycle shares (pages.c and the monitor use them too). Every
+ * caching header is decided by src/http/cachehdr.c from the response's route
+ * class; this file says which class an answer is.
  *
  * The request cycle runs twice at most. On the event thread it runs with
  * may_block = false: sessions and query results come from L1 only
  * (tc_peek), so a cached request is answered there and then, with no lock
  * held on anything slow. The first step that would block (an L1 miss, a
  * mutation, the database) answers CALL_NEED_BLOCK, and the whole request is
- * handed to a worker, which runs the cycle again with may_block = true.
- * Parsing twice costs microseconds; a slow query never holds up a cached one.
+ * handed to a worker (tc_app__offload), which runs the cycle again with
+ * may_block = true. Parsing twice costs microseconds; a slow query never holds
+ * up a cached one.
+ *
+ * A tRPC request goes through named steps (resolve, run, validators, body,
+ * send) over one trpc_cycle; serve_trpc runs them in order and is their single
+ * exit: it hands the request over or sends the answer, then releases the calls.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -82,8 +88,8 @@ int tc_app__inval_commit(tc_app *app, tc_inval *inv)
     }
     if (err != 0)
         tc_app__log("invalidate %s%s: %s (the write is made; its invalidation is applied here, "
-                "kept, and replayed to Redis when it answers)",
-                tags[0], inv->n > 1 ? " and others" : "", tc_strerror(err));
+                    "kept, and replayed to Redis when it answers)",
+                    tags[0], inv->n > 1 ? " and others" : "", tc_strerror(err));
     /* After our own cache: a shared cache that refetches at once gets the new value.
      * Queued, not sent here: the purge thread does the network (purge.h). */
     for (int i = 0; i < inv->n && app->purger != NULL; i++)
@@ -97,6 +103,42 @@ static void respond_text(tc_http_exchange *x, int status, const char *text)
 {
     tc_cachehdr_simple(x, status < 300 ? TC_ROUTE_NO_STORE : TC_ROUTE_ERROR);
     tc_http_respond(x, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* ---- what every request cycle shares (tRPC, pages, the monitor) ------------------- */
+
+void tc_app__call_init(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
+                       const tc_session *session, const char *path, json_t *input)
+{
+    *c = (tc_call){.app = app,
+                   .x = x,
+                   .may_block = may_block,
+                   .may_park = may_block,
+                   .session = session,
+                   .path = path,
+                   .input = input};
+}
+
+void tc_app__calls_release(tc_call *calls, size_t n)
+{
+    for (size_t i = 0; calls != NULL && i < n; i++) {
+        tc_value_release(calls[i].value);
+        json_decref(calls[i].data);
+        calls[i].value = NULL;
+        calls[i].data = NULL;
+    }
+}
+
+tc_http_action tc_app__offload(tc_http_exchange *x, tc_call_status st, tc_http_blocking_fn fn)
+{
+    if (st == CALL_PARKED) /* no response: this runs again once the load it waits for is over */
+        return TC_HTTP_DONE;
+    if (tc_http_offload(x, fn) == 0)
+        return TC_HTTP_OFFLOAD;
+    /* only a handler may offload: a cycle that would block on a worker is a bug */
+    tc_http_add_header(x, "X-Content-Type-Options", "nosniff");
+    respond_text(x, 500, "could not offload the request\n");
+    return TC_HTTP_DONE;
 }
 
 /* ---- the tRPC request cycle ------------------------------------------------------ */
@@ -121,12 +163,29 @@ static tc_route_class answer_route(const answer_class *a)
     return TC_ROUTE_QUERY_PUBLIC;
 }
 
+/* What call i (run, with status st) adds to the class of the answer. */
+static void answer_add(answer_class *a, const tc_call *c, const tc_proc *p, tc_trpc_kind kind,
+                       tc_call_status st, size_t i)
+{
+    a->mutation |= kind == TC_TRPC_MUTATION;
+    a->personal |= p->auth != AUTH_PUBLIC;
+    bool cached = st == CALL_OK && c->from_cache;
+    if (cached) {
+        a->stale |= c->cache.stale;
+        a->miss |= c->cache.source == TC_SRC_LOADER;
+        a->source = (int)c->cache.source > a->source ? (int)c->cache.source : a->source;
+        a->ttl_ms = c->cache.ttl_ms < a->ttl_ms ? c->cache.ttl_ms : a->ttl_ms;
+    }
+    uint32_t swr = cached ? p->stale_ms / 1000 : 0;
+    a->stale_s = i == 0 || swr < a->stale_s ? swr : a->stale_s;
+}
+
 /* The validator of an answer made of cached values only: the value's own
  * content hash for one call, a hash of the hashes for a batch. false when a
  * call has no cached value (the cache is off): then the body is hashed. */
 static bool answer_hash(const tc_trpc_request *req, const tc_call *calls, uint64_t *out)
 {
-    uint64_t hs[64];
+    uint64_t hs[TC_TRPC_BATCH_MAX];
     for (size_t i = 0; i < req->ncalls; i++) {
         if (calls[i].value == NULL)
             return false;
@@ -161,222 +220,246 @@ static int answer_tags(const tc_trpc_request *req, const tc_call *calls,
     return n;
 }
 
-static void free_calls(tc_call *calls, size_t n)
+/* One tRPC request on its way through the cycle. serve_trpc runs the steps in
+ * order; each reads what the ones before it filled in, and says what comes next. */
+typedef struct trpc_cycle {
+    tc_app *app;
+    tc_http_exchange *x;
+    bool may_block;
+    /* resolve */
+    tc_trpc_request req;
+    const tc_proc *procs[TC_TRPC_BATCH_MAX];
+    tc_trpc_kind kinds[TC_TRPC_BATCH_MAX];
+    bool need_session;
+    /* run */
+    tc_session sess;
+    tc_call *calls; /* req.ncalls of them, or NULL */
+    answer_class a;
+    bool allow_hdr;           /* a call's method did not fit its kind */
+    tc_call_status hand_over; /* CALL_NEED_BLOCK or CALL_PARKED, for tc_app__offload */
+    /* the answer: its caching headers go on at the end, once the class is final */
+    tc_cachehdr h;
+    char etag[TC_ETAG_MAX], cstat[TC_CACHE_STATUS_MAX], tags[ANSWER_TAGS_MAX][TC_TAG_MAX + 1];
+    const char *tagv[ANSWER_TAGS_MAX];
+    char *out; /* the body, or NULL */
+    size_t olen;
+    int status;
+} trpc_cycle;
+
+static bool cacheable(tc_route_class cls)
 {
-    for (size_t i = 0; i < n; i++) {
-        tc_value_release(calls[i].value);
-        json_decref(calls[i].data);
+    return cls != TC_ROUTE_ERROR && cls != TC_ROUTE_NO_STORE;
+}
+
+/* An answer that is one tRPC error (no-store). */
+static tc_step answer_error(trpc_cycle *t, tc_trpc_code code, const char *message)
+{
+    free(t->out);
+    t->out = tc_trpc_error_body(code, message, NULL, &t->olen, &t->status);
+    t->h.cls = TC_ROUTE_ERROR;
+    return STEP_ANSWER;
+}
+
+/* The request's preconditions against the validators now in t->h: 200 goes
+ * on; 304 is the 200's caching headers without a body; 412 a tRPC error. */
+static tc_step precondition(trpc_cycle *t)
+{
+    if ((t->status = tc_cachehdr_precondition(t->x, &t->h)) == 200)
+        return STEP_NEXT;
+    free(t->out);
+    t->out = NULL;
+    if (t->status == 412)
+        return answer_error(t, TC_TRPC_PRECONDITION_FAILED, NULL);
+    return STEP_ANSWER;
+}
+
+/* Step 1, resolve: the request parsed (pure), its procedures looked up, their
+ * kinds checked against one another; the route label set. */
+static tc_step trpc_resolve(trpc_cycle *t)
+{
+    size_t plen, qlen = 0, blen;
+    const char *raw = tc_http_raw_path(t->x, &plen);
+    const char *query = tc_http_raw_query(t->x, &qlen);
+    const char *body = tc_http_body(t->x, &blen);
+    tc_trpc_http in = {.method = tc_http_method(t->x),
+                       .path = raw + strlen(TRPC_PREFIX),
+                       .path_len = plen - strlen(TRPC_PREFIX),
+                       .query = query,
+                       .query_len = qlen,
+                       .content_type = tc_http_header(t->x, "Content-Type"),
+                       .body = blen > 0 ? body : NULL,
+                       .body_len = blen};
+    int err = tc_trpc_parse(&t->req, &in, NULL);
+    if (err == TC_HTTP_EPROTO) {
+        t->out = tc_trpc_request_error_body(&t->req, &t->olen, &t->status);
+        return STEP_ANSWER;
     }
+    if (err != 0)
+        return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, NULL);
+    if (t->req.ncalls > TC_TRPC_BATCH_MAX) /* parsed with the default limits: a guard */
+        return answer_error(t, TC_TRPC_BAD_REQUEST, "too many calls in one batch");
+    for (size_t i = 0; i < t->req.ncalls; i++) {
+        const tc_proc *p = tc_app__proc_find(t->req.calls[i].path);
+        t->procs[i] = p;
+        t->kinds[i] = p != NULL ? p->kind : TC_TRPC_UNKNOWN;
+        t->need_session |= p != NULL && p->auth != AUTH_PUBLIC;
+    }
+    /* the metrics label: a bounded set (procedure names from the table) */
+    tc_http_set_route(t->x, t->req.batch || t->req.ncalls != 1 ? "batch"
+                            : t->procs[0] != NULL              ? t->procs[0]->path
+                                                               : "unknown");
+    char msg[256];
+    if (tc_trpc_check_kinds(&t->req, t->kinds, msg, sizeof(msg)) != TC_TRPC_OK)
+        return answer_error(t, TC_TRPC_BAD_REQUEST, msg);
+    return STEP_NEXT;
+}
+
+/* Step 2, run: the session (when a call needs one), then every call in order,
+ * each adding to the class of the answer. The first that would block, or
+ * parks, hands the whole request over. */
+static tc_step trpc_run(trpc_cycle *t)
+{
+    if ((t->calls = calloc(t->req.ncalls, sizeof(*t->calls))) == NULL)
+        return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
+    if (t->need_session) {
+        tc_call probe = {.app = t->app, .x = t->x, .may_block = t->may_block};
+        tc_call_status st = tc_app__auth_session(&probe, &t->sess);
+        if (st == CALL_NEED_BLOCK) {
+            t->hand_over = st;
+            return STEP_HAND_OVER;
+        }
+        if (st == CALL_ERROR)
+            return answer_error(t, probe.code, probe.message);
+    }
+    const tc_session *session = t->need_session && t->sess.user_id != 0 ? &t->sess : NULL;
+    for (size_t i = 0; i < t->req.ncalls; i++) {
+        tc_call *c = &t->calls[i];
+        tc_app__call_init(c, t->app, t->x, t->may_block, session, t->req.calls[i].path,
+                          t->req.calls[i].input);
+        tc_trpc_code verdict = tc_trpc_check_call(&t->req, t->kinds[i]);
+        if (verdict != TC_TRPC_OK) {
+            tc_trpc_call_message(c->message, sizeof(c->message), &t->req, i, t->kinds[i], verdict);
+            c->code = verdict;
+            t->allow_hdr |= verdict == TC_TRPC_METHOD_NOT_SUPPORTED;
+            continue;
+        }
+        tc_call_status st = tc_app__call_run(c, t->procs[i]);
+        if (st == CALL_NEED_BLOCK || st == CALL_PARKED) {
+            t->hand_over = st;
+            return STEP_HAND_OVER;
+        }
+        answer_add(&t->a, c, t->procs[i], t->kinds[i], st, i);
+    }
+    for (size_t i = 0; i < t->req.ncalls; i++)
+        t->a.error |= t->calls[i].code != TC_TRPC_OK;
+    return STEP_NEXT;
+}
+
+/* Step 3, validators: the class decides the caching headers (cachehdr.h). When
+ * every call has a cached value the ETag is known now, so a matching
+ * revalidation is answered 304 before any body is built: a cache lookup, no
+ * serialisation. */
+static tc_step trpc_validators(trpc_cycle *t)
+{
+    t->h.cls = answer_route(&t->a);
+    t->h.swr_s = t->a.stale_s;
+    if (!cacheable(t->h.cls))
+        return STEP_NEXT;
+    if (t->app->cache != NULL) {
+        tc_cache_outcome o = {
+            .miss = t->a.miss, .stale = t->a.stale, .source = t->a.source, .ttl_ms = t->a.ttl_ms};
+        t->h.cache_status = tc_cachehdr_cache_status(&o, t->cstat);
+    }
+    if (t->h.cls == TC_ROUTE_QUERY_PUBLIC)
+        t->h.ntags = answer_tags(&t->req, t->calls, t->procs, t->tags, t->tagv);
+    uint64_t hash;
+    if (!answer_hash(&t->req, t->calls, &hash))
+        return STEP_NEXT;
+    t->h.etag = tc_cachehdr_etag(hash, NULL, t->etag);
+    return precondition(t);
+}
+
+/* Step 4, body: a single cached query is its cached bytes, wrapped, unparsed;
+ * anything else goes through the writer. Then the calls' own headers; with no
+ * cached values (the cache is off) the body is hashed for the ETag. */
+static tc_step trpc_body(trpc_cycle *t)
+{
+    const tc_call *c0 = &t->calls[0];
+    if (!t->req.batch && c0->code == TC_TRPC_OK && c0->value != NULL) {
+        t->out = tc_trpc_wrap_data(c0->value->data, c0->value->len, &t->olen);
+        t->status = 200;
+        if (t->out == NULL)
+            return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
+    } else {
+        tc_trpc_out w;
+        tc_trpc_out_init(&w, t->req.batch);
+        for (size_t i = 0; i < t->req.ncalls; i++) {
+            const tc_call *c = &t->calls[i];
+            if (c->code != TC_TRPC_OK)
+                tc_trpc_out_error(&w, c->code, c->message, c->path);
+            else if (c->value != NULL)
+                tc_trpc_out_data_raw(&w, c->value->data, c->value->len);
+            else
+                tc_trpc_out_data(&w, c->data);
+        }
+        if (tc_trpc_out_finish(&w, &t->out, &t->olen, &t->status) != 0)
+            return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
+    }
+    for (size_t i = 0; i < t->req.ncalls; i++)
+        if (t->calls[i].set_cookie[0] != '\0')
+            tc_http_add_header(t->x, "Set-Cookie", t->calls[i].set_cookie);
+    if (t->allow_hdr)
+        tc_http_add_header(t->x, "Allow", tc_trpc_allow(t->kinds[0]));
+    if (cacheable(t->h.cls) && t->h.etag == NULL) {
+        t->h.etag = tc_cachehdr_etag(XXH3_64bits(t->out, t->olen), NULL, t->etag);
+        return precondition(t);
+    }
+    return STEP_NEXT;
+}
+
+/* Step 5, send: every answer's last step. */
+static void trpc_send(trpc_cycle *t)
+{
+    if (t->out == NULL && t->status != 304)
+        t->h.cls = TC_ROUTE_ERROR;
+    tc_cachehdr_apply(t->x, &t->h);
+    tc_http_set_status(t->x, t->status);
+    if (t->status != 304)
+        tc_http_set_content_type(t->x, "application/json");
+    if (t->out != NULL)
+        tc_http_take_body(t->x, t->out, t->olen);
+    t->out = NULL;
 }
 
 static void blocking_trpc(void *ctx, tc_http_exchange *x);
 
 static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    size_t plen, qlen = 0, blen;
-    const char *raw = tc_http_raw_path(x, &plen);
-    const char *query = tc_http_raw_query(x, &qlen);
-    const char *body = tc_http_body(x, &blen);
-    tc_trpc_http in = {.method = tc_http_method(x),
-                       .path = raw + strlen(TRPC_PREFIX),
-                       .path_len = plen - strlen(TRPC_PREFIX),
-                       .query = query,
-                       .query_len = qlen,
-                       .content_type = tc_http_header(x, "Content-Type"),
-                       .body = blen > 0 ? body : NULL,
-                       .body_len = blen};
-    tc_trpc_request req;
-    tc_call *calls = NULL;
-    bool parked = false; /* a call gave the worker back (CALL_PARKED) */
-    char *out = NULL;
-    size_t olen = 0;
-    int status = 500;
-    answer_class a = {.ttl_ms = INT64_MAX};
-    /* The caching headers go on at the end, once the class is final. */
-    char etag[TC_ETAG_MAX], cstat[TC_CACHE_STATUS_MAX], tags[ANSWER_TAGS_MAX][TC_TAG_MAX + 1];
-    const char *tagv[ANSWER_TAGS_MAX];
-    tc_cachehdr h = {
-        .cls = TC_ROUTE_ERROR, .last_modified = -1, .tags = tagv, .tag_header = &app->tag_header};
-    int err = tc_trpc_parse(&req, &in, NULL);
-    if (err != 0) {
-        out = err == TC_HTTP_EPROTO
-                  ? tc_trpc_request_error_body(&req, &olen, &status)
-                  : tc_trpc_error_body(TC_TRPC_INTERNAL_SERVER_ERROR, NULL, NULL, &olen, &status);
-        a.error = true;
-        goto send;
-    }
-
-    tc_trpc_kind kinds[TC_TRPC_BATCH_MAX];
-    const tc_proc *procs[TC_TRPC_BATCH_MAX];
-    bool need_session = false;
-    if (req.ncalls > TC_TRPC_BATCH_MAX) { /* parsed with the default limits: a guard */
-        out = tc_trpc_error_body(TC_TRPC_BAD_REQUEST, "too many calls in one batch", NULL, &olen,
-                                 &status);
-        a.error = true;
-        goto send;
-    }
-    for (size_t i = 0; i < req.ncalls; i++) {
-        procs[i] = tc_app__proc_find(req.calls[i].path);
-        kinds[i] = procs[i] != NULL ? procs[i]->kind : TC_TRPC_UNKNOWN;
-        need_session |= procs[i] != NULL && procs[i]->auth != AUTH_PUBLIC;
-    }
-    /* the metrics label: a bounded set (procedure names from the table) */
-    tc_http_set_route(x, req.batch || req.ncalls != 1 ? "batch"
-                         : procs[0] != NULL           ? procs[0]->path
-                                                      : "unknown");
-    char msg[256];
-    if (tc_trpc_check_kinds(&req, kinds, msg, sizeof(msg)) != TC_TRPC_OK) {
-        out = tc_trpc_error_body(TC_TRPC_BAD_REQUEST, msg, NULL, &olen, &status);
-        a.error = true;
-        goto send;
-    }
-
-    calls = calloc(req.ncalls, sizeof(*calls));
-    tc_session sess;
-    tc_call probe = {.app = app, .x = x, .may_block = may_block};
-    if (calls == NULL)
-        goto oom;
-    if (need_session) {
-        tc_call_status st = tc_app__auth_session(&probe, &sess);
-        if (st == CALL_NEED_BLOCK)
-            goto offload;
-        if (st == CALL_ERROR) {
-            out = tc_trpc_error_body(probe.code, probe.message, NULL, &olen, &status);
-            a.error = true;
-            goto send;
-        }
-    }
-    bool allow_hdr = false;
-    for (size_t i = 0; i < req.ncalls; i++) {
-        tc_call *c = &calls[i];
-        *c = (tc_call){.app = app,
-                       .x = x,
-                       .may_block = may_block,
-                       .may_park = may_block,
-                       .session = need_session && sess.user_id != 0 ? &sess : NULL,
-                       .path = req.calls[i].path,
-                       .input = req.calls[i].input};
-        tc_trpc_code verdict = tc_trpc_check_call(&req, kinds[i]);
-        if (verdict != TC_TRPC_OK) {
-            tc_trpc_call_message(c->message, sizeof(c->message), &req, i, kinds[i], verdict);
-            c->code = verdict;
-            allow_hdr |= verdict == TC_TRPC_METHOD_NOT_SUPPORTED;
-            continue;
-        }
-        tc_call_status st = tc_app__call_run(c, procs[i]);
-        if (st == CALL_NEED_BLOCK)
-            goto offload;
-        if (st == CALL_PARKED) {
-            parked = true;
-            goto offload;
-        }
-        a.mutation |= kinds[i] == TC_TRPC_MUTATION;
-        a.personal |= procs[i]->auth != AUTH_PUBLIC;
-        if (st == CALL_OK && c->from_cache) {
-            a.stale |= c->cache.stale;
-            a.miss |= c->cache.source == TC_SRC_LOADER;
-            a.source = (int)c->cache.source > a.source ? (int)c->cache.source : a.source;
-            a.ttl_ms = c->cache.ttl_ms < a.ttl_ms ? c->cache.ttl_ms : a.ttl_ms;
-        }
-        uint32_t swr = st == CALL_OK && c->from_cache ? procs[i]->stale_ms / 1000 : 0;
-        a.stale_s = i == 0 || swr < a.stale_s ? swr : a.stale_s;
-    }
-    for (size_t i = 0; i < req.ncalls; i++)
-        a.error |= calls[i].code != TC_TRPC_OK;
-
-    /* The class decides the caching headers (cachehdr.h). When every call has
-     * a cached value the ETag is known now, so a matching revalidation is
-     * answered 304 before any body is built: a cache lookup, no serialisation. */
-    h.cls = answer_route(&a);
-    h.swr_s = a.stale_s;
-    bool cacheable = h.cls != TC_ROUTE_ERROR && h.cls != TC_ROUTE_NO_STORE;
-    uint64_t hash;
-    if (cacheable) {
-        if (app->cache != NULL) {
-            tc_cache_outcome o = {
-                .miss = a.miss, .stale = a.stale, .source = a.source, .ttl_ms = a.ttl_ms};
-            h.cache_status = tc_cachehdr_cache_status(&o, cstat);
-        }
-        if (h.cls == TC_ROUTE_QUERY_PUBLIC)
-            h.ntags = answer_tags(&req, calls, procs, tags, tagv);
-        if (answer_hash(&req, calls, &hash)) {
-            h.etag = tc_cachehdr_etag(hash, NULL, etag);
-            if ((status = tc_cachehdr_precondition(x, &h)) != 200)
-                goto unmodified;
-        }
-    }
-
-    /* The answer. A single cached query is its cached bytes, wrapped, unparsed. */
-    if (!req.batch && calls[0].code == TC_TRPC_OK && calls[0].value != NULL) {
-        out = tc_trpc_wrap_data(calls[0].value->data, calls[0].value->len, &olen);
-        status = 200;
-        if (out == NULL)
-            goto oom;
-    } else {
-        tc_trpc_out w;
-        tc_trpc_out_init(&w, req.batch);
-        for (size_t i = 0; i < req.ncalls; i++) {
-            tc_call *c = &calls[i];
-            if (c->code != TC_TRPC_OK) {
-                tc_trpc_out_error(&w, c->code, c->message, c->path);
-            } else if (c->value != NULL) {
-                tc_trpc_out_data_raw(&w, c->value->data, c->value->len);
-            } else {
-                tc_trpc_out_data(&w, c->data);
-            }
-        }
-        if (tc_trpc_out_finish(&w, &out, &olen, &status) != 0)
-            goto oom;
-    }
-    for (size_t i = 0; i < req.ncalls; i++)
-        if (calls[i].set_cookie[0] != '\0')
-            tc_http_add_header(x, "Set-Cookie", calls[i].set_cookie);
-    if (allow_hdr)
-        tc_http_add_header(x, "Allow", tc_trpc_allow(kinds[0]));
-    if (cacheable && h.etag == NULL) { /* no cached values (cache off): hash the body */
-        h.etag = tc_cachehdr_etag(XXH3_64bits(out, olen), NULL, etag);
-        if ((status = tc_cachehdr_precondition(x, &h)) != 200)
-            goto unmodified;
-    }
-    goto send;
-
-offload:
-    free_calls(calls, req.ncalls);
-    free(calls);
-    tc_trpc_request_free(&req);
-    if (parked) /* no response: this runs again once the load it waits for is over */
-        return TC_HTTP_DONE;
-    if (tc_http_offload(x, blocking_trpc) == 0)
-        return TC_HTTP_OFFLOAD;
-    respond_text(x, 500, "could not offload the request\n");
-    return TC_HTTP_DONE;
-oom:
-    free(out);
-    out = tc_trpc_error_body(TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory", NULL, &olen, &status);
-    h.cls = TC_ROUTE_ERROR;
-    goto send;
-unmodified: /* 304: the 200's caching headers, no body; 412: a tRPC error, no-store */
-    free(out);
-    out = NULL;
-    if (status == 412) {
-        h.cls = TC_ROUTE_ERROR;
-        out = tc_trpc_error_body(TC_TRPC_PRECONDITION_FAILED, NULL, NULL, &olen, &status);
-    }
-send:
-    if (out == NULL && status != 304)
-        h.cls = TC_ROUTE_ERROR;
-    tc_cachehdr_apply(x, &h);
-    tc_http_set_status(x, status);
-    if (status != 304)
-        tc_http_set_content_type(x, "application/json");
-    if (out != NULL)
-        tc_http_take_body(x, out, olen);
-    if (calls != NULL) {
-        free_calls(calls, req.ncalls);
-        free(calls);
-    }
-    tc_trpc_request_free(&req);
-    return TC_HTTP_DONE;
+    trpc_cycle t = {
+        .app = app,
+        .x = x,
+        .may_block = may_block,
+        .a = {.ttl_ms = INT64_MAX},
+        .h = {.cls = TC_ROUTE_ERROR, .last_modified = -1, .tag_header = &app->tag_header},
+        .status = 500};
+    t.h.tags = t.tagv;
+    tc_step step = trpc_resolve(&t);
+    if (step == STEP_NEXT)
+        step = trpc_run(&t);
+    if (step == STEP_NEXT)
+        step = trpc_validators(&t);
+    if (step == STEP_NEXT)
+        step = trpc_body(&t);
+    tc_http_action act = TC_HTTP_DONE;
+    if (step == STEP_HAND_OVER)
+        act = tc_app__offload(x, t.hand_over, blocking_trpc);
+    else
+        trpc_send(&t);
+    tc_app__calls_release(t.calls, t.req.ncalls);
+    free(t.calls);
+    free(t.out);
+    tc_trpc_request_free(&t.req);
+    return act;
 }
 
 static void blocking_trpc(void *ctx, tc_http_exchange *x)
@@ -412,10 +495,7 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
             respond_text(x, 405, "POST only\n");
             return TC_HTTP_DONE;
         }
-        if (tc_http_offload(x, tc_app__billing_webhook) == 0)
-            return TC_HTTP_OFFLOAD;
-        respond_text(x, 500, "could not offload the request\n");
-        return TC_HTTP_DONE;
+        return tc_app__offload(x, CALL_NEED_BLOCK, tc_app__billing_webhook);
     }
     if (path_is(raw, len, "/healthz") || path_is(raw, len, "/readyz")) {
         if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
@@ -597,4 +677,14 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc)
     hc->on_done = tc_app__monitor_done;
     hc->reject = reject;
     hc->ctx = app;
+}
+
+void tc_app_attach_server(tc_app *app, tc_http_server *srv)
+{
+    tc_app__monitor_attach(app->monitor, srv);
+}
+
+void tc_app_reopen_logs(tc_app *app)
+{
+    tc_app__monitor_reopen_log(app->monitor);
 }

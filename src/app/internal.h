@@ -1,11 +1,16 @@
 /*
  * What the app's files share: the app itself, the per-call context, the
- * procedure table's types, and the error convention of handlers.
+ * procedure table's types, the request cycle's outcomes, and the error
+ * convention of handlers. docs/architecture.md has the files, one job each:
  *
- *   app.c       life cycle, routing, responses and their cache headers
+ *   app.c       life cycle, routing, the tRPC cycle and what every cycle shares,
+ *               a write's invalidations
  *   procs.c     THE procedure table, the loaders of cached queries, mutations
+ *   pages.c     the server-rendered pages (the same cycle, with templates)
  *   auth.c      sessions, login/logout, password hashing
  *   billing.c   the billing webhook
+ *   static.c    fingerprinted static files
+ *   monitor*.c  /metrics, the monitoring page and its feed (monitor.h)
  *   input.c, sig.c, ratelimit.c   pure helpers
  */
 #ifndef TC_APP_INTERNAL_H
@@ -167,7 +172,29 @@ void tc_app__pages_free(tc_pages *p); /* NULL is a no-op */
 bool tc_app__page_path(const char *raw, size_t len);
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
-/* app.c */
+/* app.c: what every request cycle shares (tRPC, pages, the monitor) */
+/* What a step of a request cycle says comes next (app.c's tRPC cycle and
+ * pages.c's run the same steps: resolve, run, validators, body). */
+typedef enum {
+    STEP_NEXT,      /* go on to the next step */
+    STEP_ANSWER,    /* no more steps: the answer is made (or ready to send) */
+    STEP_HAND_OVER, /* the request runs again elsewhere: tc_app__offload */
+} tc_step;
+/* A procedure call of the request, ready to run (session NULL: anonymous). The
+ * tRPC cycle and the pages make theirs alike, so they share cache entries. */
+void tc_app__call_init(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
+                       const tc_session *session, const char *path, json_t *input);
+/* Gives back what the calls hold (their values and data): on every way out of a
+ * cycle, handed over or answered. calls may be NULL. */
+void tc_app__calls_release(tc_call *calls, size_t n);
+/* The end of a cycle that cannot finish where it runs. st CALL_PARKED: nothing
+ * is answered; the request runs again once the load it waits for is over
+ * (tc_http_park). Otherwise fn runs it again on a worker (tc_http_offload);
+ * should that fail (only a handler may offload: a bug) it is answered 500.
+ * Returns what the handler returns. */
+tc_http_action tc_app__offload(tc_http_exchange *x, tc_call_status st, tc_http_blocking_fn fn);
+
+/* app.c: writes and their invalidations */
 /* Adds a tag to inv (a full set collapses into "*", everything). */
 void tc_app__inval_add(tc_inval *inv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Before a write that will invalidate: 0 when its invalidations can reach the

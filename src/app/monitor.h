@@ -24,8 +24,12 @@
  *
  * Bounded label sets: routes are the labels the app sets with
  * tc_http_set_route (procedure names, "batch", "unknown") or a fixed set of
- * paths; anything else counts as "other". At most ROUTES_MAX routes and
- * TAGNS_MAX tag namespaces; past that, "other".
+ * paths; anything else counts as "other". At most MON_ROUTES_MAX routes and
+ * MON_TAGNS_MAX tag namespaces; past that, "other".
+ *
+ * The files: monitor.c (the registry, the hook, access, routes), monitor_prom.c
+ * (/metrics), monitor_feed.c (the sampler and the feed), monitor_page.c (the page
+ * and its assets); monitor_internal.h is what they share.
  */
 #ifndef TC_APP_MONITOR_H
 #define TC_APP_MONITOR_H
@@ -53,6 +57,9 @@ void tc_app__monitor_free(tc_monitor *m); /* NULL is a no-op */
 /* The HTTP server whose counters /metrics shows (NULL: none; set NULL before
  * stopping it). */
 void tc_app__monitor_attach(tc_monitor *m, tc_http_server *srv);
+
+/* Reopens the access log file (SIGHUP, after a rotation); NULL is a no-op. */
+void tc_app__monitor_reopen_log(tc_monitor *m);
 
 /* The routes above: true when path is one of them, with the action in *act. */
 bool tc_app__monitor_route(tc_app *app, tc_http_exchange *x, tc_http_action *act);

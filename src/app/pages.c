@@ -397,20 +397,6 @@ static char *dashboard_content(const tc_pages *p, const json_t *d, const json_t 
 /* ---- serving
  * ------------------------------------------------------------------------------------- */
 
-/* One procedure call, exactly as the tRPC cycle makes it (same cache key). */
-static tc_call_status run(tc_call *c, tc_app *app, tc_http_exchange *x, bool may_block,
-                          const tc_session *s, const char *path, json_t *input)
-{
-    *c = (tc_call){.app = app,
-                   .x = x,
-                   .may_block = may_block,
-                   .may_park = may_block,
-                   .session = s,
-                   .path = path,
-                   .input = input};
-    return tc_app__call_run(c, tc_app__proc_find(path));
-}
-
 /* The call's value as JSON (parsed from the cached bytes, or the uncached data). */
 static json_t *data_of(const tc_call *c)
 {
@@ -464,6 +450,197 @@ static const char *page_etag(const tc_pages *p, page_kind k, const tc_call *call
     return tc_cachehdr_etag(XXH3_64bits(in, (size_t)(2 + n) * sizeof(in[0])), NULL, out);
 }
 
+/* One page request on its way through the cycle; like the tRPC one (app.c),
+ * tc_app__page_serve runs the steps in order, each saying what comes next. */
+typedef struct page_cycle {
+    tc_app *app;
+    const tc_pages *p;
+    tc_http_exchange *x;
+    bool may_block;
+    /* resolve */
+    page_kind kind;
+    char slug[101];
+    /* run */
+    json_t *input; /* blog.bySlug's, or NULL */
+    tc_session sess;
+    tc_call calls[2];
+    int ncalls;
+    tc_call_status hand_over; /* CALL_NEED_BLOCK or CALL_PARKED, for tc_app__offload */
+    /* validators */
+    bool sec; /* the security headers are on the response */
+    tc_cachehdr h;
+    char etag[TC_ETAG_MAX], tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
+    const char *tagv[TC_TAGS_MAX];
+} page_cycle;
+
+/* One procedure call, exactly as the tRPC cycle makes it (same cache key). */
+static tc_call_status page_call(page_cycle *t, const tc_session *s, const char *path, json_t *input)
+{
+    tc_call *c = &t->calls[t->ncalls++];
+    tc_app__call_init(c, t->app, t->x, t->may_block, s, path, input);
+    return tc_app__call_run(c, tc_app__proc_find(path));
+}
+
+/* Step 1, resolve: the page of the path (404 for anything else), GET or HEAD. */
+static tc_step page_resolve(page_cycle *t)
+{
+    size_t len;
+    const char *raw = tc_http_raw_path(t->x, &len);
+    if ((t->kind = route(raw, len, t->slug)) == P_NONE) {
+        error_page(t->app, t->x, 404, "Not found", "There is no page here.", false);
+        return STEP_ANSWER;
+    }
+    tc_http_method_id m = tc_http_method_id_of(t->x);
+    if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
+        tc_http_add_header(t->x, "Allow", "GET, HEAD");
+        error_page(t->app, t->x, 405, "Method not allowed", "This page answers GET and HEAD.",
+                   false);
+        return STEP_ANSWER;
+    }
+    return STEP_NEXT;
+}
+
+/* Step 2, run: the page's procedure calls; the dashboard's after its session
+ * (authentication before anything else, preconditions included). The first
+ * that would block, or parks, hands the request over; a failed one is an
+ * error page. */
+static tc_step page_run(page_cycle *t)
+{
+    tc_call_status st = CALL_OK;
+    switch (t->kind) {
+    case P_HOME:
+        st = page_call(t, NULL, "blog.list", NULL);
+        break;
+    case P_POST:
+        if ((t->input = json_pack("{s:s}", "slug", t->slug)) == NULL) {
+            error_page(t->app, t->x, 500, "Something went wrong", "Out of memory.", false);
+            return STEP_ANSWER;
+        }
+        st = page_call(t, NULL, "blog.bySlug", t->input);
+        break;
+    case P_DASHBOARD: {
+        tc_call probe = {.app = t->app, .x = t->x, .may_block = t->may_block};
+        st = tc_app__auth_session(&probe, &t->sess);
+        if (st == CALL_ERROR) {
+            error_page(t->app, t->x, 503, "Try again", "Sessions cannot be checked just now.",
+                       false);
+            return STEP_ANSWER;
+        }
+        if (st == CALL_NEED_BLOCK)
+            break;
+        if (t->sess.user_id == 0) {
+            tc_cachehdr_simple(t->x, TC_ROUTE_ERROR);
+            tc_http_add_header(t->x, "Location", "/login");
+            tc_http_respond(t->x, 303, "text/plain; charset=utf-8", "sign in first\n", 14);
+            return STEP_ANSWER;
+        }
+        t->h.cls = TC_ROUTE_PAGE_PRIVATE;
+        st = page_call(t, &t->sess, "dashboard.summary", NULL);
+        if (st == CALL_OK)
+            st = page_call(t, &t->sess, "user.me", NULL);
+        break;
+    }
+    default:
+        break;
+    }
+    if (st == CALL_NEED_BLOCK || st == CALL_PARKED) {
+        t->hand_over = st;
+        return STEP_HAND_OVER;
+    }
+    for (int i = 0; i < t->ncalls; i++) {
+        if (t->calls[i].code == TC_TRPC_NOT_FOUND) {
+            error_page(t->app, t->x, 404, "Not found", "There is no post here.", false);
+            return STEP_ANSWER;
+        }
+        if (t->calls[i].code != TC_TRPC_OK) {
+            error_page(t->app, t->x, 500, "Something went wrong", "The page could not be built.",
+                       false);
+            return STEP_ANSWER;
+        }
+    }
+    return STEP_NEXT;
+}
+
+/* Step 3, validators: a public page's tags, the security headers, and the
+ * ETag from the values' hashes: a revalidation that matches is answered 304
+ * from the cache lookups alone. */
+static tc_step page_validators(page_cycle *t)
+{
+    for (int i = 0; i < t->ncalls && t->h.cls == TC_ROUTE_PAGE; i++) {
+        int n = tc_app__call_tags(&t->calls[i], tc_app__proc_find(t->calls[i].path), t->tags);
+        for (int j = 0; j < n && t->h.ntags < TC_TAGS_MAX; j++)
+            t->tagv[t->h.ntags++] = t->tags[j];
+    }
+    t->h.tags = t->tagv;
+    security_headers(t->x);
+    t->sec = true;
+    t->h.etag = page_etag(t->p, t->kind, t->calls, t->ncalls, t->etag);
+    if (t->h.etag != NULL && tc_cachehdr_precondition(t->x, &t->h) != 200) {
+        tc_cachehdr_respond(t->x, &t->h); /* 304 with the caching headers, or 412 */
+        return STEP_ANSWER;
+    }
+    return STEP_NEXT;
+}
+
+/* The content of a page from its calls' data d0, d1; its title, the signed-in
+ * user's name (who: personal pages only) and its script. NULL: out of memory. */
+static char *page_content(const tc_pages *p, page_kind kind, const json_t *d0, const json_t *d1,
+                          char title[256], char who[256], const char **script)
+{
+    switch (kind) {
+    case P_HOME:
+        snprintf(title, 256, "Blog");
+        return d0 != NULL ? home_content(p, d0) : NULL;
+    case P_POST:
+        return d0 != NULL ? post_content(p, d0, title, 256) : NULL;
+    case P_LOGIN:
+        snprintf(title, 256, "Sign in");
+        return render_part(p, T_LOGIN, NULL, 0);
+    case P_DASHBOARD:
+        snprintf(title, 256, "Dashboard");
+        *script = "dashboard.js";
+        if (d1 != NULL) { /* the header names the user: private pages only */
+            const char *name = json_string_value(json_object_get(d1, "name"));
+            if (name == NULL || name[0] == '\0')
+                name = json_string_value(json_object_get(d1, "email"));
+            snprintf(who, 256, "%s", name != NULL ? name : "your account");
+        }
+        return d0 != NULL && d1 != NULL ? dashboard_content(p, d0, d1) : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* Step 4, body: the values parsed, the content rendered inside the layout, and
+ * sent; with no cached values (the cache is off) the body is the validator. */
+static void page_body(page_cycle *t)
+{
+    json_t *d0 = t->ncalls > 0 ? data_of(&t->calls[0]) : NULL,
+           *d1 = t->ncalls > 1 ? data_of(&t->calls[1]) : NULL;
+    char title[256] = "", who[256] = "";
+    const char *script = NULL;
+    char *content = page_content(t->p, t->kind, d0, d1, title, who, &script);
+    json_decref(d0);
+    json_decref(d1);
+    tc_buf b = {.max = PAGE_BYTES_MAX};
+    if (content == NULL ||
+        render_page(t->p, &b, title, content, script, who[0] != '\0' ? who : NULL) != 0) {
+        free(content);
+        free(b.data);
+        error_page(t->app, t->x, 500, "Something went wrong", "Out of memory.", t->sec);
+        return;
+    }
+    free(content);
+    if (t->h.etag == NULL) /* no cached values: the body is the validator */
+        t->h.etag = tc_cachehdr_etag(XXH3_64bits(b.data, b.len), NULL, t->etag);
+    if (tc_cachehdr_respond(t->x, &t->h) == 200) {
+        tc_http_set_content_type(t->x, "text/html; charset=utf-8");
+        tc_http_take_body(t->x, b.data, b.len);
+    } else {
+        free(b.data);
+    }
+}
+
 static void blocking_page(void *ctx, tc_http_exchange *x)
 {
     tc_app__page_serve(ctx, x, true);
@@ -471,164 +648,23 @@ static void blocking_page(void *ctx, tc_http_exchange *x)
 
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    const tc_pages *p = app->pages;
-    size_t len;
-    const char *raw = tc_http_raw_path(x, &len);
-    char slug[101];
-    page_kind kind = route(raw, len, slug);
-    if (kind == P_NONE) {
-        error_page(app, x, 404, "Not found", "There is no page here.", false);
-        return TC_HTTP_DONE;
-    }
-    tc_http_method_id m = tc_http_method_id_of(x);
-    if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
-        tc_http_add_header(x, "Allow", "GET, HEAD");
-        error_page(app, x, 405, "Method not allowed", "This page answers GET and HEAD.", false);
-        return TC_HTTP_DONE;
-    }
-
-    tc_call calls[2];
-    int ncalls = 0;
-    tc_session sess;
-    json_t *input = NULL;
-    tc_cachehdr h = {.cls = TC_ROUTE_PAGE, .last_modified = -1, .tag_header = &app->tag_header};
-    char tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
-    const char *tagv[TC_TAGS_MAX];
-    tc_call_status st = CALL_OK;
-    bool sec = false; /* security headers added */
-    switch (kind) {
-    case P_HOME:
-        st = run(&calls[ncalls++], app, x, may_block, NULL, "blog.list", NULL);
-        break;
-    case P_POST:
-        if ((input = json_pack("{s:s}", "slug", slug)) == NULL)
-            goto oom;
-        st = run(&calls[ncalls++], app, x, may_block, NULL, "blog.bySlug", input);
-        break;
-    case P_DASHBOARD: {
-        /* Authentication before anything else, preconditions included. */
-        tc_call probe = {.app = app, .x = x, .may_block = may_block};
-        st = tc_app__auth_session(&probe, &sess);
-        if (st == CALL_NEED_BLOCK)
-            goto offload;
-        if (st == CALL_ERROR) {
-            error_page(app, x, 503, "Try again", "Sessions cannot be checked just now.", false);
-            return TC_HTTP_DONE;
-        }
-        if (sess.user_id == 0) {
-            tc_cachehdr_simple(x, TC_ROUTE_ERROR);
-            tc_http_add_header(x, "Location", "/login");
-            tc_http_respond(x, 303, "text/plain; charset=utf-8", "sign in first\n", 14);
-            return TC_HTTP_DONE;
-        }
-        h.cls = TC_ROUTE_PAGE_PRIVATE;
-        st = run(&calls[ncalls++], app, x, may_block, &sess, "dashboard.summary", NULL);
-        if (st == CALL_OK)
-            st = run(&calls[ncalls++], app, x, may_block, &sess, "user.me", NULL);
-        break;
-    }
-    default:
-        break;
-    }
-    if (st == CALL_NEED_BLOCK || st == CALL_PARKED)
-        goto offload;
-    for (int i = 0; i < ncalls; i++) {
-        if (calls[i].code == TC_TRPC_NOT_FOUND) {
-            error_page(app, x, 404, "Not found", "There is no post here.", false);
-            goto done;
-        }
-        if (calls[i].code != TC_TRPC_OK) {
-            error_page(app, x, 500, "Something went wrong", "The page could not be built.", false);
-            goto done;
-        }
-    }
-    for (int i = 0; i < ncalls && h.cls == TC_ROUTE_PAGE; i++) {
-        int n = tc_app__call_tags(&calls[i], tc_app__proc_find(calls[i].path), tags);
-        for (int j = 0; j < n && h.ntags < TC_TAGS_MAX; j++)
-            tagv[h.ntags++] = tags[j];
-    }
-    h.tags = tagv;
-    security_headers(x);
-    sec = true;
-
-    /* A revalidation that matches: 304 from the cache lookups alone. */
-    char etag[TC_ETAG_MAX];
-    h.etag = page_etag(p, kind, calls, ncalls, etag);
-    if (h.etag != NULL && tc_cachehdr_precondition(x, &h) != 200) {
-        tc_cachehdr_respond(x, &h); /* 304 with the caching headers, or 412 */
-        goto done;
-    }
-
-    json_t *d0 = ncalls > 0 ? data_of(&calls[0]) : NULL,
-           *d1 = ncalls > 1 ? data_of(&calls[1]) : NULL;
-    char title[256] = "", who[256] = "";
-    char *content = NULL;
-    const char *script = NULL;
-    switch (kind) {
-    case P_HOME:
-        snprintf(title, sizeof(title), "Blog");
-        content = d0 != NULL ? home_content(p, d0) : NULL;
-        break;
-    case P_POST:
-        content = d0 != NULL ? post_content(p, d0, title, sizeof(title)) : NULL;
-        break;
-    case P_LOGIN:
-        snprintf(title, sizeof(title), "Sign in");
-        content = render_part(p, T_LOGIN, NULL, 0);
-        break;
-    case P_DASHBOARD:
-        snprintf(title, sizeof(title), "Dashboard");
-        content = d0 != NULL && d1 != NULL ? dashboard_content(p, d0, d1) : NULL;
-        script = "dashboard.js";
-        if (d1 != NULL) { /* the header names the user: private pages only */
-            const char *name = json_string_value(json_object_get(d1, "name"));
-            if (name == NULL || name[0] == '\0')
-                name = json_string_value(json_object_get(d1, "email"));
-            snprintf(who, sizeof(who), "%s", name != NULL ? name : "your account");
-        }
-        break;
-    default:
-        break;
-    }
-    json_decref(d0);
-    json_decref(d1);
-    tc_buf b = {.max = PAGE_BYTES_MAX};
-    if (content == NULL ||
-        render_page(p, &b, title, content, script, who[0] != '\0' ? who : NULL) != 0) {
-        free(content);
-        free(b.data);
-        goto oom;
-    }
-    free(content);
-    if (h.etag == NULL) /* no cached values: the body is the validator */
-        h.etag = tc_cachehdr_etag(XXH3_64bits(b.data, b.len), NULL, etag);
-    if (tc_cachehdr_respond(x, &h) == 200) {
-        tc_http_set_content_type(x, "text/html; charset=utf-8");
-        tc_http_take_body(x, b.data, b.len);
-    } else {
-        free(b.data);
-    }
-    goto done;
-
-offload:
-    for (int i = 0; i < ncalls; i++) {
-        tc_value_release(calls[i].value);
-        json_decref(calls[i].data);
-    }
-    json_decref(input);
-    if (st == CALL_PARKED) /* no response: this runs again once the load it waits for is over */
-        return TC_HTTP_DONE;
-    if (tc_http_offload(x, blocking_page) == 0)
-        return TC_HTTP_OFFLOAD;
-    error_page(app, x, 500, "Something went wrong", "The request could not be handed over.", false);
-    return TC_HTTP_DONE;
-oom:
-    error_page(app, x, 500, "Something went wrong", "Out of memory.", sec);
-done:
-    for (int i = 0; i < ncalls; i++) {
-        tc_value_release(calls[i].value);
-        json_decref(calls[i].data);
-    }
-    json_decref(input);
-    return TC_HTTP_DONE;
+    page_cycle t = {
+        .app = app,
+        .p = app->pages,
+        .x = x,
+        .may_block = may_block,
+        .h = {.cls = TC_ROUTE_PAGE, .last_modified = -1, .tag_header = &app->tag_header}};
+    tc_step step = page_resolve(&t);
+    if (step == STEP_NEXT)
+        step = page_run(&t);
+    if (step == STEP_NEXT)
+        step = page_validators(&t);
+    if (step == STEP_NEXT)
+        page_body(&t);
+    tc_http_action act = TC_HTTP_DONE;
+    if (step == STEP_HAND_OVER)
+        act = tc_app__offload(x, t.hand_over, blocking_page);
+    tc_app__calls_release(t.calls, (size_t)t.ncalls);
+    json_decref(t.input);
+    return act;
 }

@@ -1,7 +1,7 @@
 /*
  * `tiercache stats`: the monitoring page's numbers in a terminal.
  *
- * It reads the same feed as the page (GET /admin/cache.json, see monitor.c)
+ * It reads the same feed as the page (GET /admin/cache.json, see monitor_feed.c)
  * over plain HTTP/1.1 and prints its summary: the last minute of requests,
  * hit ratio, cached and uncached latency percentiles, L1 memory,
  * stale-while-revalidate activity, Redis and the database, then one line per

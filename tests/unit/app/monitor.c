@@ -1,7 +1,8 @@
-/* tests/unit/app/monitor.c: the pure parts of src/app/monitor.c — latency buckets and
- * percentile estimates (fixed and power-of-two layouts), Prometheus label escaping, the
- * bounded route labels of unlabelled paths, the loopback test of the /metrics access rule,
- * and that the monitoring page's files were compiled in. */
+/* tests/unit/app/monitor.c: the pure parts of the monitor (src/app/monitor.c and
+ * monitor_prom.c) — latency buckets and percentile estimates (fixed and power-of-two
+ * layouts), Prometheus label escaping, the bounded route labels of unlabelled paths, the
+ * loopback test of the /metrics access rule, and that the monitoring page's files were
+ * compiled in. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
