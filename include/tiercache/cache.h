@@ -127,9 +127,11 @@ typedef struct tc_config {
     void *clock_ctx;
 
     /* Where the engine reports a change of state an operator should know of
-     * (a new Redis incarnation, L1 trust lost and back), once per change, on
-     * the thread that saw it. NULL: silent. */
-    void (*log)(void *ctx, int level, const char *msg);
+     * (Redis lost and back, the breaker opened and closed, a new Redis
+     * incarnation, L1 trust lost and back, the budget full), once per change,
+     * on the thread that saw it: component is "redis", "bus", "cache" or
+     * "sentinel"; msg says what and why. NULL: silent. */
+    void (*log)(void *ctx, int level, const char *component, const char *msg);
     void *log_ctx;
 } tc_config;
 

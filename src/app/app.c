@@ -31,20 +31,16 @@
 
 /* ---- small things ------------------------------------------------------------- */
 
-void tc_app__log(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "tiercache: %s\n", line);
-}
-
-static void cache_log(void *ctx, int level, const char *msg)
+static void cache_log(void *ctx, int level, const char *component, const char *msg)
 {
     (void)ctx;
-    tc_app__log("cache%s: %s", level >= TC_LOG_WARN ? " (warning)" : "", msg);
+    tc_app__log_line(level, component, msg);
+}
+
+static void http_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    tc_app__log_line(TC_LOG_WARN, "http", line);
 }
 
 void tc_app__inval_add(tc_inval *inv, const char *fmt, ...)
@@ -87,9 +83,12 @@ int tc_app__inval_commit(tc_app *app, tc_inval *inv)
                 tc_app__monitor_tag_invalidated(app->monitor, tags[i]);
     }
     if (err != 0)
-        tc_app__log("invalidate %s%s: %s (the write is made; its invalidation is applied here, "
-                    "kept, and replayed to Redis when it answers)",
-                    tags[0], inv->n > 1 ? " and others" : "", tc_strerror(err));
+        tc_app__log(TC_LOG_ERROR, "cache", NULL,
+                    "invalidation of %s%s not taken by Redis within %d ms (%s): the write is "
+                    "made and answered 503; the invalidation is applied here, kept, and replayed "
+                    "when Redis answers",
+                    tags[0], inv->n > 1 ? " and others" : "", app->cfg.invalidate_wait_ms,
+                    tc_strerror(err));
     /* After our own cache: a shared cache that refetches at once gets the new value.
      * Queued, not sent here: the purge thread does the network (purge.h). */
     for (int i = 0; i < inv->n && app->purger != NULL; i++)
@@ -501,7 +500,9 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
         if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
             tc_http_add_header(x, "Allow", "GET, HEAD");
             respond_text(x, 405, "GET only\n");
-        } else {
+        } else if (raw[2] == 'r') { /* readiness: the truth, from a worker */
+            return tc_app__readyz(app, x);
+        } else { /* liveness: the process answers */
             respond_text(x, 200, "ok\n");
         }
         return TC_HTTP_DONE;
@@ -573,6 +574,7 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     app->cfg = *cfg;
+    pthread_mutex_init(&app->health_lock, NULL);
     app->tag_header = (tc_tag_header){.name = cfg->tag_header, .sep = cfg->tag_sep};
     if (cfg->web_dir == NULL) {
         snprintf(err, errlen, "no web directory (templates and static files)");
@@ -667,6 +669,7 @@ void tc_app_free(tc_app *app)
     tc_ratelimit_free(app->login_by_addr);
     tc_ratelimit_free(app->login_by_email);
     tc_app__auth_free(app);
+    pthread_mutex_destroy(&app->health_lock);
     free(app);
 }
 
@@ -676,6 +679,7 @@ void tc_app_http_config(tc_app *app, tc_http_config *hc)
     hc->body_limit = body_limit;
     hc->on_done = tc_app__monitor_done;
     hc->reject = reject;
+    hc->log = http_log;
     hc->ctx = app;
 }
 
@@ -687,4 +691,9 @@ void tc_app_attach_server(tc_app *app, tc_http_server *srv)
 void tc_app_reopen_logs(tc_app *app)
 {
     tc_app__monitor_reopen_log(app->monitor);
+}
+
+void tc_app_draining(tc_app *app)
+{
+    atomic_store(&app->draining, true);
 }

@@ -53,7 +53,17 @@ typedef struct tc_app_config {
 
 void tc_app_config_init(tc_app_config *cfg);
 
+/* A line of the operator's log (src/app/log.c: time, level, component,
+ * rate-limited per call site): for main.c. level: TC_LOG_INFO, WARN, ERROR
+ * (tiercache/cache.h). */
+void tc_app_log(int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 typedef struct tc_app tc_app;
+
+/* The process is stopping: /readyz answers 503 from now on (load balancers
+ * stop sending new work) while what is in flight finishes. */
+void tc_app_draining(tc_app *app);
 
 /* Opens the database pool (migrating it), the cache and the rest. NULL on
  * failure with a message in err. */

@@ -227,10 +227,15 @@ tc_call_status tc_app__auth_session(tc_call *c, tc_session *s)
     if (err == APP_ENOTFOUND) {
         neg_remember(c->app, s->token_hash); /* anonymous; not cached (above) */
         s->user_id = 0;
-    } else if (err != 0) {
+    } else if (err == APP_EDOWN || err == TC_ETIMEDOUT) { /* logged in tc_app__with_db */
         tc_http_add_header(c->x, "Retry-After", "1");
         st = tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
                                "the database is unavailable: could not check the session");
+    } else if (err != 0) {
+        if (err != APP_EDB)
+            tc_app__log(TC_LOG_ERROR, "auth", NULL, "could not check a session: %s",
+                        tc_strerror(err));
+        st = tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
     } else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms()) {
         s->user_id = 0; /* expired: anonymous */
     }
@@ -291,14 +296,14 @@ tc_call_status tc_app__auth_login(tc_call *c, tc_db *db)
     tc_db_param p[] = {tc_db_text(email)};
     tc_db_rows *r;
     if (tc_db_query(db, "SELECT id, password_hash FROM users WHERE email = ?", p, 1, &r) != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "auth.login");
     int rc = tc_db_rows_next(r);
     int64_t uid = rc == 1 ? tc_db_col_int64(r, 0) : 0;
     char hash[crypto_pwhash_STRBYTES];
     snprintf(hash, sizeof(hash), "%s", uid != 0 ? tc_db_col_text(r, 1, NULL) : app->dummy_hash);
     tc_db_rows_free(r);
     if (rc < 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, rc, db, "auth.login");
     bool match = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
     if (uid == 0 || !match)
         return tc_app__call_fail(c, TC_TRPC_UNAUTHORIZED, "invalid email or password");
@@ -315,14 +320,14 @@ tc_call_status tc_app__auth_login(tc_call *c, tc_db *db)
                    "INSERT INTO sessions (token_hash, user_id, expires_at, created_at) "
                    "VALUES (?, ?, ?, ?)",
                    ins, 4, NULL) != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "auth.login");
     tc_buf user = {0};
     json_t *uj = NULL;
     if (tc_app__user_json(db, uid, &user) == 0)
         uj = json_loadb(user.data, user.len, 0, NULL);
     free(user.data);
     if (uj == NULL)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "auth.login");
     c->data =
         json_pack("{s:s,s:I,s:o}", "token", tok, "expiresAt", (json_int_t)expires, "user", uj);
     snprintf(c->set_cookie, sizeof(c->set_cookie),
@@ -336,7 +341,7 @@ tc_call_status tc_app__auth_logout(tc_call *c, tc_db *db)
 {
     tc_db_param p[] = {tc_db_text(c->session->token_hash)};
     if (tc_db_exec(db, "DELETE FROM sessions WHERE token_hash = ?", p, 1, NULL) != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "auth.logout");
     tc_app__inval_add(&c->inval, "#session:%s", c->session->token_hash);
     c->data = json_pack("{s:b}", "ok", 1);
     snprintf(c->set_cookie, sizeof(c->set_cookie),

@@ -212,6 +212,7 @@ void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
     } else if (uid != 0 && tc_app__write_ready(app) != 0) { /* as tc_app__call_run's */
         answer(x, 503, "%s", "cache unreachable, nothing was changed; retry later");
     } else if (tc_app__db_acquire(app, &db) != 0) {
+        tc_app__db_busy(app, "a billing event", NULL);
         answer(x, 503, "%s", "database busy, retry later");
     } else {
         size_t len;
@@ -232,6 +233,10 @@ void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
             err = tc_db_commit(db);
         else
             tc_db_rollback(db);
+        if (err == 0 || err == TC_DB_ECONSTRAINT || err == APP_ENOTFOUND)
+            tc_app__db_ok(app);
+        else
+            tc_app__db_error(app, err, tc_db_errmsg(db), "a billing event", NULL);
         tc_db_pool_release(app->db, db);
         /* A duplicate too: it may be the provider's retry of an event whose
          * invalidation did not go through the first time (503 below). */
@@ -250,10 +255,8 @@ void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
             answer(x, 200, "%s", "{\"received\":true,\"duplicate\":true}");
         else if (err == APP_ENOTFOUND)
             answer(x, 422, "%s", what);
-        else {
-            tc_app__log("billing event %s: %s", id, tc_db_strerror(err));
-            answer(x, 503, "%s", "database error, retry later");
-        }
+        else /* logged above (tc_app__db_error); the provider retries */
+            answer(x, tc_db_unavailable(err) ? 503 : 500, "%s", "database error, retry later");
     }
     json_decref(ev);
 }

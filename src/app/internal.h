@@ -17,6 +17,8 @@
 #define TC_APP_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "app/app.h"
@@ -32,7 +34,8 @@
 
 /* Loader result codes (passed through the cache engine as negative errors). */
 #define APP_ENOTFOUND (-1000) /* the row does not exist: NOT_FOUND */
-#define APP_EDB (-1001)       /* the database failed or timed out */
+#define APP_EDB (-1001)       /* the database failed (not unavailable: a bug's error): 500 */
+#define APP_EDOWN (-1003)     /* the database is unavailable (cannot connect, timed out): 503 */
 #define APP_EINPUT (-1002)    /* the input is well-formed but names nothing real: BAD_REQUEST */
 
 struct tc_app {
@@ -47,6 +50,11 @@ struct tc_app {
     tc_purger *purger;        /* tag purges to a shared cache, or NULL */
     tc_tag_header tag_header; /* how public responses carry their tags */
     struct tc_app__neg *neg;  /* session tokens that match nothing, lately (auth.c) */
+    /* health.c: the database's state as the calls see it; the stop */
+    pthread_mutex_t health_lock;
+    _Atomic bool db_down;
+    uint64_t db_down_since, db_failures; /* under health_lock */
+    _Atomic bool draining;
 };
 
 typedef enum { ROLE_NONE = 0, ROLE_USER, ROLE_ADMIN } tc_role;
@@ -209,6 +217,27 @@ int tc_app__write_ready(tc_app *app);
  * another instance may serve what it replaced until then, so the caller must
  * not answer it as done. */
 int tc_app__inval_commit(tc_app *app, tc_inval *inv);
-void tc_app__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log.c: the operator's log (stderr), rate-limited per call site. level is
+ * TC_LOG_INFO/WARN/ERROR; component names the part ("db", "billing", ...);
+ * request is the request's id, or NULL. */
+void tc_app__log(int level, const char *component, const char *request, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* health.c: after a use of the database that succeeded; after one that failed
+ * with err (a tc_db code), cause (tc_db_errmsg), what ("load user:42"): logs
+ * it (unavailable: once per outage; else rate-limited) and returns err. */
+void tc_app__db_ok(tc_app *app);
+int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
+                     const char *request);
+/* No pooled connection was free in time (the pool exhausted): logged. */
+void tc_app__db_busy(tc_app *app, const char *what, const char *request);
+/* The answer to a failed database call: 503 + Retry-After when it is
+ * unavailable, 500 otherwise; logged through tc_app__db_error. */
+tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what);
+/* /readyz: the database probed on a worker, Redis's state, the stop (health.c). */
+tc_http_action tc_app__readyz(tc_app *app, tc_http_exchange *x);
+
+/* A line another layer formatted (the cache engine's, the HTTP server's),
+ * rate-limited per kind (its text without digits). */
+void tc_app__log_line(int level, const char *component, const char *msg);
 
 #endif

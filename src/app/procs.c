@@ -74,11 +74,35 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
                     tc_buf *out)
 {
     tc_db *db;
-    if (tc_app__db_acquire(app, &db) != 0)
-        return APP_EDB;
+    char what[TC_KEY_MAX + 8];
+    if (tc_app__db_acquire(app, &db) != 0) {
+        snprintf(what, sizeof(what), "load %s", key);
+        tc_app__db_busy(app, what, NULL);
+        return APP_EDOWN;
+    }
     int err = fn(db, key, out);
+    if (err == APP_EDB) { /* what kind of failure, and why, while db still holds it */
+        int code = tc_db_errcode(db);
+        snprintf(what, sizeof(what), "load %s", key);
+        tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what, NULL);
+        if (tc_db_unavailable(code))
+            err = APP_EDOWN;
+    } else {
+        tc_app__db_ok(app);
+    }
     tc_db_pool_release(app->db, db);
     return err;
+}
+
+tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what)
+{
+    tc_app__db_error(c->app, err, db != NULL ? tc_db_errmsg(db) : NULL, what, NULL);
+    if (tc_db_unavailable(err)) {
+        tc_http_add_header(c->x, "Retry-After", "1");
+        return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                                 "the database is unavailable, try again");
+    }
+    return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
 }
 
 /* ---- user.me ------------------------------------------------------------------ */
@@ -376,15 +400,20 @@ static const char *str_field(const json_t *in, const char *name)
     return json_string_value(json_object_get(in, name));
 }
 
-static tc_call_status data_from_buf(tc_call *c, int err, tc_buf *b)
+/* The answer of a mutation made of what it read back on db (after a write: a
+ * failure here is the database's, or out of memory). */
+static tc_call_status data_from_buf(tc_call *c, tc_db *db, int err, tc_buf *b)
 {
     if (err == 0 && (c->data = json_loadb(b->data, b->len, JSON_DECODE_ANY, NULL)) == NULL)
         err = TC_ENOMEM;
     free(b->data);
+    if (err == 0)
+        return CALL_OK;
     if (err == APP_ENOTFOUND)
         return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "not found");
-    return err == 0 ? CALL_OK
-                    : tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+    if (err == APP_EDB)
+        return tc_app__db_fail(c, tc_db_errcode(db), db, c->path);
+    return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
 }
 
 static tc_call_status user_update(tc_call *c, tc_db *db)
@@ -406,7 +435,7 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
                    "avatar_url = CASE WHEN CAST(? AS BIGINT) = 1 THEN CAST(? AS TEXT) "
                    "ELSE avatar_url END, updated_at = ? WHERE id = ?",
                    p, 8, NULL) != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "user.update");
     tc_app__inval_add(&c->inval, "user:%lld", (long long)uid);
     /* Posts show their author's name, and only administrators write posts. The tags of
      * a post are fixed before its loader learns the author, so an author's rename drops
@@ -414,7 +443,7 @@ static tc_call_status user_update(tc_call *c, tc_db *db)
     if (name != NULL && c->session->role == ROLE_ADMIN)
         tc_app__inval_add(&c->inval, "blog");
     tc_buf b = {0};
-    return data_from_buf(c, tc_app__user_json(db, uid, &b), &b);
+    return data_from_buf(c, db, tc_app__user_json(db, uid, &b), &b);
 }
 
 static tc_call_status activity_track(tc_call *c, tc_db *db)
@@ -436,7 +465,7 @@ static tc_call_status activity_track(tc_call *c, tc_db *db)
                                 p, 4, &id);
     free(m);
     if (err != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, err, db, "activity.track");
     /* Nothing is invalidated: the dashboard catches up through stale-while-revalidate. */
     c->data = json_pack("{s:I}", "id", (json_int_t)id);
     return CALL_OK;
@@ -447,7 +476,7 @@ static tc_call_status post_result(tc_call *c, tc_db *db, const char *slug)
     char key[TC_KEY_MAX];
     snprintf(key, sizeof(key), "blog:%s", slug);
     tc_buf b = {0};
-    return data_from_buf(c, blog_post_db(db, key, &b), &b);
+    return data_from_buf(c, db, blog_post_db(db, key, &b), &b);
 }
 
 static tc_call_status blog_publish(tc_call *c, tc_db *db)
@@ -467,7 +496,7 @@ static tc_call_status blog_publish(tc_call *c, tc_db *db)
     if (err == TC_DB_ECONSTRAINT)
         return tc_app__call_fail(c, TC_TRPC_CONFLICT, "a post with slug \"%s\" exists", slug);
     if (err != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, err, db, "blog.publish");
     tc_app__inval_add(&c->inval, "blog-list");
     tc_app__inval_add(&c->inval, "blog:%s", slug);
     return post_result(c, db, slug);
@@ -486,7 +515,7 @@ static tc_call_status blog_update(tc_call *c, tc_db *db)
                    "UPDATE blog_posts SET title = COALESCE(CAST(? AS TEXT), title), "
                    "body = COALESCE(CAST(? AS TEXT), body), updated_at = ? WHERE slug = ?",
                    p, 4, &changed) != 0)
-        return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "database error");
+        return tc_app__db_fail(c, tc_db_errcode(db), db, "blog.update");
     if (changed == 0)
         return tc_app__call_fail(c, TC_TRPC_NOT_FOUND, "no post with slug \"%s\"", slug);
     tc_app__inval_add(&c->inval, "blog:%s", slug);
@@ -747,7 +776,14 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     if (err == APP_EINPUT)
         return tc_app__call_fail(c, TC_TRPC_BAD_REQUEST, "%s: the input points at nothing that exists",
                                  c->path);
-    tc_app__log("load %s failed: %s", key, err == APP_EDB ? "database error" : tc_strerror(err));
+    if (err == APP_EDOWN || err == TC_ETIMEDOUT) { /* logged where it happened (with_db) */
+        tc_http_add_header(c->x, "Retry-After", "1");
+        return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
+                                 "the database is unavailable: could not load %s, try again",
+                                 c->path);
+    }
+    if (err != APP_EDB) /* APP_EDB is logged where it happened, with its cause */
+        tc_app__log(TC_LOG_ERROR, "app", NULL, "load %s failed: %s", key, tc_strerror(err));
     return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
 }
 
@@ -773,9 +809,14 @@ tc_call_status tc_app__call_run(tc_call *c, const tc_proc *p)
                                  "visible everywhere; nothing was changed, try again");
     }
     tc_db *db;
-    if (tc_app__db_acquire(c->app, &db) != 0)
+    if (tc_app__db_acquire(c->app, &db) != 0) {
+        tc_app__db_busy(c->app, p->path, NULL);
+        tc_http_add_header(c->x, "Retry-After", "1");
         return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
+    }
     tc_call_status st = p->mutate(c, db);
+    if (st == CALL_OK)
+        tc_app__db_ok(c->app);
     tc_db_pool_release(c->app->db, db);
     /* whatever the answer: what the database took must not be served stale */
     if (tc_app__inval_commit(c->app, &c->inval) != 0) {

@@ -42,6 +42,7 @@ struct tc__bus {
     pthread_mutex_t lock;
     tc_cond changed;
     bool connected, stopping;
+    char cause[160]; /* why the last subscription ended, or why none could be made */
     /* the send times of the pings not answered yet, oldest first (a ring) */
     uint64_t pings[PINGS_MAX];
     int ping_head, nping;
@@ -77,14 +78,23 @@ static bool nap(tc__bus *b, int ms)
     return poll(&p, 1, ms) > 0 && read_wake(b) == WAKE_STOP;
 }
 
+static void set_cause(tc__bus *b, const char *what, const redisContext *ctx)
+{
+    snprintf(b->cause, sizeof(b->cause), "%s%s%s", what, ctx != NULL && ctx->err ? ": " : "",
+             ctx != NULL && ctx->err ? ctx->errstr : "");
+}
+
 static redisContext *subscribe(tc__bus *b)
 {
     char host[256];
     int port;
-    if (b->h.address(b->h.ctx, host, sizeof(host), &port) != 0)
+    if (b->h.address(b->h.ctx, host, sizeof(host), &port) != 0 || port <= 0) {
+        set_cause(b, "no master known", NULL);
         return NULL;
+    }
     struct timeval tv = {b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000};
     redisContext *ctx = redisConnectWithTimeout(host, port, tv);
+    set_cause(b, "cannot subscribe", ctx);
     if (ctx == NULL || ctx->err || redisSetTimeout(ctx, tv) != REDIS_OK)
         goto fail;
     redisReply *rep;
@@ -168,14 +178,18 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
             b->pings[(b->ping_head + b->nping) % PINGS_MAX] = now;
             b->nping++;
             last_ping = now;
-            if (redisAppendCommand(ctx, "PING") != REDIS_OK || !flush_output(ctx))
+            if (redisAppendCommand(ctx, "PING") != REDIS_OK || !flush_output(ctx)) {
+                set_cause(b, "cannot send", ctx);
                 return LOOP_LOST;
+            }
         }
         uint64_t next = last_ping + every;
         int timeout = next > now ? (int)((next - now + 999) / 1000) : 0;
         struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {b->wake[0], POLLIN, 0}};
-        if (poll(p, 2, timeout) < 0 && errno != EINTR)
+        if (poll(p, 2, timeout) < 0 && errno != EINTR) {
+            set_cause(b, "poll failed", NULL);
             return LOOP_LOST;
+        }
         if (p[1].revents) {
             int w = read_wake(b);
             if (w == WAKE_STOP)
@@ -184,8 +198,10 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
                 return LOOP_RECONNECT;
         }
         if (p[0].revents) {
-            if (redisBufferRead(ctx) != REDIS_OK)
+            if (redisBufferRead(ctx) != REDIS_OK) {
+                set_cause(b, "connection lost", ctx);
                 return LOOP_LOST;
+            }
             redisReply *rep;
             bool any = false;
             while (redisGetReplyFromReader(ctx, (void **)&rep) == REDIS_OK && rep != NULL) {
@@ -197,12 +213,16 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
                 last_pong = tc_mono_us(); /* any reply shows the link is alive */
                 b->h.batch_done(b->h.ctx);
             }
-            if (ctx->err)
+            if (ctx->err) {
+                set_cause(b, "connection lost", ctx);
                 return LOOP_LOST;
+            }
         }
         b->h.tick(b->h.ctx);
-        if (tc_mono_us() - last_pong > DEAD_AFTER_US)
+        if (tc_mono_us() - last_pong > DEAD_AFTER_US) {
+            set_cause(b, "no answer for 3 s", NULL);
             return LOOP_LOST;
+        }
     }
 }
 
@@ -210,24 +230,32 @@ static void *bus_thread(void *arg)
 {
     tc__bus *b = arg;
     int backoff = 50;
-    bool stopping = false;
+    bool stopping = false, said_down = false;
     while (!stopping) {
         redisContext *ctx = subscribe(b);
         if (ctx == NULL) {
+            if (!said_down) { /* once per outage: the engine says whether it matters */
+                b->h.unreachable(b->h.ctx, b->cause);
+                said_down = true;
+            }
             b->h.tick(b->h.ctx);
             stopping = nap(b, backoff);
             backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
             continue;
         }
         backoff = 50;
+        said_down = false;
         b->h.connected(b->h.ctx);
         set_connected(b, true);
         int how = listen_loop(b, ctx);
         stopping = how == LOOP_STOP;
         set_connected(b, false);
         redisFree(ctx);
-        if (!stopping)
-            b->h.lost(b->h.ctx, how == LOOP_RECONNECT);
+        if (!stopping) {
+            if (how == LOOP_RECONNECT)
+                set_cause(b, "moving to the new master", NULL);
+            b->h.lost(b->h.ctx, b->cause);
+        }
     }
     return NULL;
 }

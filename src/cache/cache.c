@@ -114,6 +114,8 @@ struct tc_cache {
 
     tc__fleet *fleet; /* with a bus: the lease and the acknowledgements */
     tc__budget *budget; /* or NULL: no limit on what we hold in Redis */
+    tc__logger log;     /* cfg.log */
+    uint64_t bus_lost_at; /* bus thread: when the subscription was lost (mono ms), 0: up */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -174,19 +176,7 @@ static bool policy_ok(const tc_policy *p, bool need_loader)
     return true;
 }
 
-static void say(tc_cache *c, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(tc_cache *c, int level, const char *fmt, ...)
-{
-    if (c->cfg.log == NULL)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    c->cfg.log(c->cfg.log_ctx, level, msg);
-}
+#define say(c, ...) tc__say(&(c)->log, __VA_ARGS__)
 
 /* Whether this instance's lease holds now (fleet.c). */
 static bool l1_trusted(tc_cache *c)
@@ -487,7 +477,7 @@ static bool budget_allows(tc_cache *c, const char *key, size_t len, uint64_t ttl
     if (v == TC__BUDGET_NOW_FULL) {
         uint64_t bytes, keys;
         tc__budget_read(c->budget, tc_mono_ms(), &bytes, &keys);
-        say(c, TC_LOG_WARN,
+        say(c, TC_LOG_WARN, "cache",
             "L2 budget reached (%llu keys, %llu bytes held; limits %llu keys, %llu bytes): new "
             "entries are not stored in Redis (first refused: %.80s); still served from L1 and "
             "the loader",
@@ -495,7 +485,7 @@ static bool budget_allows(tc_cache *c, const char *key, size_t len, uint64_t ttl
             (unsigned long long)c->cfg.l2_budget_keys, (unsigned long long)c->cfg.l2_budget_bytes,
             key);
     } else if (v == TC__BUDGET_BACK) {
-        say(c, TC_LOG_INFO, "L2 budget: room again, entries are stored in Redis again");
+        say(c, TC_LOG_INFO, "cache", "L2 budget: room again, entries are stored in Redis again");
     }
     return v >= 0;
 }
@@ -1204,20 +1194,34 @@ static void bus_connected(void *ctx)
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
     atomic_store(&c->bus_up, true); /* trusted once the first pong is back */
+    if (c->bus_lost_at != 0) { /* not the first subscription: a reconnection */
+        TC__INC(c->metrics.bus_reconnects);
+        say(c, TC_LOG_INFO, "bus", "subscribed again after %.1f s; L1 is used again once the bus "
+            "proves it is caught up", (double)(tc_mono_ms() - c->bus_lost_at) / 1000.0);
+    }
+    c->bus_lost_at = 0;
 }
 
-static void bus_lost(void *ctx, bool asked)
+static void bus_lost(void *ctx, const char *cause)
 {
     tc_cache *c = ctx;
     atomic_store(&c->bus_up, false);
-    bool was_trusted = tc__fleet_lost(c->fleet);
+    tc__fleet_lost(c->fleet);
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
-    if (was_trusted)
-        say(c, TC_LOG_WARN, "invalidation bus %s: L1 emptied and bypassed until it is back",
-            asked ? "moving to the new master" : "lost");
-    TC__INC(c->metrics.bus_reconnects);
+    c->bus_lost_at = tc_mono_ms();
+    say(c, TC_LOG_WARN, "bus", "invalidation bus lost (%s): L1 emptied and bypassed until it is "
+        "back", cause);
+}
+
+static void bus_unreachable(void *ctx, const char *cause)
+{
+    tc_cache *c = ctx;
+    if (c->bus_lost_at == 0) /* at start: never subscribed */
+        c->bus_lost_at = tc_mono_ms();
+    say(c, TC_LOG_WARN, "bus", "cannot subscribe to the invalidation bus (%s): L1 bypassed; "
+        "trying again", cause);
 }
 
 static int bus_address(void *ctx, char *host, size_t n, int *port)
@@ -1291,8 +1295,8 @@ static void on_incarnation(void *ctx, const char *run_id)
     tc_cache *c = ctx;
     TC__INC(c->metrics.incarnations);
     if (c->cfg.single_instance) { /* no other writer: L1 holds nothing another made stale */
-        say(c, TC_LOG_WARN,
-            "redis: a different Redis process answers (run_id %.12s): restarted, restored or "
+        say(c, TC_LOG_WARN, "redis",
+            "a different Redis process answers (run_id %.12s): restarted, restored or "
             "failed over; its records from before are not trusted (L1 kept: single instance)",
             run_id);
         return;
@@ -1300,8 +1304,8 @@ static void on_incarnation(void *ctx, const char *run_id)
     atomic_fetch_add(&c->global->gen, 1);
     if (c->l1 != NULL)
         tc__l1_clear(c->l1);
-    say(c, TC_LOG_WARN,
-        "redis: a different Redis process answers (run_id %.12s): restarted, restored or "
+    say(c, TC_LOG_WARN, "redis",
+        "a different Redis process answers (run_id %.12s): restarted, restored or "
         "failed over; nothing cached before is trusted",
         run_id);
 }
@@ -1312,7 +1316,8 @@ static void on_master_moved(void *ctx, const char *host, int port)
     tc_cache *c = ctx;
     if (tc__redis_set_address(c->redis, host, port) != 1)
         return;
-    say(c, TC_LOG_WARN, "redis: the sentinels name a new master, %s:%d: following it", host, port);
+    say(c, TC_LOG_WARN, "sentinel", "the sentinels name a new master, %s:%d: following it", host,
+        port);
     tc__bus_reconnect(c->bus);
 }
 
@@ -1353,6 +1358,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     if ((c = calloc(1, sizeof(*c))) == NULL)
         goto fail;
     c->cfg = *cfg;
+    c->log = (tc__logger){cfg->log, cfg->log_ctx};
     tc__metrics_init(&c->metrics);
     pthread_mutex_init(&c->pending_lock, NULL);
     for (int i = 0; i < FLIGHT_SHARDS; i++)
@@ -1404,6 +1410,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
                                  .address = bus_address,
                                  .connected = bus_connected,
                                  .lost = bus_lost,
+                                 .unreachable = bus_unreachable,
                                  .message = bus_message,
                                  .direct = bus_direct,
                                  .pong = bus_pong,
@@ -1420,6 +1427,13 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         }
         if (c->sentinel != NULL && tc__sentinel_watch(c->sentinel) != 0)
             goto fail;
+        if (tc_ready(c, 0) != 0) { /* said once: the breaker's line needs 5 failures */
+            char why[512];
+            tc__redis_cause(c->redis, why, sizeof(why));
+            say(c, TC_LOG_WARN, "redis",
+                "not reachable at start (%s): serving from L1 and the loader until it answers",
+                why);
+        }
     }
     return c;
 fail:

@@ -68,8 +68,7 @@ struct tc__fleet_wait {
 struct tc__fleet {
     tc__redis *redis;
     tc__metrics *m;
-    void (*log)(void *ctx, int level, const char *msg);
-    void *log_ctx;
+    tc__logger log;
     char instance[ID_LEN + 1];
     char member[40];       /* "<instance>/<lease ms>" */
     char channel[256];     /* the bus: <prefix>~bus:<db> */
@@ -99,18 +98,7 @@ struct tc__fleet {
     int seen_next;
 };
 
-static void say(tc__fleet *f, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(tc__fleet *f, int level, const char *fmt, ...)
-{
-    if (f->log == NULL)
-        return;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    f->log(f->log_ctx, level, msg);
-}
+#define say(f, ...) tc__say(&(f)->log, __VA_ARGS__)
 
 tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, const char *instance,
                          const char *channel)
@@ -120,8 +108,7 @@ tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, con
         return NULL;
     f->redis = r;
     f->m = m;
-    f->log = cfg->log;
-    f->log_ctx = cfg->log_ctx;
+    f->log = (tc__logger){cfg->log, cfg->log_ctx};
     snprintf(f->instance, sizeof(f->instance), "%s", instance);
     snprintf(f->member, sizeof(f->member), "%s/%d", instance, cfg->lease_ms);
     snprintf(f->channel, sizeof(f->channel), "%s", channel);
@@ -172,10 +159,10 @@ static void update_trust(tc__fleet *f, bool subscribed)
         return;
     f->trusted = now_trusted;
     if (now_trusted) {
-        say(f, TC_LOG_INFO, "L1 trusted again: the invalidation bus is caught up");
+        say(f, TC_LOG_INFO, "cache", "L1 trusted again: the invalidation bus is caught up");
     } else if (subscribed) {
         TC__INC(f->m->lease_lapses);
-        say(f, TC_LOG_WARN,
+        say(f, TC_LOG_WARN, "cache",
             "L1 not trusted: no proof within %llu ms that every invalidation has arrived (Redis "
             "slow or unreachable); reading through to Redis and the loader",
             (unsigned long long)(f->lease_us / 1000));

@@ -33,6 +33,15 @@ uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
 
+/* Where the engine's modules report a change of state (tc_config.log). */
+typedef struct tc__logger {
+    void (*fn)(void *ctx, int level, const char *component, const char *msg);
+    void *ctx;
+} tc__logger;
+/* Formats and hands one line to lg (nothing when lg->fn is NULL). */
+void tc__say(const tc__logger *lg, int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A random starting point for a tag counter, in [10^14, 10^15): a counter that
  * is lost and made again never comes back at a value an entry recorded. */
 uint64_t tc__random_epoch(void);
@@ -211,6 +220,8 @@ enum {
     TC__NSCRIPTS
 };
 bool tc__redis_breaker_open(tc__redis *r);
+/* Why the last command or dial failed (for a log line). */
+void tc__redis_cause(tc__redis *r, char *out, size_t n);
 /* The address commands go to now. 0, or TC_EINVAL if host does not fit in n. */
 int tc__redis_address(tc__redis *r, char *host, size_t n, int *port);
 /* Moves commands to another address (a failover): connections to the old one
@@ -227,8 +238,10 @@ typedef struct tc__bus_handler {
     /* where to subscribe now: 0, or nonzero to wait and ask again */
     int (*address)(void *ctx, char *host, size_t n, int *port);
     void (*connected)(void *ctx); /* subscribed: invalidations from now on arrive */
-    /* subscription lost (asked: tc__bus_reconnect asked for it): messages may be missed */
-    void (*lost)(void *ctx, bool asked);
+    /* subscription lost, and why: messages may be missed */
+    void (*lost)(void *ctx, const char *cause);
+    /* no subscription could be made, and why (once until one is made) */
+    void (*unreachable)(void *ctx, const char *cause);
     void (*message)(void *ctx, const char *msg, size_t len); /* on the shared channel */
     void (*direct)(void *ctx, const char *msg, size_t len);  /* on this instance's own */
     /* the PONG of a ping sent at sent_us (monotonic): every message published

@@ -143,6 +143,9 @@ struct tc__redis {
     unsigned gen;
     char sha[TC__NSCRIPTS][41];
     char run_id[48]; /* the Redis process last dialed, "" before the first */
+    char cause[512];   /* why the last command or dial failed */
+    uint64_t opened_ms; /* when the breaker last opened from closed (mono) */
+    tc__logger log;
     int state, failures;
     bool probing;
     uint64_t open_until_us;
@@ -170,6 +173,7 @@ tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events 
     r->open_ms = cfg->breaker_open_ms;
     r->m = m;
     r->ev = ev;
+    r->log = (tc__logger){cfg->log, cfg->log_ctx};
     snprintf(r->inc_key, sizeof(r->inc_key), "%s~inc", cfg->prefix);
     snprintf(r->global_key, sizeof(r->global_key), "%s~t:*", cfg->prefix);
     pthread_mutex_init(&r->lock, NULL);
@@ -265,7 +269,10 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
     port = r->port;
     *gen = r->gen;
     pthread_mutex_unlock(&r->lock);
+    char why[160] = "out of memory";
     redisContext *ctx = redisConnectWithTimeout(host, port, tv_ms(r->connect_timeout_ms));
+    if (ctx != NULL && ctx->err)
+        snprintf(why, sizeof(why), "%s", ctx->errstr);
     if (ctx == NULL || ctx->err || redisSetTimeout(ctx, tv_ms(r->timeout_ms)) != REDIS_OK)
         goto fail;
     int n = 0, want = (r->password != NULL) + 1 + TC__NSCRIPTS + 1;
@@ -284,6 +291,8 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
     for (int i = 0; i < n; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(ctx, (void **)&rep) != REDIS_OK || !reply_ok(rep)) {
+            /* e.g. NOAUTH, a wrong database index, READONLY (a replica) */
+            snprintf(why, sizeof(why), "%s", rep != NULL ? rep->str : ctx->errstr);
             if (rep != NULL)
                 freeReplyObject(rep);
             goto fail;
@@ -298,8 +307,10 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
             memcpy(run_id, rep->element[0]->str, rep->element[0]->len + 1);
         freeReplyObject(rep);
     }
-    if (run_id[0] == '\0')
+    if (run_id[0] == '\0') {
+        snprintf(why, sizeof(why), "no run_id in INFO server");
         goto fail;
+    }
     pthread_mutex_lock(&r->lock);
     memcpy(r->sha, sha, sizeof(sha));
     bool changed = r->run_id[0] != '\0' && strcmp(r->run_id, run_id) != 0;
@@ -309,16 +320,31 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
         r->ev.incarnation(r->ev.ctx, run_id);
     return ctx;
 fail:
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->cause, sizeof(r->cause), "%s:%d: %s", host, port, why);
+    pthread_mutex_unlock(&r->lock);
     if (ctx != NULL)
         redisFree(ctx);
     return NULL;
 }
 
-static void open_breaker_locked(tc__redis *r)
+/* Returns whether it was closed (a change an operator is told of). */
+static bool open_breaker_locked(tc__redis *r)
 {
+    bool was_closed = r->state == CLOSED;
     r->state = OPEN;
     r->open_until_us = tc_mono_us() + (uint64_t)r->open_ms * 1000u;
     TC__INC(r->m->breaker_opens);
+    if (was_closed)
+        r->opened_ms = tc_mono_ms();
+    return was_closed;
+}
+
+void tc__redis_cause(tc__redis *r, char *out, size_t n)
+{
+    pthread_mutex_lock(&r->lock);
+    snprintf(out, n, "%s", r->cause[0] != '\0' ? r->cause : "no answer");
+    pthread_mutex_unlock(&r->lock);
 }
 
 bool tc__redis_breaker_open(tc__redis *r)
@@ -391,16 +417,24 @@ static bool release(tc__redis *r, conn c, bool healthy)
         return false;
     }
     TC_ASSERT(r->total > 0 && r->nidle < r->total); /* c counted in total, not idle */
+    bool opened = false, closed = false;
+    int failures = r->failures;
     if (healthy) {
+        closed = r->state == OPEN;
         r->failures = 0;
         r->state = CLOSED;
         r->idle[r->nidle++] = c;
     } else {
         r->total--;
-        r->failures++;
+        failures = ++r->failures;
+        if (c.ctx != NULL) /* a dial that failed said why in dial() */
+            snprintf(r->cause, sizeof(r->cause), "%s", c.ctx->err ? c.ctx->errstr : "an error");
         if (r->probing || r->failures >= r->failures_to_open)
-            open_breaker_locked(r);
+            opened = open_breaker_locked(r);
     }
+    char cause[512];
+    snprintf(cause, sizeof(cause), "%s", r->cause);
+    uint64_t down_ms = closed ? tc_mono_ms() - r->opened_ms : 0;
     r->probing = false;
     tc_cond_signal(&r->freed);
     /* The server closed it or reset it (not a timeout): the idle ones dialed
@@ -415,6 +449,14 @@ static bool release(tc__redis *r, conn c, bool healthy)
         r->nidle = 0;
     }
     pthread_mutex_unlock(&r->lock);
+    if (opened)
+        tc__say(&r->log, TC_LOG_WARN, "redis",
+                "unreachable (%s), %d failures in a row: the breaker is open; reads go to L1 "
+                "and the loader, and Redis is tried once every %d ms",
+                cause, failures, r->open_ms);
+    if (closed)
+        tc__say(&r->log, TC_LOG_INFO, "redis",
+                "answering again after %.1f s: the breaker is closed", (double)down_ms / 1000.0);
     for (int i = 0; i < nold; i++)
         redisFree(old[i].ctx);
     if (!healthy) {

@@ -146,3 +146,15 @@ uint64_t tc__random_epoch(void)
         v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
     return 100000000000000ull + v % 900000000000000ull;
 }
+
+void tc__say(const tc__logger *lg, int level, const char *component, const char *fmt, ...)
+{
+    if (lg->fn == NULL)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    lg->fn(lg->ctx, level, component, msg);
+}

@@ -116,12 +116,14 @@ int tc_db__fail(tc_db *db, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(db->errmsg, sizeof(db->errmsg), fmt, ap);
     va_end(ap);
+    db->errcode = code;
     return code;
 }
 
 void tc_db__clear_error(tc_db *db)
 {
     db->errmsg[0] = '\0';
+    db->errcode = 0;
 }
 
 void tc_db__set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -132,6 +134,11 @@ void tc_db__set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+int tc_db_errcode(const tc_db *db)
+{
+    return db != NULL ? db->errcode : TC_DB_ECONN;
 }
 
 const char *tc_db_errmsg(const tc_db *db)

@@ -95,6 +95,14 @@ tc_db_dialect tc_db_dialect_of(const tc_db *db);
 /* The engine's message for the last error on this connection ("" if none). Owned by db,
  * valid until the next call on db. */
 const char *tc_db_errmsg(const tc_db *db);
+/* The code of the last error on db (what the failing call returned), or 0. */
+int tc_db_errcode(const tc_db *db);
+/* Whether err means the database cannot be reached or did not answer in time
+ * (TC_DB_ECONN, TC_DB_ETIMEOUT): "unavailable, try again", not a bug. */
+static inline int tc_db_unavailable(int err)
+{
+    return err == TC_DB_ECONN || err == TC_DB_ETIMEOUT;
+}
 
 /* ---- parameters -------------------------------------------------------------------- */
 

@@ -67,6 +67,7 @@ struct tc_db {
     bool forget_stmts; /* finalize without telling the server: closing, or it forgot them */
     void *conn;        /* sqlite3 * or PGconn * */
     char errmsg[512];
+    int errcode; /* the code of the last error (tc_db_errcode), 0 after success */
     /* statement cache */
     tc_db__stmt *buckets[TC_DB__CACHE_BUCKETS];
     int ncached;

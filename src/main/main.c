@@ -23,6 +23,7 @@
 #include "app/app.h"
 #include "db/db.h"
 #include "http/purge.h"
+#include "tiercache/cache.h"
 #include "http/server.h"
 
 #ifndef TC_WEB_DIR /* CMake sets it to the source tree's web/ */
@@ -404,6 +405,19 @@ static int run_seed(options *o, bool seed)
 
 /* ---- serve ---------------------------------------------------------------------------- */
 
+/* url with the password of its user info, if any, replaced by "***" (for a log line). */
+static const char *redact(const char *url, char *out, size_t n)
+{
+    const char *scheme = strstr(url, "://"), *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at != NULL ? memchr(scheme + 3, ':', (size_t)(at - (scheme + 3))) : NULL;
+    if (colon == NULL) {
+        snprintf(out, n, "%s", url);
+        return out;
+    }
+    snprintf(out, n, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    return out;
+}
+
 static int run_serve(options *o)
 {
     char host[128];
@@ -443,20 +457,25 @@ static int run_serve(options *o)
         return 1;
     }
     tc_app_attach_server(app, srv);
-    printf("tiercache: serving on http://%s:%d/  (database %s, cache %s%s%s)\n", host,
-           tc_http_port(srv), o->app.db_url, o->app.cache ? "on" : "off",
-           o->app.cache && strcmp(o->redis, "none") != 0 ? ", redis " : "",
-           o->app.cache && strcmp(o->redis, "none") != 0 ? o->redis : "");
-    fflush(stdout);
+    char dburl[512];
+    tc_app_log(TC_LOG_INFO, "app", "serving on http://%s:%d/ (database %s, cache %s%s%s)", host,
+               tc_http_port(srv), redact(o->app.db_url, dburl, sizeof(dburl)),
+               o->app.cache ? "on" : "off",
+               o->app.cache && strcmp(o->redis, "none") != 0 ? ", redis " : "",
+               o->app.cache && strcmp(o->redis, "none") != 0 ? o->redis : "");
     int sig;
     while (sigwait(&stop, &sig) == 0 && sig == SIGHUP)
         tc_app_reopen_logs(app); /* log rotation */
-    fprintf(stderr, "tiercache: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    tc_app_log(TC_LOG_INFO, "app", "%s: stopping (up to %d ms for what is in flight)",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", o->http.stop_timeout_ms);
+    tc_app_draining(app); /* /readyz: 503 from now on */
     tc_app_attach_server(app, NULL);
     int cut = tc_http_stop(srv);
     tc_app_free(app);
     if (cut > 0)
-        fprintf(stderr, "tiercache: %d request(s) were still running at the stop deadline\n", cut);
+        tc_app_log(TC_LOG_WARN, "app", "%d request(s) were still running at the stop deadline",
+                   cut);
+    tc_app_log(TC_LOG_INFO, "app", "stopped");
     return 0;
 }
 

@@ -385,7 +385,7 @@ static void test_shared_rate_limit(void)
 /* The log lines of a cache (tc_config.log), counted by what they say. */
 static atomic_int budget_full_lines, budget_back_lines;
 
-static void count_lines(void *ctx, int level, const char *msg)
+static void count_lines(void *ctx, int level, const char *component, const char *msg)
 {
     if (strstr(msg, "L2 budget reached") != NULL)
         atomic_fetch_add(&budget_full_lines, 1);
