@@ -39,6 +39,8 @@ enum {
     TC_EREDIS = -5,    /* Redis unreachable, timed out, or answered an error */
     TC_ETIMEDOUT = -6, /* waited too long for another caller's load */
     TC_ECLOSED = -7,   /* the cache is being destroyed */
+    TC_EUNAVAILABLE = -8, /* a loader's source cannot be reached, or did not answer in
+                             time: what a loader returns to have its grace served */
 };
 
 const char *tc_strerror(int err);
@@ -183,6 +185,11 @@ typedef struct tc_policy {
                           or on loader error, for this much longer */
     const char *tags[TC_TAGS_MAX];
     int ntags;
+    /* after stale, how much longer this process keeps the entry in L1 to serve
+     * it when the loader returns TC_EUNAVAILABLE (its source is down): served
+     * stale, and the loader is tried again at most once a second per entry.
+     * Redis's TTL is not extended. An invalidated entry is never served. */
+    uint32_t grace_ms;
     double xfetch_beta; /* >0: probabilistic early refresh (XFetch), 1.0 typical */
     unsigned flags;     /* TC_POLICY_* */
     tc_loader_fn loader;

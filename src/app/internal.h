@@ -35,7 +35,8 @@
 /* Loader result codes (passed through the cache engine as negative errors). */
 #define APP_ENOTFOUND (-1000) /* the row does not exist: NOT_FOUND */
 #define APP_EDB (-1001)       /* the database failed (not unavailable: a bug's error): 500 */
-#define APP_EDOWN (-1003)     /* the database is unavailable (cannot connect, timed out): 503 */
+#define APP_EDOWN TC_EUNAVAILABLE /* the database is unavailable (cannot connect, timed out): 503;
+                                     the cache serves an entry's grace (tc_policy.grace_ms) */
 #define APP_EINPUT (-1002)    /* the input is well-formed but names nothing real: BAD_REQUEST */
 
 struct tc_app {
@@ -117,6 +118,11 @@ typedef struct tc_proc {
     const char *key;
     const char *tags[TC_TAGS_MAX];
     uint32_t fresh_ms, stale_ms;
+    /* how much longer than fresh + stale this instance keeps a value in L1, to
+     * serve it when the loader fails — through a database outage
+     * (stale-if-error; tc_policy.grace_ms). Neither the Redis TTL nor
+     * what clients are told changes. An invalidated value is never served. */
+    uint32_t grace_ms;
     tc_loader_fn load;
     /* mutations: run on a worker; fill c->data or return CALL_ERROR */
     tc_call_status (*mutate)(tc_call *c, tc_db *db);

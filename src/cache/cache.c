@@ -267,6 +267,7 @@ static tc__entry *l1_store(tc_cache *c, const char *key, uint64_t khash, const t
     e->created_ms = t->created;
     e->fresh_until = t->fresh_until;
     e->stale_until = t->stale_until;
+    e->grace_until = t->stale_until + (p != NULL ? p->grace_ms : 0);
     e->load_ms = t->load_ms;
     e->ns = ns;
     for (int i = 0; i < ntags; i++) {
@@ -587,6 +588,32 @@ static bool l2_lock(tc_cache *c, const char *key, const char *token, bool releas
 
 /* ---- loading -------------------------------------------------------------- */
 
+#define GRACE_RETRY_MS 1000 /* a source found down is asked again at most this often */
+
+/* The loader said its source is down: the L1 entry past stale but within its
+ * grace, if any and still valid, answers (stale), and answers the reads of the
+ * next GRACE_RETRY_MS without asking the loader. */
+static bool grace_answer(tc_cache *c, const char *key, uint64_t khash, const tc_policy *p,
+                         tc_result *res)
+{
+    if (!l1_usable(c, p))
+        return false;
+    size_t klen = strlen(key);
+    tc__entry *e = tc__l1_get(c->l1, key, klen, khash);
+    if (e == NULL)
+        return false;
+    uint64_t now = clock_ms(c);
+    bool ok = gens_current(e->tags, e->gens, e->ntags) && now < e->grace_until;
+    if (ok) {
+        atomic_store(&e->grace_serve_until, now + GRACE_RETRY_MS);
+        times t = {e->created_ms, e->fresh_until, e->stale_until, e->load_ms};
+        fill_result(res, e->value, TC_SRC_L1, &t, now);
+        TC__INC(e->ns->stale_served);
+    }
+    tc__entry_release(e);
+    return ok;
+}
+
 static void schedule_refresh(tc_cache *c, tc__entry *e, const char *key, uint64_t khash,
                              const tc_policy *p, uint64_t now);
 
@@ -667,6 +694,10 @@ static int fetch(tc_cache *c, flight *f, const char *key, const tc_policy *p, bo
         if (rd.value != NULL && !background) { /* stale-if-error */
             fill_result(res, rd.value, TC_SRC_L2, &rd.t, clock_ms(c));
             TC__INC(ns->stale_served);
+            tc_value_release(rd.value);
+            return 0;
+        }
+        if (err == TC_EUNAVAILABLE && !background && grace_answer(c, key, f->khash, p, res)) {
             tc_value_release(rd.value);
             return 0;
         }
@@ -891,13 +922,21 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     if (e == NULL)
         return 0;
     uint64_t now = clock_ms(c);
-    if (!gens_current(e->tags, e->gens, e->ntags) || now >= e->stale_until) {
+    if (!gens_current(e->tags, e->gens, e->ntags) || now >= e->grace_until) {
         tc__l1_remove(c->l1, key, klen, khash, e);
+        tc__entry_release(e);
+        return 0;
+    }
+    /* Past stale, in its grace: served only while its loader keeps failing (it is
+     * kept for fetch() to fall back on). */
+    if (now >= e->stale_until && now >= atomic_load(&e->grace_serve_until)) {
         tc__entry_release(e);
         return 0;
     }
     times t = {e->created_ms, e->fresh_until, e->stale_until, e->load_ms};
     fill_result(res, e->value, TC_SRC_L1, &t, now);
+    if (now >= e->stale_until)
+        may_refresh = false; /* a load runs on the next read after grace_serve_until */
     if (may_refresh) {
         bool early = p->xfetch_beta > 0 && now < e->fresh_until &&
                      now - (double)e->load_ms * p->xfetch_beta * log(random_unit()) >=

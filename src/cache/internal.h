@@ -144,6 +144,8 @@ typedef struct tc__entry {
     _Atomic uint64_t refresh_at;
     const tc_value *value;
     uint64_t created_ms, fresh_until, stale_until;
+    uint64_t grace_until;              /* stale_until + the policy's grace_ms */
+    _Atomic uint64_t grace_serve_until; /* the loader failed: serve from grace until then */
     uint32_t load_ms;
     tc__ns *ns;
     int ntags; /* [0] global, [1] the key's own, then policy tags */

@@ -62,6 +62,7 @@ tc__entry *tc__entry_new(const char *key, size_t klen, uint64_t khash, const tc_
         return NULL;
     atomic_init(&e->refs, 1);
     atomic_init(&e->refresh_at, 0);
+    atomic_init(&e->grace_serve_until, 0);
     memcpy(e->key, key, klen);
     e->klen = (uint16_t)klen;
     e->khash = khash;

@@ -134,6 +134,8 @@ const char *tc_strerror(int err)
         return "timed out waiting for another load";
     case TC_ECLOSED:
         return "cache is closing";
+    case TC_EUNAVAILABLE:
+        return "the source is unavailable";
     default:
         return err < 0 ? "loader error" : "unknown error";
     }

@@ -9,7 +9,8 @@
  *       begun before it;
  *   4   fresh -> stale -> expired; stale-while-revalidate with exactly one
  *       background refresh; stale-if-error; past stale the read waits for the
- *       loader; XFetch refreshes early while still answering fresh;
+ *       loader, unless its source is down and the entry is in its grace;
+ *       XFetch refreshes early while still answering fresh;
  *   5   an invalidated entry is never served stale;
  *   11  exact per-namespace metrics for a scripted sequence;
  * and the validation of keys, tags and policies (TC_EINVAL).
@@ -580,6 +581,49 @@ static void test_stale_if_error(void)
 
 /* ==== guarantee 4: past stale, the read waits ================================= */
 
+/* Past fresh + stale, an entry in its grace is served only while the loader says
+ * its source is unavailable (TC_EUNAVAILABLE), and the loader is asked again at
+ * most once a second meanwhile; any other failure, the grace's end, or an
+ * invalidation ends it. */
+static void test_grace_when_the_source_is_down(void)
+{
+    begin(__func__, NULL);
+    world w;
+    world_init(&w, 0, 0);
+    w.p.grace_ms = 10000;
+    CHECK_ANSWER(load(&w, "item:1"), "item:1@0", TC_SRC_LOADER, 0);
+    CHECK_ANSWER(load(&w, "item:2"), "item:2@0", TC_SRC_LOADER, 0);
+    set_fail(&w.src, TC_EUNAVAILABLE);
+    advance(&w, FRESH + STALE + 10); /* past stale, in grace */
+
+    CHECK_ANSWER(load(&w, "item:1"), "item:1@0", TC_SRC_L1, 1); /* asked, down: grace */
+    CHECK_EQ_INT(calls(&w.src), 3);
+    advance(&w, 500); /* within the second: served without asking */
+    CHECK_ANSWER(load(&w, "item:1"), "item:1@0", TC_SRC_L1, 1);
+    CHECK_EQ_INT(calls(&w.src), 3);
+    advance(&w, 600); /* past it: asked again, still down: grace again */
+    CHECK_ANSWER(load(&w, "item:1"), "item:1@0", TC_SRC_L1, 1);
+    CHECK_EQ_INT(calls(&w.src), 4);
+
+    /* Another failure is not "down": the grace does not answer it. */
+    set_fail(&w.src, -42);
+    CHECK_EQ_INT(load(&w, "item:2").rc, -42);
+    set_fail(&w.src, TC_EUNAVAILABLE);
+
+    /* Invalidated means gone, grace or not. */
+    CHECK_EQ_INT(tc_invalidate_key(w.c, "item:2"), 0);
+    CHECK_EQ_INT(load(&w, "item:2").rc, TC_EUNAVAILABLE);
+
+    /* The grace ends. */
+    set_now(&w, T0 + FRESH + STALE + 10000);
+    CHECK_EQ_INT(load(&w, "item:1").rc, TC_EUNAVAILABLE);
+
+    set_fail(&w.src, 0); /* the source is back */
+    mutate(&w.src);
+    CHECK_ANSWER(load(&w, "item:1"), "item:1@1", TC_SRC_LOADER, 0);
+    world_free(&w);
+}
+
 static void test_past_stale_waits_for_loader(void)
 {
     begin(__func__, NULL);
@@ -998,6 +1042,7 @@ int main(void)
     test_fresh_stale_expired();
     test_stale_while_revalidate_one_refresh();
     test_stale_if_error();
+    test_grace_when_the_source_is_down();
     test_past_stale_waits_for_loader();
     test_xfetch_early_refresh();
     test_single_flight();
