@@ -500,7 +500,7 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
         if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
             tc_http_add_header(x, "Allow", "GET, HEAD");
             respond_text(x, 405, "GET only\n");
-        } else if (raw[2] == 'r') { /* readiness: the truth, from a worker */
+        } else if (raw[1] == 'r') { /* readiness: the truth, from a worker */
             return tc_app__readyz(app, x);
         } else { /* liveness: the process answers */
             respond_text(x, 200, "ok\n");

@@ -208,6 +208,18 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
          (uint64_t)cm->breaker_open},
         {"tiercache_redis_breaker_opens_total", "counter", "Times the breaker opened.",
          cm->breaker_opens},
+        {"tiercache_cache_l2_budget_bytes", "gauge",
+         "Bytes of the records this instance wrote to Redis and that have not expired, as its "
+         "L2 budget counts them (0 without a budget).",
+         cm->l2_budget_bytes},
+        {"tiercache_cache_l2_budget_keys", "gauge",
+         "Records this instance wrote to Redis and that have not expired, as its L2 budget "
+         "counts them.",
+         cm->l2_budget_keys},
+        {"tiercache_cache_l2_budget_refusals_total", "counter",
+         "Records not written to Redis: the L2 budget was full (they are served from L1 and the "
+         "loader).",
+         cm->l2_budget_refusals},
     };
     SINGLES(b, l1_redis);
     family(b, "tiercache_redis_command_duration_seconds", "histogram",
@@ -376,6 +388,10 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     }
     free(cm);
     render_http(m, b);
+    single(b, "tiercache_db_available", "gauge",
+           "0 while the database is unavailable as the calls see it (from the first failure to "
+           "connect or to answer in time until the next success), else 1.",
+           !atomic_load(&m->app->db_down));
     render_db(b);
     tc_access_log_stats ls;
     tc_access_log_get_stats(m->log, &ls);

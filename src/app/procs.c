@@ -76,14 +76,15 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
     tc_db *db;
     char what[TC_KEY_MAX + 8];
     if (tc_app__db_acquire(app, &db) != 0) {
-        snprintf(what, sizeof(what), "load %s", key);
+        snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
         tc_app__db_busy(app, what, NULL);
         return APP_EDOWN;
     }
     int err = fn(db, key, out);
     if (err == APP_EDB) { /* what kind of failure, and why, while db still holds it */
         int code = tc_db_errcode(db);
-        snprintf(what, sizeof(what), "load %s", key);
+        /* a session's key names its token's hash: not for a log */
+        snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
         tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what, NULL);
         if (tc_db_unavailable(code))
             err = APP_EDOWN;

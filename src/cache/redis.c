@@ -451,8 +451,8 @@ static bool release(tc__redis *r, conn c, bool healthy)
     pthread_mutex_unlock(&r->lock);
     if (opened)
         tc__say(&r->log, TC_LOG_WARN, "redis",
-                "unreachable (%s), %d failures in a row: the breaker is open; reads go to L1 "
-                "and the loader, and Redis is tried once every %d ms",
+                "unreachable (%s), %d failures in a row: the breaker is open: reads are served "
+                "without Redis, writes wait for it, and it is tried once every %d ms",
                 cause, failures, r->open_ms);
     if (closed)
         tc__say(&r->log, TC_LOG_INFO, "redis",
