@@ -159,7 +159,7 @@ static void *watch(void *arg)
             rep->type == REDIS_REPLY_ARRAY) {
             freeReplyObject(rep);
             /* listen, asking again every ASK_EVERY_MS all the same */
-            uint64_t last_ask = tc__now_monotonic_us();
+            uint64_t last_ask = tc_mono_us();
             for (;;) {
                 struct pollfd p[2] = {{ctx->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
                 if (poll(p, 2, ASK_EVERY_MS) < 0 && errno != EINTR)
@@ -179,8 +179,8 @@ static void *watch(void *arg)
                         freeReplyObject(rep);
                     }
                 }
-                if (tc__now_monotonic_us() - last_ask >= ASK_EVERY_MS * 1000u) {
-                    last_ask = tc__now_monotonic_us();
+                if (tc_mono_us() - last_ask >= ASK_EVERY_MS * 1000u) {
+                    last_ask = tc_mono_us();
                     if (ask(s, &a) == 0)
                         learned(s, &a);
                 }
