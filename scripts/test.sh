@@ -3,16 +3,20 @@
 # private PostgreSQL cluster on free loopback ports (stopped on exit, pass or fail, also on
 # Ctrl-C), runs ctest with TC_REDIS_PORT and TC_PG_URL set; exits with ctest's status.
 #   scripts/test.sh [--werror] [--sanitize=address,undefined|thread] [-- ctest args, e.g. -L unit]
+#   scripts/test.sh --mutants [-- mutant ids]: the mutation run (scripts/mutants.sh) instead
+#     of the suite, against the same private servers; it builds its own copy of the tree.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-sanitize="" werror=OFF ctest_args=()
+sanitize="" werror=OFF mutants=0 ctest_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --sanitize=*) sanitize=${1#--sanitize=} ;;
         --werror) werror=ON ;;
+        --mutants) mutants=1 ;;
         --) shift; ctest_args=("$@"); break ;;
         *) echo "usage: $0 [--werror] [--sanitize=address,undefined|thread] [-- ctest args]" >&2
+           echo "       $0 --mutants [-- mutant ids]" >&2
            exit 2 ;;
     esac
     shift
@@ -26,8 +30,10 @@ esac
 
 bash "$root/scripts/deps.sh"
 
-cmake -S "$root" -B "$build" -DTC_WERROR="$werror" -DTC_SANITIZE="$sanitize" >/dev/null
-cmake --build "$build" -j"$(nproc)"
+if [[ $mutants -eq 0 ]]; then
+    cmake -S "$root" -B "$build" -DTC_WERROR="$werror" -DTC_SANITIZE="$sanitize" >/dev/null
+    cmake --build "$build" -j"$(nproc)"
+fi
 
 # Sanitizer runtimes fail on some kernels with ASLR ("unexpected memory mapping", seen with
 # TSan when vm.mmap_rnd_bits is high). Probe a trivial program; if it fails, run without ASLR.
@@ -82,7 +88,7 @@ fi
 port=$redis_port
 export TC_REDIS_PORT=$port
 export TMPDIR=$tmp   # tests' own temp dirs (tct_redis_start) go here and are removed with it
-echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port; build in ${build#"$root"/}"
+echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port"
 
 # A private PostgreSQL cluster (TC_PG_URL) in $tmp/pg, stopped by the same trap.
 export TC_PG_BINDIR=${TC_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
@@ -97,6 +103,11 @@ export TC_PG_URL="postgresql://tiercache@127.0.0.1:$pgport/tiercache_test"
 echo "test.sh: postgres pid $pg_pid on 127.0.0.1:$pgport (TC_PG_URL)"
 
 rc=0
+if [[ $mutants -eq 1 ]]; then
+    bash "$root/scripts/mutants.sh" "${ctest_args[@]}" || rc=$?
+    exit "$rc"
+fi
+echo "test.sh: build in ${build#"$root"/}"
 "${run[@]}" ctest --test-dir "$build" --output-on-failure --no-tests=error -j2 \
     "${ctest_args[@]}" || rc=$?
 exit "$rc"

@@ -75,11 +75,13 @@ for (const kind of ['sqlite', 'pg']) {
       const p2 = await call(srv, 'blog.bySlug', { input: { slug } });
       assert.equal(p2.body.result.data.title, `Edited ${kind}`);
       assert.match(p2.headers.get('cache-status'), /fwd=miss/);
+      await call(srv, 'blog.list', { input: { limit: 5 } }); // the list cached again
       const newSlug = `fresh-post-${kind}`;
       const pub = await call(srv, 'blog.publish', { token: admin.token, input: { slug: newSlug, title: 'Fresh', body: 'Hello' } });
       assert.equal(pub.status, 200, JSON.stringify(pub.body));
       const l2 = await call(srv, 'blog.list', { input: { limit: 5 } });
       assert.equal(l2.body.result.data.items[0].slug, newSlug, 'the list was invalidated');
+      assert.match(l2.headers.get('cache-status'), /fwd=miss/);
       const dup = await call(srv, 'blog.publish', { token: admin.token, input: { slug: newSlug, title: 'x', body: 'y' } });
       assert.equal(dup.status, 409);
       const nf = await call(srv, 'blog.bySlug', { input: { slug: 'no-such-post' } });

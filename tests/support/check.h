@@ -1,6 +1,8 @@
 /* check.h: the tests' tiny assertion kit. CHECK* record a failure and go on; REQUIRE stops
  * the test (exit 1). End main() with `return check_report();`, which prints
- * "N passed, M failed" and returns the exit code. Not a framework: no registration. */
+ * "N passed, M failed" and returns the exit code. Not a framework: no registration.
+ * TC_CHECK_FAIL_FAST=1 in the environment stops at the first failed CHECK as well (the
+ * mutation run, scripts/mutants.sh: it needs to know that a test fails, not how often). */
 #ifndef TC_TEST_CHECK_H
 #define TC_TEST_CHECK_H
 
@@ -17,6 +19,12 @@ static inline int check__note(int ok, const char *file, int line, const char *ex
     } else {
         check__failed++;
         fprintf(stderr, "%s:%d: CHECK failed: %s\n", file, line, expr);
+        const char *fast = getenv("TC_CHECK_FAIL_FAST");
+        if (fast != NULL && fast[0] != '\0' && strcmp(fast, "0") != 0) {
+            fprintf(stderr, "%s:%d: TC_CHECK_FAIL_FAST: stopping at the first failure\n", file,
+                    line);
+            exit(1);
+        }
     }
     return ok;
 }

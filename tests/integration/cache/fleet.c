@@ -13,6 +13,9 @@
  *      for it until its lease is over (ack_timeouts 1), and that instance then reads the new
  *      value, not its L1 entry; once the partition heals it trusts its L1 again. An
  *      instance that leaves (tc_cache_destroy) is no longer waited for.
+ *   6  losing the bus: a load that ran while its instance was deaf (its bus lost, the
+ *      invalidation of what it loaded missed) and ends after the bus is back is born
+ *      invalid: what it read before the write is not kept in L1 once L1 is trusted again.
  *  12  a new Redis is a new world: Redis restored from a snapshot taken before an
  *      invalidation brings back the old record with the tag counters that make it look
  *      valid; neither the instance that saw the invalidation nor a new one is served it.
@@ -84,6 +87,7 @@ static void test_healthy_fleet_acknowledges(void)
         snprintf(version, sizeof(version), "v%d", n);
         it_source_set(&src, version);
         CHECK_EQ_INT(tc_invalidate_tag(c[n % 3], TAG), 0);
+        CHECK_EQ_INT(metrics(c[n % 3]).ack_timeouts, 0); /* acknowledged, not waited out */
         it_expect(want, sizeof(want), "acct:1", version);
         for (int i = 0; i < 3; i++)
             read_want(c[i], "acct:1", &p, want, "after");
@@ -148,6 +152,63 @@ static void test_partitioned_instance_stops_trusting_l1(void)
     tc_cache_destroy(a);
     tc_cache_destroy(b);
     tct_proxy_stop(px);
+    tct_redis_stop(&server);
+}
+
+/* The hook runs inside B's loader, once it has read v1, while B is cut off (its bus lost):
+ * A writes v2, B misses the message, then the partition heals and B trusts its L1 again
+ * before its load ends. */
+static tc_cache *deaf_a, *deaf_b;
+static tct_proxy *deaf_px;
+
+static void write_while_deaf(it_source *s, const char *key)
+{
+    (void)key;
+    it_source_set(s, "v2");
+    CHECK_EQ_INT(tc_invalidate_tag(deaf_a, TAG), 0);
+    tct_proxy_freeze(deaf_px, 0);
+    bool ok;
+    IT_WAIT_UNTIL(ok, trusted(deaf_b), IT_DEADLINE_MS);
+    CHECK(ok);
+}
+
+/* A load that spans a bus outage: it began after B lost its bus (so the generations it
+ * recorded already count that loss), read v1, and ends once B has resubscribed and trusts
+ * its L1 again, after a write B never heard of. Resubscribing must make it born invalid:
+ * B then answers v2, never its own v1 from L1. */
+static void test_load_across_a_bus_outage_is_born_invalid(void)
+{
+    tct_redis server;
+    REQUIRE(tct_redis_start(&server) == 0);
+    deaf_px = tct_proxy_start(server.port);
+    REQUIRE(deaf_px != NULL);
+    deaf_a = fleet_cache(server.port, 100);
+    deaf_b = fleet_cache(tct_proxy_port(deaf_px), 100);
+    REQUIRE(deaf_a != NULL && deaf_b != NULL);
+    bool ok;
+    IT_WAIT_UNTIL(ok, trusted(deaf_a) && trusted(deaf_b), IT_DEADLINE_MS);
+    REQUIRE(ok);
+
+    tct_proxy_freeze(deaf_px, 1); /* B's bus is lost after 3 s of silence */
+    IT_WAIT_UNTIL(ok, !it_bus_connected(deaf_b), IT_DEADLINE_MS);
+    REQUIRE(ok);
+    it_source src;
+    it_source_init(&src, "v1");
+    src.hook = write_while_deaf;
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    char v1[64], v2[64];
+    it_expect(v1, sizeof(v1), "acct:1", "v1");
+    it_expect(v2, sizeof(v2), "acct:1", "v2");
+    read_want(deaf_b, "acct:1", &p, v1, "b, its load spanning the outage");
+    src.hook = NULL;
+    it_read r = read_want(deaf_b, "acct:1", &p, v2, "b, after the write and its bus back");
+    if (!CHECK(r.source != TC_SRC_L1))
+        fprintf(stderr, "    b kept in L1 what it loaded before a write it never heard of\n");
+    read_want(deaf_a, "acct:1", &p, v2, "a");
+
+    tc_cache_destroy(deaf_a);
+    tc_cache_destroy(deaf_b);
+    tct_proxy_stop(deaf_px);
     tct_redis_stop(&server);
 }
 
@@ -245,6 +306,7 @@ int main(void)
     snprintf(prefix, sizeof(prefix), "it-fleet-%ld:", (long)getpid());
     test_healthy_fleet_acknowledges();
     test_partitioned_instance_stops_trusting_l1();
+    test_load_across_a_bus_outage_is_born_invalid();
     test_snapshot_restore_is_a_new_world();
     test_restored_redis_lists_an_instance_before_it_trusts_l1();
     return check_report();
