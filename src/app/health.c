@@ -78,7 +78,7 @@ static void ready_probe(void *ctx, tc_http_exchange *x)
 {
     tc_app *app = ctx;
     char body[512];
-    int n = 0, status = 200;
+    int n = 0, status;
     tc_db *db = NULL;
     int rc = tc_db_pool_acquire(app->db, READY_DB_MS, &db);
     int64_t one = 0;
@@ -98,8 +98,7 @@ static void ready_probe(void *ctx, tc_http_exchange *x)
                       tc_db_strerror(rc));
     else
         n += snprintf(body + n, sizeof(body) - (size_t)n, "database: ok\n");
-    if (rc != 0)
-        status = 503;
+    status = rc == 0 ? 200 : 503; /* the database decides first */
 
     bool redis_ok = true;
     if (app->cache != NULL && app->cfg.redis_host == NULL && app->cfg.sentinels == NULL) {

@@ -922,14 +922,13 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     if (e == NULL)
         return 0;
     uint64_t now = clock_ms(c);
-    if (!gens_current(e->tags, e->gens, e->ntags) || now >= e->grace_until) {
-        tc__l1_remove(c->l1, key, klen, khash, e);
-        tc__entry_release(e);
-        return 0;
-    }
-    /* Past stale, in its grace: served only while its loader keeps failing (it is
-     * kept for fetch() to fall back on). */
-    if (now >= e->stale_until && now >= atomic_load(&e->grace_serve_until)) {
+    /* Served until its stale time — or, past it and in its grace, for as long as
+     * its loader was last found failing (grace_answer) — and never once invalid. */
+    uint64_t until = now < atomic_load(&e->grace_serve_until) ? e->grace_until : e->stale_until;
+    bool valid = gens_current(e->tags, e->gens, e->ntags);
+    if (!valid || now >= until) {
+        if (!valid || now >= e->grace_until) /* else kept for fetch() to fall back on */
+            tc__l1_remove(c->l1, key, klen, khash, e);
         tc__entry_release(e);
         return 0;
     }
