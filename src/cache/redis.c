@@ -425,6 +425,7 @@ static bool release(tc__redis *r, conn c, bool healthy)
         r->state = CLOSED;
         r->idle[r->nidle++] = c;
     } else {
+        TC__INC(r->m->redis_errors); /* before the breaker shows open: a reader sees both */
         r->total--;
         failures = ++r->failures;
         if (c.ctx != NULL) /* a dial that failed said why in dial() */
@@ -459,11 +460,8 @@ static bool release(tc__redis *r, conn c, bool healthy)
                 "answering again after %.1f s: the breaker is closed", (double)down_ms / 1000.0);
     for (int i = 0; i < nold; i++)
         redisFree(old[i].ctx);
-    if (!healthy) {
-        if (c.ctx != NULL)
-            redisFree(c.ctx);
-        TC__INC(r->m->redis_errors);
-    }
+    if (!healthy && c.ctx != NULL)
+        redisFree(c.ctx);
     return true;
 }
 

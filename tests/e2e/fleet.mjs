@@ -30,7 +30,9 @@ async function waitFor(what, fn, ms = 20000) {
     try {
       const v = await fn();
       if (v) return v;
-    } catch { /* not yet */ }
+    } catch (e) {
+      if (e.fatal) throw e; /* else: not yet */
+    }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
@@ -38,8 +40,18 @@ async function waitFor(what, fn, ms = 20000) {
 
 // A private redis-server. opts: { port, replicaof: port, persist: true (RDB file in dir) }.
 export async function startRedis(opts = {}) {
+  // A port free a moment ago may be taken before Redis binds it: then another is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await redisOn(opts, opts.port ?? await freePort());
+    } catch (e) {
+      if (opts.port || attempt === 5 || !/exited/.test(e.message)) throw e;
+    }
+  }
+}
+
+async function redisOn(opts, port) {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tc-fleet-redis-'));
-  const port = opts.port ?? await freePort();
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
     '--dbfilename', 'dump.rdb', '--appendonly', 'no', '--daemonize', 'no',
     '--save', '', '--logfile', join(dir, 'redis.log')];
@@ -48,11 +60,17 @@ export async function startRedis(opts = {}) {
     port, dir, child: null,
     cli: (...a) => redisCli(port, ...a),
     async start() {
-      r.child = pdeath('redis-server', args);
-      children.add(r.child);
-      const pid = r.child.pid;
-      await waitFor(`redis on ${port}`, () =>
-        redisCli(port, 'info', 'server').includes(`process_id:${pid}`));
+      const child = pdeath('redis-server', args);
+      r.child = child;
+      children.add(child);
+      await waitFor(`redis on ${port}`, () => {
+        if (!running(child)) {
+          children.delete(child);
+          if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+          throw Object.assign(new Error(`redis on ${port} exited`), { fatal: true });
+        }
+        return redisCli(port, 'info', 'server').includes(`process_id:${child.pid}`);
+      });
       return r;
     },
     // SIGKILL: no goodbye to clients, nothing saved.

@@ -64,10 +64,23 @@ export async function startServer(opts = {}) {
     run(['seed', '--db', db.url, '--seed-users', String(opts.users ?? 30), '--seed-activity',
       String(opts.activity ?? 20), '--fast-password-hash']);
   }
-  const port = await freePort();
   // One prefix per server ever started by this process: a port can come back after a
   // server stopped, and its Redis keys must not greet the next one.
   const prefix = opts.prefix ?? `e2e${process.pid}s${++serverCounter}:`;
+  // A port free a moment ago may be taken before the server binds it (tests run in
+  // parallel): then the server exits, and another port is tried.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return await spawnServer(opts, db, port, prefix);
+    } catch (e) {
+      if (attempt < 5 && /cannot bind or listen/.test(e.message)) continue;
+      throw e;
+    }
+  }
+}
+
+async function spawnServer(opts, db, port, prefix) {
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--db', db.url,
     '--redis', opts.redis ?? `127.0.0.1:${REDIS_PORT}`, '--prefix', prefix,
     '--webhook-secret', WEBHOOK_SECRET, '--fast-password-hash',
@@ -87,12 +100,19 @@ export async function startServer(opts = {}) {
   });
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20000;
+  // Ours, not a stranger that holds the port: its own line says it listens there.
+  const listening = `serving on ${base}/`;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${log}`);
-    try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.ok) break;
-    } catch { /* not up yet */ }
+    if (child.exitCode !== null) {
+      stopping = true;
+      throw new Error(`server exited ${child.exitCode}:\n${log}`);
+    }
+    if (log.includes(listening)) {
+      try {
+        const r = await fetch(`${base}/healthz`);
+        if (r.ok) break;
+      } catch { /* not up yet */ }
+    }
     if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`server did not start:\n${log}`); }
     await new Promise((r) => setTimeout(r, 50));
   }

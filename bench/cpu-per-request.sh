@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/cpu-per-request.sh: instructions per cached, authenticated user.me, counted by
+# callgrind (all threads of the server): repeatable for the same binary and inputs, however
+# busy the machine is — the comparison for "no regression on the hot path" that wall-clock
+# benchmarks on this noisy machine cannot give. Runs the server under callgrind twice, with
+# N1 and N2 requests (sequential, one keep-alive connection), and divides the difference in
+# instructions by N2 - N1, so start-up and shutdown cancel out. With --baseline REF, the same
+# for a build of REF, side by side.
+#   bench/cpu-per-request.sh [--baseline REF] [--n1 N] [--n2 N]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+n1=1000 n2=6000 baseline=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --baseline) baseline=$2; shift ;;
+        --n1) n1=$2; shift ;;
+        --n2) n2=$2; shift ;;
+        *) echo "usage: $0 [--baseline REF] [--n1 N] [--n2 N]" >&2; exit 2 ;;
+    esac
+    shift
+done
+command -v valgrind >/dev/null || { echo "cpu-per-request: needs valgrind" >&2; exit 1; }
+bash "$root/scripts/deps.sh" >/dev/null
+cmake -S "$root" -B "$root/build" >/dev/null
+cmake --build "$root/build" -j"$(nproc)" --target tiercache >/dev/null
+work=$(mktemp -d "${TMPDIR:-/tmp}/tc-cpu.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [[ -n "$baseline" && -d "$work/base-src" ]] && git -C "$root" worktree remove --force "$work/base-src" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+bins=("this build|$root/build/tiercache")
+if [[ -n "$baseline" ]]; then
+    git -C "$root" worktree add --detach -q "$work/base-src" "$baseline"
+    cmake -S "$work/base-src" -B "$work/base-build" >/dev/null
+    cmake --build "$work/base-build" -j"$(nproc)" --target tiercache >/dev/null
+    bins+=("$baseline|$work/base-build/tiercache")
+fi
+source "$root/scripts/redis.sh"
+start_redis "$work" || { echo "cpu-per-request: no redis" >&2; exit 1; }
+pids+=("$redis_pid")
+"$root/build/tiercache" seed --db "sqlite:$work/app.db" --seed-users 20 --seed-activity 5 \
+    --fast-password-hash >/dev/null 2>&1
+
+# instructions of one run with n requests
+run() { # bin n -> prints Ir
+    local bin=$1 n=$2 port=$((21000 + RANDOM % 9000)) out="$work/cg.$RANDOM"
+    valgrind --tool=callgrind --callgrind-out-file="$out" --trace-children=no \
+        "$bin" serve --listen "127.0.0.1:$port" --db "sqlite:$work/app.db" \
+        --redis "127.0.0.1:$redis_port" --prefix "cpu$port:" --access-log off \
+        --fast-password-hash --workers 2 >"$work/server.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    node -e '
+      const [base, n] = [process.argv[1], Number(process.argv[2])];
+      (async () => {
+        const l = await fetch(`${base}/trpc/auth.login`, { method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ email: "demo@example.com", password: "demo1234" }) });
+        const token = (await l.json()).result.data.token;
+        const h = { authorization: `Bearer ${token}` };
+        await (await fetch(`${base}/trpc/user.me`, { headers: h })).text(); /* cached now */
+        for (let i = 0; i < n; i++) {
+          const r = await fetch(`${base}/trpc/user.me`, { headers: h });
+          await r.text();
+          if (r.status !== 200) throw new Error(`status ${r.status}`);
+        }
+      })().catch((e) => { console.error(e); process.exit(1); });' "http://127.0.0.1:$port" "$n"
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    callgrind_annotate "$out" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
+}
+
+echo "instructions per cached user.me (callgrind, all threads; ($n2 - $n1) requests)"
+for entry in "${bins[@]}"; do
+    name=${entry%%|*} bin=${entry#*|}
+    a=$(run "$bin" "$n1")
+    b=$(run "$bin" "$n2")
+    echo "  $name: $(( (b - a) / (n2 - n1) )) instructions/request"
+done
