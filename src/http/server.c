@@ -73,6 +73,7 @@
 #include "base/cond.h"
 #include "base/thread.h"
 #include "base/time.h"
+#include "http/framing.h"
 
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
@@ -647,11 +648,14 @@ static void default_reject(tc_http_exchange *x, int status)
     static const char too_large[] = "Payload Too Large\n";
     static const char busy[] = "Service Unavailable\n";
     static const char bad[] = "Bad Request\n";
+    static const char not_impl[] = "Not Implemented\n";
     tc_http_set_content_type(x, "text/plain; charset=utf-8");
     if (status == 413)
         tc_http_set_body_static(x, too_large, sizeof too_large - 1);
     else if (status == 400)
         tc_http_set_body_static(x, bad, sizeof bad - 1);
+    else if (status == 501)
+        tc_http_set_body_static(x, not_impl, sizeof not_impl - 1);
     else
         tc_http_set_body_static(x, busy, sizeof busy - 1);
 }
@@ -669,7 +673,7 @@ static enum MHD_Result reject(tc_http_exchange *x, int status)
         snprintf(ra, sizeof ra, "%d", s->cfg.retry_after_s);
         tc_http_add_header(x, "Retry-After", ra);
         atomic_fetch_add_explicit(&s->n_busy, 1, memory_order_relaxed);
-    } else if (status == 413 || status == 400) {
+    } else if (status == 413 || status == 400 || status == 501) {
         /* an unread body (or a broken request) makes the connection unusable */
         tc_http_add_header(x, "Connection", "close");
         atomic_fetch_add_explicit(status == 413 ? &s->n_large : &s->n_bad, 1, memory_order_relaxed);
@@ -958,42 +962,123 @@ static size_t discard_cap(const tc_http_exchange *x)
 
 /* Framing checks libmicrohttpd 0.9.75 does not make (seen: it serves two
  * different Content-Length values by taking the first, Content-Length beside
- * chunked, "Name : value", and HTTP/1.1 without Host). Behind a proxy that reads
- * these differently, each is a request-smuggling door; RFC 9112 says 400. */
-typedef struct hdr_check {
+ * chunked, "Name : value", HTTP/1.1 without Host, Transfer-Encoding in HTTP/1.0
+ * or twice, obs-fold, a NUL inside a value — "Bearer <token>\0junk" is read as
+ * "Bearer <token>" — and it waits forever for the end of a body in a transfer
+ * coding it does not know). Behind a proxy that reads these differently, each
+ * is a request-smuggling door; RFC 9112 says 400 (501 for an unknown coding).
+ *
+ * The head as sent is gone by the first handler call, but libmicrohttpd parses
+ * it in place: the request line and the header lines stay in its read buffer,
+ * each line end (CRLF or LF) and each header's colon overwritten with NUL, and
+ * the header list points into that buffer, in order. So the bytes between the
+ * first header and the end of the head (MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE
+ * counts from the method) must be exactly: name, NUL, spaces or tabs, value,
+ * one or two NULs, the next name... and two to four NULs at the end. A NUL sent
+ * inside a value leaves bytes that no header accounts for; an obs-fold line
+ * leaves its continuation in the buffer and moves the name it was appended to
+ * (0.9.75 appends a continuation to the header's NAME) out of it. Anything the
+ * walk does not expect is refused: if a libmicrohttpd update parsed otherwise,
+ * every request with a header would be refused, loudly, never a bad one let
+ * through (tests/integration/http/server.c: test_framing_leniency proves both
+ * directions). Every read stays inside [method, method + header size).
+ * What it cannot see: a NUL right before a bare-LF line end ("v\0\n" reads
+ * like "v\r\n"); docs/http.md says what nginx in front does about it. */
+typedef struct head_walk {
+    const char *lo, *hi; /* the head: [method, method + header size) */
+    const char *at;      /* where the next header's name must begin; NULL: first */
+    bool bad;            /* the bytes are not what the parsed headers account for */
+    bool bad_name;       /* a name that is not a token */
     int host, clen, te;
-    bool bad_name;
-} hdr_check;
+    const char *te_value;
+} head_walk;
 
-static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value)
+static bool in_head(const head_walk *w, const char *p, size_t n)
 {
-    (void)kind;
-    (void)value;
-    hdr_check *h = cls;
-    if (*key == '\0')
-        h->bad_name = true;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-        if (!is_tchar(*p))
-            h->bad_name = true;
-    if (strcasecmp(key, "Host") == 0)
-        h->host++;
-    else if (strcasecmp(key, "Content-Length") == 0)
-        h->clen++;
-    else if (strcasecmp(key, "Transfer-Encoding") == 0)
-        h->te++;
-    return MHD_YES;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)w->lo, hi = (uintptr_t)w->hi;
+    return a >= lo && a <= hi && n <= hi - a;
 }
 
-static bool request_framing_ok(tc_http_exchange *x, const char *version)
+static enum MHD_Result walk_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
 {
-    hdr_check h = {0, 0, 0, false};
-    MHD_get_connection_values(x->conn, MHD_HEADER_KIND, check_header, &h);
-    if (h.bad_name || h.host > 1 || h.clen > 1 || (h.clen && h.te))
-        return false;
-    if (h.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
-        return false;
-    return true;
+    (void)kind;
+    head_walk *w = cls;
+    if (value == NULL)
+        value = "", value_size = 0;
+    if (key_size == 0)
+        w->bad_name = true;
+    for (size_t i = 0; i < key_size; i++)
+        if (!is_tchar((unsigned char)key[i]))
+            w->bad_name = true;
+    if (strcasecmp(key, "Host") == 0)
+        w->host++;
+    else if (strcasecmp(key, "Content-Length") == 0)
+        w->clen++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        w->te++, w->te_value = value;
+    /* field-value: visible bytes, obs-text, spaces and tabs; no other control byte
+     * (a CR alone, which libmicrohttpd keeps) */
+    for (size_t i = 0; i < value_size; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            w->bad = true;
+    }
+    if (w->bad)
+        return MHD_NO;
+    /* where the previous line ended: one NUL (LF) or two (CRLF), then this name */
+    if (w->at == NULL) {
+        if (!in_head(w, key, 1))
+            goto bad;
+    } else if (!((key == w->at + 1 && in_head(w, w->at, 1)) ||
+                 (key == w->at + 2 && in_head(w, w->at, 2) && w->at[1] == '\0'))) {
+        goto bad;
+    }
+    /* name, its colon (now NUL), the white space libmicrohttpd skipped, the value */
+    if (!in_head(w, key, key_size + 1) || key[key_size] != '\0')
+        goto bad;
+    const char *p = key + key_size + 1;
+    while (in_head(w, p, 1) && (*p == ' ' || *p == '\t') && p != value)
+        p++;
+    if (p != value || !in_head(w, value, value_size + 1) || value[value_size] != '\0')
+        goto bad;
+    w->at = value + value_size; /* the line end's first NUL */
+    return MHD_YES;
+bad:
+    w->bad = true;
+    return MHD_NO;
+}
+
+/* 0, or the status the request's framing earns: 400, or 501 for a transfer
+ * coding other than chunked. */
+static int request_framing_status(tc_http_exchange *x, const char *version)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci == NULL || x->method == NULL)
+        return 400;
+    head_walk w = {.lo = x->method, .hi = x->method + ci->header_size};
+    MHD_get_connection_values_n(x->conn, MHD_HEADER_KIND, walk_header, &w);
+    if (!w.bad && w.at != NULL) { /* after the last value: its line end and the empty line */
+        size_t nul = 0;
+        for (const char *p = w.at; p < w.hi && *p == '\0'; p++)
+            nul++;
+        w.bad = nul < 2 || nul > 4 || w.at + nul != w.hi;
+    }
+    if (w.bad || w.bad_name || w.host > 1 || w.clen > 1 || (w.clen && w.te))
+        return 400;
+    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    if (w.host == 0 && !http10)
+        return 400;
+    if (w.te == 0)
+        return 0;
+    if (http10 || w.te > 1)
+        return 400; /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing */
+    /* libmicrohttpd decodes a body only when the value is exactly "chunked" (any
+     * case); for anything else it reads until the client closes. */
+    if (strcasecmp(w.te_value, "chunked") == 0)
+        return 0;
+    return tc_http_te_status(w.te_value, strlen(w.te_value));
 }
 
 static int append_body(tc_http_exchange *x, const char *data, size_t n)
@@ -1064,8 +1149,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         x->url = url;
         x->method = method;
         x->method_id = method_id(method);
-        if (!request_framing_ok(x, version))
-            return reject(x, 400);
+        int bad = request_framing_status(x, version);
+        if (bad != 0)
+            return reject(x, bad);
         x->body_limit =
             s->cfg.body_limit ? s->cfg.body_limit(s->cfg.ctx, x) : s->cfg.max_body_bytes;
         long long cl = content_length(x);

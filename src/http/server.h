@@ -59,8 +59,10 @@ typedef size_t (*tc_http_body_limit_fn)(void *ctx, const tc_http_exchange *x);
 /* Fills the response of a request the server refuses by itself: 400 (framing
  * the server will not guess at: two Content-Length, Content-Length with
  * Transfer-Encoding, two Host or none in HTTP/1.1, a header name that is not a
- * token), 413 (body too large) or 503 (worker queue full; Retry-After is added
- * by the server). The
+ * token, Transfer-Encoding in HTTP/1.0 or twice or not ending in chunked,
+ * obs-fold, a control byte such as NUL inside a header value), 501 (a transfer
+ * coding other than chunked), 413 (body too large) or 503 (worker queue full;
+ * Retry-After is added by the server). The
  * status is already set; the hook may set a body and headers (e.g. a tRPC error). */
 typedef void (*tc_http_reject_fn)(void *ctx, tc_http_exchange *x, int status);
 /* One line from libmicrohttpd or from the server (no trailing newline). */
@@ -126,7 +128,7 @@ typedef struct tc_http_stats {
     uint64_t parked;          /* of those, parked once (tc_http_park) */
     uint64_t rejected_busy;   /* 503: worker queue full */
     uint64_t rejected_large;  /* 413: body over its limit */
-    uint64_t rejected_bad;    /* 400 from the server's own framing checks */
+    uint64_t rejected_bad;    /* 400 and 501 from the server's own framing checks */
     uint64_t closed_deadline; /* closed by the whole-request deadline */
     uint64_t closed_idle;     /* closed by the idle timeout (watchdog) */
     uint64_t connections;     /* open now */
