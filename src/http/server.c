@@ -86,10 +86,39 @@ typedef struct conn_track {
     struct conn_track *prev, *next;
     int fd;
     _Atomic int phase;
-    _Atomic uint64_t since_ms; /* tc_mono_coarse_ms() when the phase began */
-    bool killed; /* under conns_lock */
+    _Atomic uint64_t since_ms;   /* tc_mono_coarse_ms() when the phase began */
+    bool killed;                 /* under conns_lock */
     char addr[INET6_ADDRSTRLEN]; /* the peer, as text ("" if unknown); set at connect */
+    uint8_t afam;                /* its key in the per-address counts (0: not counted) */
+    uint64_t akey;
+    uint64_t born; /* accept order (under conns_lock): breaks ties of since_ms's coarse ticks */
 } conn_track;
+
+/* Open connections of one client address: an IPv4 address, or an IPv6 /64 (one
+ * host's usual allocation: counting whole IPv6 addresses would let it open as
+ * many as it likes). Open addressing, linear probing; at most one slot per open
+ * connection, in a table of twice max_connections. Under conns_lock. */
+typedef struct addr_slot {
+    uint64_t key;
+    uint8_t fam; /* 0: empty; 4 or 6 */
+    int count;
+} addr_slot;
+
+/* An idle connection the watchdog may close to keep room (shed). */
+typedef struct shed_item {
+    uint64_t since, born;
+    conn_track *t;
+} shed_item;
+
+/* A line logged at most once per LOG_GATE_MS, with how many it stands for. */
+typedef struct log_gate {
+    uint64_t next_ms, count;
+} log_gate;
+
+#define LOG_GATE_MS 10000
+/* A connection must have been idle this long (capped at half the idle timeout)
+ * to be shed: one just accepted is about to send its request. */
+#define SHED_MIN_IDLE_MS 1000
 
 enum xstate {
     X_HEADERS = 0, /* before access call #1 */
@@ -194,8 +223,21 @@ struct tc_http_server {
     bool wd_stop;
     tc_thread watchdog;
 
+    /* connections per client address, and shedding near max_connections (all
+     * under conns_lock; the thresholds are set at start) */
+    int per_addr_max;     /* INT_MAX: no cap */
+    int shed_at, shed_to; /* open connections: shed idle ones from shed_at down to shed_to */
+    int shed_min_idle_ms;
+    addr_slot *addr_tab;
+    size_t addr_mask, addr_used;
+    shed_item *shed_buf;
+    size_t shed_cap;
+    log_gate refuse_gate, shed_gate;
+    uint64_t accepted; /* connections so far: conn_track.born */
+
     /* stats */
     _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle, n_parked;
+    _Atomic uint64_t n_addr_refused, n_shed;
     _Atomic int64_t n_connections, n_in_flight;
 };
 
@@ -807,6 +849,184 @@ static int offload(tc_http_exchange *x)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Connections per client address                                           */
+
+/* The key an address is counted under: false for a family we do not count. */
+static bool addr_key_of(const struct sockaddr *sa, uint8_t *fam, uint64_t *key)
+{
+    if (sa == NULL)
+        return false;
+    if (sa->sa_family == AF_INET) {
+        *fam = 4;
+        *key = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const unsigned char *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        uint64_t k = 0;
+        if (memcmp(b, mapped, sizeof mapped) == 0) { /* ::ffff:a.b.c.d is a.b.c.d */
+            *fam = 4;
+            for (int i = 12; i < 16; i++)
+                k = k << 8 | b[i];
+        } else {
+            *fam = 6;
+            for (int i = 0; i < 8; i++) /* the /64 */
+                k = k << 8 | b[i];
+        }
+        *key = k;
+        return true;
+    }
+    return false;
+}
+
+/* The slot of (fam, key), or of the empty slot where it would go. conns_lock. */
+static size_t addr_slot_of(const tc_http_server *s, uint8_t fam, uint64_t key)
+{
+    TC_ASSERT_HELD(&((tc_http_server *)s)->conns_lock);
+    size_t i = (size_t)((key ^ fam) * 0x9E3779B97F4A7C15ull >> 20) & s->addr_mask;
+    while (s->addr_tab[i].fam != 0 && (s->addr_tab[i].fam != fam || s->addr_tab[i].key != key))
+        i = (i + 1) & s->addr_mask;
+    return i;
+}
+
+static int addr_count(const tc_http_server *s, uint8_t fam, uint64_t key)
+{
+    const addr_slot *a = &s->addr_tab[addr_slot_of(s, fam, key)];
+    return a->fam != 0 ? a->count : 0;
+}
+
+/* One more connection from (fam, key); false when the table is full (never:
+ * it has twice as many slots as there can be connections). conns_lock. */
+static bool addr_add(tc_http_server *s, uint8_t fam, uint64_t key)
+{
+    size_t i = addr_slot_of(s, fam, key);
+    addr_slot *a = &s->addr_tab[i];
+    if (a->fam == 0) {
+        if (s->addr_used >= s->addr_mask) /* keep a slot empty, or a probe would not end */
+            return false;
+        s->addr_used++;
+        a->fam = fam;
+        a->key = key;
+        a->count = 0;
+    }
+    a->count++;
+    return true;
+}
+
+/* One connection fewer; an address at zero leaves the table (backward-shift
+ * deletion keeps every other key reachable from its home slot). conns_lock. */
+static void addr_remove(tc_http_server *s, uint8_t fam, uint64_t key)
+{
+    size_t i = addr_slot_of(s, fam, key);
+    addr_slot *a = &s->addr_tab[i];
+    TC_ASSERT(a->fam != 0 && a->count > 0); /* counted when it opened */
+    if (--a->count > 0)
+        return;
+    size_t hole = i;
+    for (size_t j = (i + 1) & s->addr_mask; s->addr_tab[j].fam != 0; j = (j + 1) & s->addr_mask) {
+        addr_slot *b = &s->addr_tab[j];
+        size_t home = (size_t)((b->key ^ b->fam) * 0x9E3779B97F4A7C15ull >> 20) & s->addr_mask;
+        /* b may move into the hole unless its home lies in (hole, j] */
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            s->addr_tab[hole] = *b;
+            hole = j;
+        }
+    }
+    s->addr_tab[hole].fam = 0;
+    s->addr_used--;
+}
+
+/* Counts one more event for a gated log line: true (and the count so far in
+ * *n, then reset) when the line is due. conns_lock. */
+static bool gate_due(log_gate *g, uint64_t now, uint64_t *n)
+{
+    g->count++;
+    if (now < g->next_ms)
+        return false;
+    *n = g->count;
+    g->count = 0;
+    g->next_ms = now + LOG_GATE_MS;
+    return true;
+}
+
+/* libmicrohttpd's accept policy: a connection from an address that already has
+ * per_addr_max open is closed at once, before it costs a connection slot. On
+ * the event thread that accepted it; the count it reads is made by
+ * on_connection on the same thread, so with one event thread the cap is exact
+ * (with N, up to N - 1 over it when they accept from one address at once). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    tc_http_server *s = cls;
+    uint8_t fam;
+    uint64_t key;
+    if (s->per_addr_max == INT_MAX || !addr_key_of(addr, &fam, &key))
+        return MHD_YES;
+    pthread_mutex_lock(&s->conns_lock);
+    int open = addr_count(s, fam, key);
+    uint64_t n = 0;
+    bool say = open >= s->per_addr_max && gate_due(&s->refuse_gate, tc_mono_coarse_ms(), &n);
+    pthread_mutex_unlock(&s->conns_lock);
+    if (open < s->per_addr_max)
+        return MHD_YES;
+    atomic_fetch_add_explicit(&s->n_addr_refused, 1, memory_order_relaxed);
+    if (say) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, text, sizeof text);
+        else
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, text, sizeof text);
+        log_line(s,
+                 "client %s has %d connections open (the cap per address): refusing more "
+                 "(%llu refused since the last such line)",
+                 text, open, (unsigned long long)n);
+    }
+    return MHD_NO;
+}
+
+static int cmp_shed(const void *a, const void *b)
+{
+    const shed_item *x = a, *y = b;
+    if (x->since != y->since)
+        return x->since < y->since ? -1 : 1;
+    return x->born < y->born ? -1 : x->born > y->born;
+}
+
+/* Near max_connections: closes the connections idle longest (no request in
+ * progress, idle at least shed_min_idle_ms) until shed_to are open, so that a
+ * new client, from any address, still finds a free slot at once. The watchdog,
+ * under conns_lock; the same shutdown(2) as the idle timeout. 0 or the number
+ * closed. */
+static int shed_idle(tc_http_server *s, uint64_t now)
+{
+    TC_ASSERT_HELD(&s->conns_lock);
+    int64_t open = atomic_load_explicit(&s->n_connections, memory_order_relaxed);
+    if (open < s->shed_at)
+        return 0;
+    size_t want = (size_t)(open - s->shed_to), n = 0;
+    for (conn_track *t = s->conns; t != NULL && n < s->shed_cap; t = t->next) {
+        if (t->killed || t->fd < 0 ||
+            atomic_load_explicit(&t->phase, memory_order_acquire) != PH_IDLE)
+            continue;
+        uint64_t since = atomic_load_explicit(&t->since_ms, memory_order_relaxed);
+        if (now >= since && now - since >= (uint64_t)s->shed_min_idle_ms)
+            s->shed_buf[n++] = (shed_item){since, t->born, t};
+    }
+    if (n > want)
+        qsort(s->shed_buf, n, sizeof *s->shed_buf, cmp_shed); /* the longest idle first */
+    else
+        want = n;
+    for (size_t i = 0; i < want; i++) {
+        s->shed_buf[i].t->killed = true;
+        shutdown(s->shed_buf[i].t->fd, SHUT_RDWR); /* libmicrohttpd sees the peer gone */
+    }
+    atomic_fetch_add_explicit(&s->n_shed, want, memory_order_relaxed);
+    return (int)want;
+}
+
+/* ------------------------------------------------------------------------ */
 /* libmicrohttpd callbacks                                                  */
 
 static tc_http_method_id method_id(const char *m)
@@ -902,14 +1122,23 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         peer_text(c, t->addr);
         atomic_init(&t->phase, PH_IDLE);
         atomic_init(&t->since_ms, tc_mono_coarse_ms());
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        uint8_t fam;
+        uint64_t key;
         pthread_mutex_lock(&s->conns_lock);
+        if (ai != NULL && addr_key_of(ai->client_addr, &fam, &key) && addr_add(s, fam, key))
+            t->afam = fam, t->akey = key;
+        t->born = s->accepted++;
         t->next = s->conns;
         if (s->conns)
             s->conns->prev = t;
         s->conns = t;
+        int64_t open = atomic_fetch_add_explicit(&s->n_connections, 1, memory_order_relaxed) + 1;
+        if (open >= s->shed_at) /* make room now rather than at the next tick */
+            tc_cond_signal(&s->wd_cond);
         pthread_mutex_unlock(&s->conns_lock);
         *socket_context = t;
-        atomic_fetch_add_explicit(&s->n_connections, 1, memory_order_relaxed);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         conn_track *t = *socket_context;
         if (t == NULL)
@@ -921,10 +1150,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             s->conns = t->next;
         if (t->next)
             t->next->prev = t->prev;
+        if (t->afam != 0)
+            addr_remove(s, t->afam, t->akey);
+        atomic_fetch_sub_explicit(&s->n_connections, 1, memory_order_relaxed);
         pthread_mutex_unlock(&s->conns_lock);
         free(t);
         *socket_context = NULL;
-        atomic_fetch_sub_explicit(&s->n_connections, 1, memory_order_relaxed);
     }
 }
 
@@ -1205,10 +1436,26 @@ static void *watchdog_main(void *arg)
         tick = 250;
     pthread_mutex_lock(&s->conns_lock);
     while (!s->wd_stop) {
-        tc_cond_wait_ms(&s->wd_cond, &s->conns_lock, tick);
+        bool crowded = atomic_load_explicit(&s->n_connections, memory_order_relaxed) >= s->shed_at;
+        tc_cond_wait_ms(&s->wd_cond, &s->conns_lock, crowded && tick > 20 ? 20 : tick);
         if (s->wd_stop)
             break;
         uint64_t now = tc_mono_coarse_ms();
+        int shed = shed_idle(s, now);
+        uint64_t n = 0;
+        if (shed > 0 && gate_due(&s->shed_gate, now, &n)) {
+            char line[200];
+            snprintf(line, sizeof line,
+                     "%lld connections open, near the limit of %d: closed the %d idle "
+                     "longest (%llu rounds since the last such line)",
+                     (long long)atomic_load(&s->n_connections) + shed, s->cfg.max_connections, shed,
+                     (unsigned long long)n);
+            pthread_mutex_unlock(&s->conns_lock); /* the log hook may be slow */
+            emit(s, line);
+            pthread_mutex_lock(&s->conns_lock);
+            if (s->wd_stop)
+                break;
+        }
         for (conn_track *t = s->conns; t; t = t->next) {
             if (t->killed || t->fd < 0)
                 continue;
@@ -1243,6 +1490,7 @@ void tc_http_config_init(tc_http_config *cfg)
     cfg->workers = 8;
     cfg->queue_max = 256;
     cfg->max_connections = 4096;
+    cfg->max_connections_per_addr = 0; /* a quarter of max_connections */
     cfg->idle_timeout_ms = 30000;
     cfg->request_timeout_ms = 10000;
     cfg->max_header_bytes = 32 * 1024;
@@ -1313,6 +1561,8 @@ static void server_free(tc_http_server *s)
     tc_cond_destroy(&s->wd_cond);
     free(s->ring);
     free(s->workers);
+    free(s->addr_tab);
+    free(s->shed_buf);
     free(s);
 }
 
@@ -1322,8 +1572,9 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     tc_http_server *s = NULL;
     if (cfg == NULL || cfg->handler == NULL || cfg->bind_address == NULL || cfg->port < 0 ||
         cfg->port > 65535 || cfg->event_threads < 1 || cfg->workers < 1 || cfg->queue_max < 1 ||
-        cfg->max_connections < 1 || cfg->idle_timeout_ms < 1 || cfg->request_timeout_ms < 1 ||
-        cfg->max_header_bytes < 1024 || cfg->stop_timeout_ms < 0 || cfg->listen_backlog < 1)
+        cfg->max_connections < 1 || cfg->max_connections_per_addr < 0 || cfg->idle_timeout_ms < 1 ||
+        cfg->request_timeout_ms < 1 || cfg->max_header_bytes < 1024 || cfg->stop_timeout_ms < 0 ||
+        cfg->listen_backlog < 1)
         goto fail;
     e = TC_HTTP_ENOMEM;
     if ((s = calloc(1, sizeof *s)) == NULL)
@@ -1339,6 +1590,29 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     s->ring = calloc((size_t)s->qcap, sizeof *s->ring);
     s->workers = calloc((size_t)cfg->workers, sizeof *s->workers);
     if (s->ring == NULL || s->workers == NULL)
+        goto fail;
+
+    /* a quarter of the slots per address by default; shed idle connections from
+     * 1/16 below the limit down to 2/16 below it */
+    int max = cfg->max_connections, per = cfg->max_connections_per_addr;
+    if (per == 0)
+        per = max / 4 > 0 ? max / 4 : 1;
+    s->per_addr_max = per >= max ? INT_MAX : per;
+    int headroom = max / 16 > 0 ? max / 16 : 1;
+    s->shed_at = max - headroom;
+    s->shed_to = max - 2 * headroom;
+    if (s->shed_at < 1) /* a limit of 1: nothing to keep room for */
+        s->shed_at = INT_MAX;
+    s->shed_min_idle_ms =
+        SHED_MIN_IDLE_MS < cfg->idle_timeout_ms / 2 ? SHED_MIN_IDLE_MS : cfg->idle_timeout_ms / 2;
+    size_t slots = 16;
+    while (slots < 2 * (size_t)max)
+        slots *= 2;
+    s->addr_mask = slots - 1;
+    s->shed_cap = (size_t)max + 64; /* libmicrohttpd keeps to max */
+    s->addr_tab = calloc(slots, sizeof *s->addr_tab);
+    s->shed_buf = calloc(s->shed_cap, sizeof *s->shed_buf);
+    if (s->addr_tab == NULL || s->shed_buf == NULL)
         goto fail;
 
     int fd = open_listener(cfg, &s->port);
@@ -1373,9 +1647,9 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     OPT(MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s);
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
-    s->mhd = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                                  MHD_USE_ERROR_LOG,
-                              0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, on_accept,
+        s, on_access, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (s->mhd == NULL)
         goto fail;
     if (err)
@@ -1431,6 +1705,8 @@ void tc_http_get_stats(const tc_http_server *s, tc_http_stats *o)
     o->rejected_bad = atomic_load_explicit(&m->n_bad, memory_order_relaxed);
     o->closed_deadline = atomic_load_explicit(&m->n_deadline, memory_order_relaxed);
     o->closed_idle = atomic_load_explicit(&m->n_idle, memory_order_relaxed);
+    o->refused_addr = atomic_load_explicit(&m->n_addr_refused, memory_order_relaxed);
+    o->closed_shed = atomic_load_explicit(&m->n_shed, memory_order_relaxed);
     int64_t c = atomic_load_explicit(&m->n_connections, memory_order_relaxed);
     int64_t f = atomic_load_explicit(&m->n_in_flight, memory_order_relaxed);
     o->connections = c > 0 ? (uint64_t)c : 0;

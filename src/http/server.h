@@ -20,7 +20,8 @@
  *     503 with Retry-After at once.
  *   - one watchdog thread closes connections past their idle timeout or past
  *     the whole-request deadline (libmicrohttpd's own timeout restarts on every
- *     byte, so a client sending one header line a second would never go).
+ *     byte, so a client sending one header line a second would never go), and
+ *     near max_connections the ones idle longest (shedding).
  *   An exchange is used by one thread at a time: the event thread until the
  *   handler returns, then (if offloaded) the worker until the blocking function
  *   returns, then the event thread again. Nothing else may touch it.
@@ -85,7 +86,15 @@ typedef struct tc_http_config {
     int workers;              /* threads for blocking work; default 8 */
     int queue_max;            /* offloaded requests waiting for a worker; default 256 */
     int max_connections;      /* open connections; default 4096. At the limit libmicrohttpd
-                                 stops accepting: new ones wait in the listen backlog */
+                                 stops accepting: new ones wait in the listen backlog. From
+                                 1/16 below it, the watchdog closes the connections idle
+                                 longest (no request in progress, idle 1 s or more) down to
+                                 2/16 below it, so a new client finds a slot at once */
+    int max_connections_per_addr; /* open connections from one client address (IPv4, or an
+                                     IPv6 /64); a connection over it is closed as soon as it
+                                     is accepted. 0 (default): max_connections / 4;
+                                     max_connections or more: no cap (behind a proxy every
+                                     client has the proxy's address) */
     int idle_timeout_ms;      /* keep-alive idle, and time to get a request line; default 30000 */
     int request_timeout_ms;   /* request line to complete body; default 10000 */
     size_t max_header_bytes;  /* per-connection memory for request line + headers (libmicrohttpd
@@ -131,6 +140,8 @@ typedef struct tc_http_stats {
     uint64_t rejected_bad;    /* 400 and 501 from the server's own framing checks */
     uint64_t closed_deadline; /* closed by the whole-request deadline */
     uint64_t closed_idle;     /* closed by the idle timeout (watchdog) */
+    uint64_t refused_addr;    /* closed at accept: their address had max_connections_per_addr */
+    uint64_t closed_shed;     /* idle ones closed to keep room near max_connections */
     uint64_t connections;     /* open now */
     uint64_t in_flight;       /* requests between request line and response sent */
     uint64_t queued;          /* offloaded requests waiting for a worker now */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "app/app.h"
@@ -66,6 +67,9 @@ static const char USAGE[] =
     "  --no-cache             read the database on every request [TIERCACHE_CACHE=off]\n"
     "  --event-threads N      HTTP event threads [TIERCACHE_EVENT_THREADS] (1)\n"
     "  --workers N            threads for blocking work [TIERCACHE_WORKERS] (8)\n"
+    "  --max-connections-per-addr N  open connections from one client address (IPv4, or\n"
+    "                         an IPv6 /64); 0: a quarter of the 4096 connections; 4096: no cap\n"
+    "                         (behind a proxy) [TIERCACHE_MAX_CONNECTIONS_PER_ADDR] (0)\n"
     "  --db-pool N            database connections [TIERCACHE_DB_POOL] (8)\n"
     "  --webhook-secret S     billing webhook secret [TIERCACHE_WEBHOOK_SECRET] (none: 503)\n"
     "  --cookie-secure        mark the session cookie Secure [TIERCACHE_COOKIE_SECURE=1]\n"
@@ -198,6 +202,8 @@ static void set(options *o, const char *name, const char *v)
         o->http.event_threads = to_int("--event-threads", v, 1, 64);
     else if (strcmp(name, "workers") == 0)
         o->http.workers = to_int("--workers", v, 1, 1024);
+    else if (strcmp(name, "max-connections-per-addr") == 0)
+        o->http.max_connections_per_addr = to_int("--max-connections-per-addr", v, 0, 1000000);
     else if (strcmp(name, "db-pool") == 0)
         o->app.db_pool = to_int("--db-pool", v, 1, 1024);
     else if (strcmp(name, "webhook-secret") == 0) {
@@ -267,6 +273,7 @@ static void from_env(options *o)
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},
         {"TIERCACHE_WORKERS", "workers"},
+        {"TIERCACHE_MAX_CONNECTIONS_PER_ADDR", "max-connections-per-addr"},
         {"TIERCACHE_DB_POOL", "db-pool"},
         {"TIERCACHE_WEBHOOK_SECRET", "webhook-secret"},
         {"TIERCACHE_COOKIE_SECURE", "cookie-secure"},
@@ -395,6 +402,33 @@ static int run_seed(options *o, bool seed)
 
 /* ---- serve ---------------------------------------------------------------------------- */
 
+/* Every connection is a descriptor. Below max_connections + room for the rest (database,
+ * Redis, logs), accept(2) fails with EMFILE before the server's own limits act, and
+ * libmicrohttpd then stops accepting from everyone: raise the soft limit toward the hard one,
+ * and if that is not enough, serve fewer connections (the per-address cap and the shedding of
+ * idle connections work below that number). */
+static void fit_open_files(tc_http_config *h)
+{
+    const rlim_t room = 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)h->max_connections + room;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur >= want)
+        return;
+    int fit = rl.rlim_cur > 2 * room ? (int)(rl.rlim_cur - room) : (int)(rl.rlim_cur / 2);
+    fprintf(stderr,
+            "tiercache: note: %llu open files at most (ulimit -n): serving at most %d "
+            "connections instead of %d\n",
+            (unsigned long long)rl.rlim_cur, fit, h->max_connections);
+    h->max_connections = fit > 0 ? fit : 1;
+}
+
 static int run_serve(options *o)
 {
     char host[128];
@@ -402,6 +436,7 @@ static int run_serve(options *o)
     split_host_port("--listen", o->listen, host, sizeof(host), &port);
     o->http.bind_address = host;
     o->http.port = port;
+    fit_open_files(&o->http);
     char rhost[128], sentinels[sizeof(o->redis)];
     parse_redis(o, rhost, sizeof(rhost), sentinels);
     if (o->app.db_pool < o->http.workers)

@@ -1203,33 +1203,165 @@ static void test_many_connections(int n)
 }
 
 /* max_connections: libmicrohttpd stops accepting at the limit, so the next
- * connection waits in the kernel's backlog, unserved, until a slot frees. */
+ * connection waits in the kernel's backlog, unserved, until a slot frees. The
+ * four hold requests (on the gate): busy connections are never shed. */
 static void test_connection_limit(void)
 {
     tc_http_config cfg;
     tc_http_config_init(&cfg);
     cfg.max_connections = 4;
+    cfg.max_connections_per_addr = 4; /* the global limit here, not the per-address cap */
+    cfg.workers = 4;
     tc_http_server *s = start(&cfg);
     int port = tc_http_port(s);
     client *cs[4];
     response r;
+    gate_reset();
     for (int i = 0; i < 4; i++) {
         cs[i] = client_open(port);
-        REQUIRE(send_str(cs[i], "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
-        CHECK_EQ_INT(read_response(cs[i], &r, false, WAIT_MS), 0);
+        REQUIRE(send_str(cs[i], "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
     }
+    CHECK(gate_wait_entered(4));
     client *extra = client_open(port); /* connected by the kernel, not accepted */
     REQUIRE(send_str(extra, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
-    CHECK_EQ_INT(fill(extra, 200), -2); /* nothing: not served while at the limit */
+    CHECK_EQ_INT(fill(extra, 1500), -2); /* nothing: not served while at the limit */
     tc_http_stats st;
     tc_http_get_stats(s, &st);
     CHECK_EQ_INT(st.connections, 4);
+    CHECK_EQ_INT(st.closed_shed, 0);
+    gate_release();
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(read_response(cs[i], &r, false, WAIT_MS), 0);
     client_close(cs[0]); /* a slot frees: the waiting one is served */
     CHECK_EQ_INT(read_response(extra, &r, false, WAIT_MS), 0);
     CHECK_EQ_INT(r.status, 200);
     client_close(extra);
     for (int i = 1; i < 4; i++)
         client_close(cs[i]);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* A connection from src (a loopback address: all of 127/8 is loopback on Linux). */
+static client *client_open_from(int port, const char *src)
+{
+    client *c = calloc(1, sizeof *c);
+    REQUIRE(c != NULL);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(c->fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    REQUIRE(inet_pton(AF_INET, src, &a.sin_addr) == 1);
+    REQUIRE(bind(c->fd, (struct sockaddr *)&a, sizeof a) == 0);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(c->fd, (struct sockaddr *)&a, sizeof a) == 0);
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+}
+
+/* Opens a keep-alive connection from src and makes one request on it (so it is
+ * accepted and idle). NULL if it was not served. */
+static client *idle_from(int port, const char *src)
+{
+    client *c = client_open_from(port, src);
+    response r;
+    if (!send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n") ||
+        read_response(c, &r, false, WAIT_MS) != 0 || r.status != 200) {
+        client_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* One address cannot take every slot: past max_connections_per_addr its new
+ * connections are closed as soon as they are accepted (no request served on
+ * them), while another address is served at once; a slot it gives back is its
+ * own again. */
+static void test_per_addr_cap(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.max_connections = 16;
+    cfg.max_connections_per_addr = 8;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    client *held[8];
+    for (int i = 0; i < 8; i++)
+        REQUIRE((held[i] = idle_from(port, "127.0.0.1")) != NULL);
+    /* eight more from the same address: every one closed, unanswered */
+    int refused = 0;
+    for (int i = 0; i < 8; i++) {
+        client *c = client_open_from(port, "127.0.0.1");
+        send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"); /* may fail: closed */
+        refused += wait_closed(c, WAIT_MS) && c->len == 0;
+        client_close(c);
+    }
+    CHECK_EQ_INT(refused, 8);
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK_EQ_INT(st.refused_addr, 8);
+    CHECK_EQ_INT(st.connections, 8);
+    /* another address is served, at once */
+    client *other = client_open_from(port, "127.0.0.2");
+    response r;
+    int64_t t0 = mono_ms();
+    REQUIRE(send_str(other, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(other, &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    fprintf(stderr, "note: 127.0.0.2 served in %lld ms while 127.0.0.1 was at its cap\n",
+            (long long)(mono_ms() - t0));
+    /* the held ones still work; one given back makes room for the same address */
+    REQUIRE(send_str(held[7], "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(held[7], &r, false, WAIT_MS), 0);
+    client_close(held[0]);
+    client *again = NULL;
+    for (int64_t end = mono_ms() + WAIT_MS; again == NULL && mono_ms() < end;)
+        if ((again = idle_from(port, "127.0.0.1")) == NULL) /* until the close is seen */
+            sleep_ms(10);
+    CHECK(again != NULL);
+    client_close(again);
+    client_close(other);
+    for (int i = 1; i < 8; i++)
+        client_close(held[i]);
+    CHECK_EQ_INT(tc_http_stop(s), 0);
+}
+
+/* Near max_connections the connections idle longest are closed, so a client
+ * from another address is served at once instead of waiting in the backlog for
+ * an idle timeout (30 s here). No cap per address: 32 slots, all taken by one. */
+static void test_shed_idle(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.max_connections = 32; /* shed from 30 open down to 28 */
+    cfg.max_connections_per_addr = 32;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    client *held[32];
+    for (int i = 0; i < 32; i++)
+        REQUIRE((held[i] = idle_from(port, "127.0.0.1")) != NULL);
+    /* a newcomer: the idle ones are at least 1 s old by the time it is served */
+    client *other = client_open_from(port, "127.0.0.2");
+    response r;
+    int64_t t0 = mono_ms();
+    REQUIRE(send_str(other, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(other, &r, false, 5000), 0);
+    CHECK_EQ_INT(r.status, 200);
+    fprintf(stderr, "note: 127.0.0.2 served in %lld ms with every slot held idle\n",
+            (long long)(mono_ms() - t0));
+    tc_http_stats st;
+    tc_http_get_stats(s, &st);
+    CHECK(st.closed_shed >= 4);
+    CHECK(st.connections <= 30);
+    /* the longest idle went first: the first four are closed, the last one serves */
+    for (int i = 0; i < 4; i++)
+        CHECK(wait_closed(held[i], WAIT_MS));
+    REQUIRE(send_str(held[31], "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"));
+    CHECK_EQ_INT(read_response(held[31], &r, false, WAIT_MS), 0);
+    CHECK_EQ_INT(r.status, 200);
+    client_close(other);
+    for (int i = 0; i < 32; i++)
+        client_close(held[i]);
     CHECK_EQ_INT(tc_http_stop(s), 0);
 }
 
@@ -1395,6 +1527,8 @@ int main(void)
     test_queue_full();
     test_slowloris_and_idle();
     test_connection_limit();
+    test_per_addr_cap();
+    test_shed_idle();
     test_many_connections(256);
     test_many_connections(384);
     test_graceful_stop();
