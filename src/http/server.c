@@ -119,6 +119,9 @@ typedef struct log_gate {
 /* A connection must have been idle this long (capped at half the idle timeout)
  * to be shed: one just accepted is about to send its request. */
 #define SHED_MIN_IDLE_MS 1000
+/* After the stop deadline: how long the 503s of the cut requests may take to go
+ * out before every connection is closed. */
+#define CUT_GRACE_MS 250
 
 enum xstate {
     X_HEADERS = 0, /* before access call #1 */
@@ -126,6 +129,8 @@ enum xstate {
     X_OFFLOADED,   /* on the worker queue or running there */
     X_WORKER_DONE, /* the worker filled the response */
     X_RESPONDED,   /* response queued (or the request refused) */
+    X_CUT,         /* offloaded, and the stop deadline passed first: the server answers
+                      503 (or closes) without the response the worker may still fill */
 };
 
 enum body_kind { B_NONE = 0, B_OWNED, B_STATIC, B_REF };
@@ -160,6 +165,12 @@ struct tc_http_exchange {
     const char *url;         /* libmicrohttpd's decoded path */
     char *target;            /* raw target, arena */
     const char *client_addr; /* arena, on demand */
+    /* Set by offload(): the request's headers and decoded query arguments, copied
+     * into the arena with method and url, because libmicrohttpd's memory for them
+     * goes with the connection, and after a cut the connection ends while the
+     * blocking function still runs. The accessors read these once set. */
+    bool detached;
+    rhdr *req_headers, *req_args;
     size_t target_len, path_len;
     char *body; /* malloc'd, NUL-terminated */
     size_t body_len, body_cap, body_limit;
@@ -179,7 +190,8 @@ struct tc_http_exchange {
      * whichever comes last puts x back on the queue. */
     bool parked, parked_once;
     _Atomic int park_parties;
-    struct tc_http_exchange *ready_next; /* on the ready list (qlock) */
+    struct tc_http_exchange *ready_next;            /* on the ready list (qlock) */
+    struct tc_http_exchange *park_prev, *park_next; /* on the parked list (qlock) */
 
     void *user;
     void (*user_free)(void *);
@@ -191,6 +203,8 @@ struct tc_http_exchange {
     int sent_status;             /* set by send_response */
     uint64_t sent_bytes;
     bool no_response; /* on_done: nothing was sent; the response fields may be a worker's */
+    bool cut_sent;    /* X_CUT: the server's 503 was queued (event thread) */
+    bool foreign;     /* on_done: a cut's 503 went out; the response fields are a worker's */
     bool complete;    /* on_done: the response went out whole */
 
     arena_chunk *chunks;
@@ -211,8 +225,17 @@ struct tc_http_server {
     tc_http_exchange **ring;
     int qcap, qhead, qcount;
     tc_http_exchange *ready, *ready_tail; /* unparked: run before the ring */
-    int nparked;                          /* parked, not yet back (qlock) */
+    tc_http_exchange *parked;             /* parked, not yet back (qlock) */
+    int nparked;                          /* how many (qlock) */
     bool qclosed;
+    bool cut; /* the stop deadline passed: nothing more runs (qlock) */
+    /* Who still uses this struct (qlock): the owner until tc_http_stop returns,
+     * each worker thread until it exits, each exchange on the parked list. The
+     * last one frees it: after a cut, workers still inside a blocking function
+     * and parked exchanges outlive the stop. */
+    int holders;
+    int nstarted;               /* worker threads that took an index (qlock) */
+    tc_http_exchange **running; /* per worker: the exchange it runs (qlock) */
     int nworkers;
     pthread_t *workers;
 
@@ -401,13 +424,25 @@ const char *tc_http_raw_query(const tc_http_exchange *x, size_t *len)
     return x->target + x->path_len + 1;
 }
 
+static const char *copied_value(const rhdr *h, const char *name, bool exact)
+{
+    for (; h != NULL; h = h->next)
+        if (exact ? strcmp(h->name, name) == 0 : strcasecmp(h->name, name) == 0)
+            return h->value;
+    return NULL;
+}
+
 const char *tc_http_query_arg(const tc_http_exchange *x, const char *name)
 {
+    if (x->detached)
+        return copied_value(x->req_args, name, true);
     return MHD_lookup_connection_value(x->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *tc_http_header(const tc_http_exchange *x, const char *name)
 {
+    if (x->detached)
+        return copied_value(x->req_headers, name, false);
     return MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, name);
 }
 
@@ -427,8 +462,60 @@ static enum MHD_Result each_header(void *cls, enum MHD_ValueKind kind, const cha
 void tc_http_headers_each(const tc_http_exchange *x,
                           int (*fn)(void *arg, const char *name, const char *value), void *arg)
 {
+    if (x->detached) {
+        for (const rhdr *h = x->req_headers; h != NULL; h = h->next)
+            if (fn(arg, h->name, h->value ? h->value : ""))
+                return;
+        return;
+    }
     each_ctx e = {fn, arg};
     MHD_get_connection_values(x->conn, MHD_HEADER_KIND, each_header, &e);
+}
+
+typedef struct copy_ctx {
+    tc_http_exchange *x;
+    rhdr **tail;
+    bool failed;
+} copy_ctx;
+
+static enum MHD_Result copy_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    copy_ctx *c = cls;
+    rhdr *h = tc_http_alloc(c->x, sizeof *h);
+    if (h == NULL || (h->name = arena_strdup(c->x, key, strlen(key))) == NULL ||
+        (value != NULL && (h->value = arena_strdup(c->x, value, strlen(value))) == NULL)) {
+        c->failed = true;
+        return MHD_NO;
+    }
+    if (value == NULL)
+        h->value = NULL;
+    h->next = NULL;
+    *c->tail = h;
+    c->tail = &h->next;
+    return MHD_YES;
+}
+
+/* Copies what the request accessors read from libmicrohttpd into x's arena (see
+ * detached). -1 when out of memory. On the event thread, x ours alone. */
+static int detach_request(tc_http_exchange *x)
+{
+    copy_ctx h = {x, &x->req_headers, false}, a = {x, &x->req_args, false};
+    MHD_get_connection_values(x->conn, MHD_HEADER_KIND, copy_value, &h);
+    MHD_get_connection_values(x->conn, MHD_GET_ARGUMENT_KIND, copy_value, &a);
+    const char *m = arena_strdup(x, tc_http_method(x), strlen(tc_http_method(x)));
+    const char *u = arena_strdup(x, tc_http_path(x), strlen(tc_http_path(x)));
+    /* the peer's address too: on_done may want it after a cut, while the worker
+     * uses the arena */
+    if (tc_http_client_addr(x) == NULL && x->client_addr == NULL)
+        x->client_addr = "";
+    if (h.failed || a.failed || m == NULL || u == NULL)
+        return -1;
+    x->method = m;
+    x->url = u;
+    x->detached = true;
+    return 0;
 }
 
 /* The peer address of c as text into buf ("" if unknown). */
@@ -505,7 +592,7 @@ const char *tc_http_route(const tc_http_exchange *x)
 
 const char *tc_http_response_header(const tc_http_exchange *x, const char *name)
 {
-    if (x->no_response)
+    if (x->no_response || x->foreign)
         return NULL;
     for (const rhdr *h = x->headers; h; h = h->next)
         if (strcasecmp(h->name, name) == 0)
@@ -728,29 +815,83 @@ static enum MHD_Result reject(tc_http_exchange *x, int status)
     return send_response(x);
 }
 
+/* The answer to a request the stop deadline cut while a worker had it: a
+ * fixed 503 that reads nothing of x's response (the worker may still be
+ * filling it in). On the event thread, after the stop resumed the connection. */
+static enum MHD_Result send_cut(tc_http_exchange *x)
+{
+    static const char body[] = "Service Unavailable: the server is stopping\n";
+    TC_ASSERT(atomic_load_explicit(&x->state, memory_order_acquire) == X_CUT && !x->cut_sent);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (r == NULL)
+        return MHD_NO; /* closed: the other way to cut it */
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", x->srv->cfg.retry_after_s);
+    MHD_add_response_header(r, "Retry-After", ra);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(x->conn, 503, r);
+    MHD_destroy_response(r);
+    x->cut_sent = true;
+    x->sent_status = 503;
+    x->sent_bytes = x->method_id == TC_HTTP_M_HEAD ? 0 : sizeof body - 1;
+    return ok;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Workers                                                                  */
 
+static void server_free(tc_http_server *s);
+
+/* One holder of s lets go (see holders); the last frees it. */
+static void server_release(tc_http_server *s)
+{
+    pthread_mutex_lock(&s->qlock);
+    TC_ASSERT(s->holders > 0);
+    bool last = --s->holders == 0;
+    pthread_mutex_unlock(&s->qlock);
+    if (last)
+        server_free(s);
+}
+
 /* x is back from a park: onto the ready list, which workers take before the
- * ring (it has waited once already), whatever the ring's fill. */
+ * ring (it has waited once already), whatever the ring's fill. After a cut the
+ * server has answered it already (or closed it): the worker side's reference
+ * is all that is left to drop. */
 static void park_done(tc_http_exchange *x)
 {
     tc_http_server *s = x->srv;
     x->parked = false;
     x->ready_next = NULL;
     pthread_mutex_lock(&s->qlock);
+    TC_ASSERT(s->nparked > 0); /* its worker counted it before its part of the rendezvous */
+    s->nparked--;
+    if (x->park_prev != NULL)
+        x->park_prev->park_next = x->park_next;
+    else
+        s->parked = x->park_next;
+    if (x->park_next != NULL)
+        x->park_next->park_prev = x->park_prev;
+    x->park_prev = x->park_next = NULL;
+    if (s->cut) {
+        TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_CUT);
+        pthread_mutex_unlock(&s->qlock);
+        exchange_release(x);
+        server_release(s); /* the parked list's hold */
+        return;
+    }
     if (s->ready_tail != NULL)
         s->ready_tail->ready_next = x;
     else
         s->ready = x;
     s->ready_tail = x;
-    TC_ASSERT(s->nparked > 0); /* its worker counted it before its part of the rendezvous */
-    s->nparked--;
     if (s->qclosed) /* stopping: the workers waiting for the last one may exit after it */
         tc_cond_broadcast(&s->qcond);
     else
         tc_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qlock);
+    server_release(s); /* the parked list's hold (a worker holds s for the next run) */
 }
 
 int tc_http_park(tc_http_exchange *x)
@@ -786,11 +927,15 @@ static void *worker_main(void *arg)
 {
     tc_http_server *s = arg;
     pthread_mutex_lock(&s->qlock);
+    int me = s->nstarted++;
+    TC_ASSERT(me < s->cfg.workers);
     for (;;) {
-        while (s->qcount == 0 && s->ready == NULL && !(s->qclosed && s->nparked == 0))
+        while (!s->cut && s->qcount == 0 && s->ready == NULL && !(s->qclosed && s->nparked == 0))
             tc_cond_wait(&s->qcond, &s->qlock);
         tc_http_exchange *x;
-        if (s->ready != NULL) {
+        if (s->cut) {
+            break; /* the stop answered whatever was waiting */
+        } else if (s->ready != NULL) {
             x = s->ready;
             if ((s->ready = x->ready_next) == NULL)
                 s->ready_tail = NULL;
@@ -801,35 +946,57 @@ static void *worker_main(void *arg)
         } else {
             break; /* closed, drained, nothing parked */
         }
+        s->running[me] = x; /* where a cut finds it */
         pthread_mutex_unlock(&s->qlock);
 
         x->blocking(s->cfg.ctx, x);
         if (x->parked) { /* it will be queued again: by the unpark, or by us if that came first */
             atomic_fetch_add_explicit(&s->n_parked, 1, memory_order_relaxed);
             pthread_mutex_lock(&s->qlock);
+            s->running[me] = NULL;
             s->nparked++; /* before our part of the rendezvous: park_done undoes it */
+            s->holders++; /* s must outlive the unpark, even past a stop */
+            x->park_prev = NULL;
+            x->park_next = s->parked;
+            if (s->parked != NULL)
+                s->parked->park_prev = x;
+            s->parked = x;
             pthread_mutex_unlock(&s->qlock);
             park_party_done(x);
             pthread_mutex_lock(&s->qlock);
             continue;
         }
-        TC_ASSERT(atomic_load_explicit(&x->state, memory_order_relaxed) == X_OFFLOADED);
-        struct MHD_Connection *conn = x->conn;
-        atomic_store_explicit(&x->state, X_WORKER_DONE, memory_order_release);
-        MHD_resume_connection(conn);
+        /* Done: unless a cut took it first, publish the response (release: the
+         * event thread reads it after an acquire) and resume the connection,
+         * both under qlock, so a stop never meets a suspended connection. */
+        pthread_mutex_lock(&s->qlock);
+        s->running[me] = NULL;
+        int st = X_OFFLOADED;
+        if (atomic_compare_exchange_strong_explicit(&x->state, &st, X_WORKER_DONE,
+                                                    memory_order_release, memory_order_relaxed))
+            MHD_resume_connection(x->conn);
+        else
+            TC_ASSERT(st == X_CUT); /* the stop answered it; this response is dropped */
+        pthread_mutex_unlock(&s->qlock);
         exchange_release(x); /* after this line x may be gone */
 
         pthread_mutex_lock(&s->qlock);
     }
+    TC_ASSERT(s->holders > 0);
+    bool last = --s->holders == 0;
     pthread_mutex_unlock(&s->qlock);
+    if (last) /* a cut stop has returned already */
+        server_free(s);
     return NULL;
 }
 
 /* On the event thread, from the access handler: 0 queued (connection
- * suspended), -1 queue full or closed. */
+ * suspended), -1 queue full or closed, or out of memory. */
 static int offload(tc_http_exchange *x)
 {
     tc_http_server *s = x->srv;
+    if (detach_request(x) != 0)
+        return -1;
     pthread_mutex_lock(&s->qlock);
     if (s->qclosed || s->qcount == s->qcap) {
         pthread_mutex_unlock(&s->qlock);
@@ -1092,9 +1259,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         /* Anything but RESPONDED: no response went out, and a worker may still be
          * filling this one in: the hook must not read it. */
         int status = 0;
-        if (atomic_load_explicit(&x->state, memory_order_acquire) == X_RESPONDED) {
+        int st = atomic_load_explicit(&x->state, memory_order_acquire);
+        if (st == X_RESPONDED || (st == X_CUT && x->cut_sent)) {
             status = x->sent_status;
             x->complete = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+            x->foreign = st == X_CUT; /* the server's 503: x's response fields are a worker's */
         } else {
             x->no_response = true;
         }
@@ -1416,6 +1585,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return MHD_YES; /* not expected: suspended connections are not called */
     case X_WORKER_DONE:
         return send_response(x);
+    case X_CUT:
+        if (x->cut_sent) /* not expected: the response is queued */
+            return MHD_YES;
+        return send_cut(x);
     default: /* X_RESPONDED: libmicrohttpd is consuming a body we refused */
         *upload_data_size = 0;
         return MHD_YES;
@@ -1561,6 +1734,7 @@ static void server_free(tc_http_server *s)
     tc_cond_destroy(&s->wd_cond);
     free(s->ring);
     free(s->workers);
+    free(s->running);
     free(s->addr_tab);
     free(s->shed_buf);
     free(s);
@@ -1589,7 +1763,8 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     s->qcap = cfg->queue_max;
     s->ring = calloc((size_t)s->qcap, sizeof *s->ring);
     s->workers = calloc((size_t)cfg->workers, sizeof *s->workers);
-    if (s->ring == NULL || s->workers == NULL)
+    s->running = calloc((size_t)cfg->workers, sizeof *s->running);
+    if (s->ring == NULL || s->workers == NULL || s->running == NULL)
         goto fail;
 
     /* a quarter of the slots per address by default; shed idle connections from
@@ -1623,9 +1798,14 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     s->listen_fd = fd;
 
     e = TC_HTTP_ESTART;
-    for (; s->nworkers < cfg->workers; s->nworkers++)
-        if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0)
+    s->holders = 1; /* the owner: until tc_http_stop returns */
+    for (; s->nworkers < cfg->workers; s->nworkers++) {
+        s->holders++; /* the worker's own, dropped as it exits */
+        if (pthread_create(&s->workers[s->nworkers], NULL, worker_main, s) != 0) {
+            s->holders--;
             goto fail;
+        }
+    }
     if (tc_thread_start(&s->watchdog, watchdog_main, s) != 0)
         goto fail;
 
@@ -1672,8 +1852,52 @@ int tc_http_port(const tc_http_server *s)
     return s->port;
 }
 
-int tc_http_stop(tc_http_server *s)
+/* The stop deadline passed with requests in flight: nothing more runs. Every
+ * offloaded exchange is answered 503 (send_cut) on its event thread: queued ones
+ * and unparked ones waiting for a worker (their worker-side reference is dropped
+ * here: no worker will run them), and those a worker is running or that are
+ * parked (their worker, or their unpark, drops it later). Each suspended
+ * connection is resumed here, under qlock, so MHD_stop_daemon meets none. */
+static void cut_offloaded(tc_http_server *s)
 {
+    pthread_mutex_lock(&s->qlock);
+    s->qclosed = true; /* offload() refuses from here on */
+    s->cut = true;
+    for (; s->qcount > 0; s->qcount--) {
+        tc_http_exchange *x = s->ring[s->qhead];
+        s->qhead = (s->qhead + 1) % s->qcap;
+        TC_ASSERT(atomic_exchange(&x->state, X_CUT) == X_OFFLOADED);
+        MHD_resume_connection(x->conn);
+        exchange_release(x); /* libmicrohttpd's reference keeps it */
+    }
+    while (s->ready != NULL) {
+        tc_http_exchange *x = s->ready;
+        s->ready = x->ready_next;
+        TC_ASSERT(atomic_exchange(&x->state, X_CUT) == X_OFFLOADED);
+        MHD_resume_connection(x->conn);
+        exchange_release(x);
+    }
+    s->ready_tail = NULL;
+    for (int i = 0; i < s->cfg.workers; i++) { /* a worker publishes under qlock: no race */
+        tc_http_exchange *x = s->running[i];
+        int st = X_OFFLOADED;
+        if (x != NULL &&
+            atomic_compare_exchange_strong(&x->state, &st, X_CUT)) /* else it is done */
+            MHD_resume_connection(x->conn);
+    }
+    for (tc_http_exchange *x = s->parked; x != NULL; x = x->park_next) {
+        int st = X_OFFLOADED;
+        if (atomic_compare_exchange_strong(&x->state, &st, X_CUT))
+            MHD_resume_connection(x->conn);
+    }
+    tc_cond_broadcast(&s->qcond); /* idle workers exit */
+    pthread_mutex_unlock(&s->qlock);
+}
+
+int tc_http_stop(tc_http_server *s, int *running)
+{
+    if (running != NULL)
+        *running = 0;
     if (s == NULL)
         return 0;
     atomic_store(&s->stopping, 1);
@@ -1687,10 +1911,36 @@ int tc_http_stop(tc_http_server *s)
     while (atomic_load(&s->n_in_flight) > 0 && !tc_deadline_expired(until))
         tc_sleep_ms(5);
     int64_t cut = atomic_load(&s->n_in_flight);
-    stop_workers(s); /* every suspended connection is resumed by its worker */
+    if (cut <= 0) {
+        stop_workers(s); /* every suspended connection is resumed by its worker */
+    } else {
+        cut_offloaded(s);
+        /* the workers still inside a blocking function run on, detached: they
+         * hold s (holders) and drop their exchange when they return */
+        for (int i = 0; i < s->nworkers; i++)
+            pthread_detach(s->workers[i]);
+        s->nworkers = 0;
+        /* a moment for the event threads to send the 503s; whatever is still
+         * going after it (a slow upload, a slow reader) is closed below */
+        tc_deadline grace = tc_deadline_in_ms(CUT_GRACE_MS);
+        while (atomic_load(&s->n_in_flight) > 0 && !tc_deadline_expired(grace))
+            tc_sleep_ms(5);
+    }
     MHD_stop_daemon(s->mhd);
     stop_watchdog(s);
-    server_free(s);
+    pthread_mutex_lock(&s->qlock);
+    int still = s->nparked;
+    for (int i = 0; i < s->cfg.workers; i++)
+        still += s->running[i] != NULL;
+    pthread_mutex_unlock(&s->qlock);
+    if (running != NULL)
+        *running = still;
+    if (still > 0)
+        log_line(s,
+                 "stop: %lld request(s) cut at the deadline; %d blocking function(s) still "
+                 "running or parked: not waited for",
+                 (long long)cut, still);
+    server_release(s); /* the owner's hold: the last worker frees s if any still runs */
     return cut > 0 ? (int)cut : 0;
 }
 

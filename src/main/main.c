@@ -9,7 +9,8 @@
  *
  * A bad value is refused at start with a message naming the option, and exit
  * status 2. SIGTERM or SIGINT stops the server gracefully: no new
- * connections, in-flight requests finish, then exit 0. SIGHUP reopens the
+ * connections, in-flight requests finish, then exit 0; those still running at
+ * --stop-timeout-ms are answered 503 or closed, and the process exits then. SIGHUP reopens the
  * access log file (after logrotate has renamed it).
  */
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "base/time.h"
 #include "db/db.h"
 #include "http/purge.h"
 #include "http/server.h"
@@ -67,6 +69,9 @@ static const char USAGE[] =
     "  --no-cache             read the database on every request [TIERCACHE_CACHE=off]\n"
     "  --event-threads N      HTTP event threads [TIERCACHE_EVENT_THREADS] (1)\n"
     "  --workers N            threads for blocking work [TIERCACHE_WORKERS] (8)\n"
+    "  --stop-timeout-ms N    on SIGTERM, how long in-flight requests may still run;\n"
+    "                         then they are answered 503 or closed and the process exits\n"
+    "                         [TIERCACHE_STOP_TIMEOUT_MS] (10000)\n"
     "  --max-connections-per-addr N  open connections from one client address (IPv4, or\n"
     "                         an IPv6 /64); 0: a quarter of the 4096 connections; 4096: no cap\n"
     "                         (behind a proxy) [TIERCACHE_MAX_CONNECTIONS_PER_ADDR] (0)\n"
@@ -202,6 +207,8 @@ static void set(options *o, const char *name, const char *v)
         o->http.event_threads = to_int("--event-threads", v, 1, 64);
     else if (strcmp(name, "workers") == 0)
         o->http.workers = to_int("--workers", v, 1, 1024);
+    else if (strcmp(name, "stop-timeout-ms") == 0)
+        o->http.stop_timeout_ms = to_int("--stop-timeout-ms", v, 0, 600000);
     else if (strcmp(name, "max-connections-per-addr") == 0)
         o->http.max_connections_per_addr = to_int("--max-connections-per-addr", v, 0, 1000000);
     else if (strcmp(name, "db-pool") == 0)
@@ -274,6 +281,7 @@ static void from_env(options *o)
         {"TIERCACHE_EVENT_THREADS", "event-threads"},
         {"TIERCACHE_WORKERS", "workers"},
         {"TIERCACHE_MAX_CONNECTIONS_PER_ADDR", "max-connections-per-addr"},
+        {"TIERCACHE_STOP_TIMEOUT_MS", "stop-timeout-ms"},
         {"TIERCACHE_DB_POOL", "db-pool"},
         {"TIERCACHE_WEBHOOK_SECRET", "webhook-secret"},
         {"TIERCACHE_COOKIE_SECURE", "cookie-secure"},
@@ -479,10 +487,24 @@ static int run_serve(options *o)
         tc_app_reopen_logs(app); /* log rotation */
     fprintf(stderr, "tiercache: %s: stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     tc_app_attach_server(app, NULL);
-    int cut = tc_http_stop(srv);
-    tc_app_free(app);
+    int running = 0, cut = tc_http_stop(srv, &running);
     if (cut > 0)
-        fprintf(stderr, "tiercache: %d request(s) were still running at the stop deadline\n", cut);
+        fprintf(stderr,
+                "tiercache: %d request(s) were still running at the stop deadline (%d ms): "
+                "answered 503 or closed\n",
+                cut, o->http.stop_timeout_ms);
+    if (running > 0) {
+        /* Their blocking functions are still inside the app (a database call, a load):
+         * freeing it under them would be a use-after-free, and waiting for them is what the
+         * deadline forbids. So the process ends here, without destructors or atexit
+         * handlers either (OpenSSL's, under libpq), once the access log's writer has had
+         * one flush period (100 ms) for the lines of the requests just cut. */
+        fprintf(stderr, "tiercache: exiting without waiting for %d of them\n", running);
+        tc_sleep_ms(150);
+        fflush(stdout);
+        _exit(0);
+    }
+    tc_app_free(app);
     return 0;
 }
 

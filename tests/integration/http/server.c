@@ -118,6 +118,13 @@ static void gated(void *ctx, tc_http_exchange *x)
     gate_left++;
     pthread_mutex_unlock(&gate_lock);
     tc_http_respond(x, 200, "text/plain", "gated", 5);
+    /* the request is still readable here, even after a stop cut it and its
+     * connection is gone (test_stop_deadline) */
+    char seen[256];
+    const char *a = tc_http_query_arg(x, "a");
+    snprintf(seen, sizeof seen, "%s %s|%s|%s", tc_http_method(x), tc_http_path(x),
+             tc_http_header(x, "Host"), a ? a : "-");
+    tc_http_add_header(x, "X-Seen", seen);
 }
 
 static void slow(void *ctx, tc_http_exchange *x)
@@ -915,7 +922,7 @@ static void test_offload_does_not_block(void)
     tc_http_stats st;
     tc_http_get_stats(s, &st);
     CHECK_EQ_INT(st.offloaded, 16);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* A parked request gives its worker back: with one worker, a slow request is
@@ -961,7 +968,7 @@ static void test_park(void)
     REQUIRE((x = take_parked()) != NULL);
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, unpark_later, x) == 0);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
     pthread_join(th, NULL);
     CHECK_EQ_INT(read_response(p, &r, false, WAIT_MS), 0);
     CHECK_EQ_INT(r.status, 200);
@@ -1024,7 +1031,7 @@ static void test_client_leaves(void)
     CHECK(gate_wait_entered(1));
     client_close(c);
     gate_release();
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* workers 2, queue 2: two run, two wait, the fifth is 503 with Retry-After. */
@@ -1073,7 +1080,7 @@ static void test_queue_full(void)
     }
     tc_http_get_stats(s, &st);
     CHECK_EQ_INT(st.rejected_busy, 1);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* The watchdog: a client dribbling headers is closed by the whole-request
@@ -1166,7 +1173,7 @@ static void test_slowloris_and_idle(void)
      * on a starved machine: the closing times above are what matters */
     CHECK(st.closed_deadline >= 2); /* dribbling resets that backstop: only ours */
     CHECK(st.closed_idle >= 1);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* Many connections at once: the counts where 0.9.75's epoll loop stalls. */
@@ -1199,7 +1206,7 @@ static void test_many_connections(int n)
     for (int i = 0; i < n; i++)
         client_close(cs[i]);
     free(cs);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* max_connections: libmicrohttpd stops accepting at the limit, so the next
@@ -1238,7 +1245,7 @@ static void test_connection_limit(void)
     client_close(extra);
     for (int i = 1; i < 4; i++)
         client_close(cs[i]);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* A connection from src (a loopback address: all of 127/8 is loopback on Linux). */
@@ -1323,7 +1330,7 @@ static void test_per_addr_cap(void)
     client_close(other);
     for (int i = 1; i < 8; i++)
         client_close(held[i]);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 /* Near max_connections the connections idle longest are closed, so a client
@@ -1362,19 +1369,22 @@ static void test_shed_idle(void)
     client_close(other);
     for (int i = 0; i < 32; i++)
         client_close(held[i]);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
 }
 
 typedef struct stopper {
     tc_http_server *s;
-    int result;
+    int result, running;
+    int64_t took_ms;
     atomic_int done;
 } stopper;
 
 static void *stop_thread(void *arg)
 {
     stopper *st = arg;
-    st->result = tc_http_stop(st->s);
+    int64_t t0 = mono_ms();
+    st->result = tc_http_stop(st->s, &st->running);
+    st->took_ms = mono_ms() - t0;
     atomic_store(&st->done, 1);
     return NULL;
 }
@@ -1423,6 +1433,7 @@ static void test_graceful_stop(void)
         CHECK_EQ_INT(read_response(busy[i], &r, false, WAIT_MS), 0);
         CHECK_EQ_INT(r.status, 200);
         CHECK_EQ_STR(r.body, "gated");
+        CHECK_EQ_STR(hdr(&r, "X-Seen", v, sizeof v), "GET /gate|t|-");
         CHECK_EQ_STR(hdr(&r, "Connection", v, sizeof v), "close");
         client_close(busy[i]);
     }
@@ -1432,7 +1443,8 @@ static void test_graceful_stop(void)
     client_close(idle);
 
     /* a request still running at stop_timeout_ms is counted as cut; the stop
-     * still waits for its worker (no use-after-free, no hang) */
+     * does not wait for its worker, which finishes later without a
+     * use-after-free (test_stop_deadline has the rest) */
     tc_http_config_init(&cfg);
     cfg.stop_timeout_ms = 100;
     s = start(&cfg);
@@ -1443,11 +1455,88 @@ static void test_graceful_stop(void)
     CHECK(gate_wait_entered(1));
     stopper st2 = {.s = s};
     REQUIRE(pthread_create(&th, NULL, stop_thread, &st2) == 0);
-    sleep_ms(300); /* past stop_timeout_ms: the stop is now waiting for the worker */
+    sleep_ms(300); /* past stop_timeout_ms */
     gate_release();
     pthread_join(th, NULL);
     CHECK_EQ_INT(st2.result, 1);
     client_close(c);
+    CHECK(gate_wait_left(1));
+}
+
+/* The stop deadline is kept: requests whose blocking functions outlast it are
+ * answered 503 (or closed) and the stop returns within the deadline plus a
+ * small bound, while those functions still run. Then they return, and a parked
+ * request is unparked, after the server has returned: no use-after-free, no
+ * leak (ASan), no race (TSan) — the server's memory lasts until the last of
+ * them lets go. Cut: three running, one queued behind them, one parked. */
+static void test_stop_deadline(void)
+{
+    tc_http_config cfg;
+    tc_http_config_init(&cfg);
+    cfg.workers = 3;
+    cfg.stop_timeout_ms = 300;
+    cfg.retry_after_s = 2;
+    tc_http_server *s = start(&cfg);
+    int port = tc_http_port(s);
+    gate_reset();
+    park_runs = 0;
+    client *parked = client_open(port);
+    REQUIRE(send_str(parked, "GET /park HTTP/1.1\r\nHost: t\r\n\r\n"));
+    tc_http_exchange *px = take_parked(); /* unparked only after the stop */
+    REQUIRE(px != NULL);
+    client *run[3], *queued;
+    for (int i = 0; i < 3; i++) {
+        run[i] = client_open(port);
+        REQUIRE(send_str(run[i], "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    CHECK(gate_wait_entered(3)); /* every worker inside the gate, for up to WAIT_MS */
+    queued = client_open(port);
+    REQUIRE(send_str(queued, "GET /gate HTTP/1.1\r\nHost: t\r\n\r\n"));
+    tc_http_stats hs;
+    int64_t end = mono_ms() + WAIT_MS;
+    do {
+        sleep_ms(2);
+        tc_http_get_stats(s, &hs);
+    } while (hs.queued < 1 && mono_ms() < end);
+    CHECK_EQ_INT(hs.queued, 1);
+
+    stopper st = {.s = s};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, stop_thread, &st) == 0);
+    /* each client gets one 503 with Retry-After and Connection: close, or (if
+     * the close beat it) nothing, then the close; none gets the gate's 200 */
+    client *all[5] = {run[0], run[1], run[2], queued, parked};
+    int answered = 0;
+    for (int i = 0; i < 5; i++) {
+        response r;
+        char v[64];
+        if (read_response(all[i], &r, false, WAIT_MS) == 0) {
+            answered++;
+            CHECK_EQ_INT(r.status, 503);
+            CHECK_EQ_STR(hdr(&r, "Retry-After", v, sizeof v), "2");
+            CHECK_EQ_STR(hdr(&r, "Connection", v, sizeof v), "close");
+        }
+        CHECK(wait_closed(all[i], WAIT_MS));
+    }
+    pthread_join(th, NULL);
+    fprintf(stderr, "note: stop returned in %lld ms (deadline 300 ms); %d of 5 answered 503\n",
+            (long long)st.took_ms, answered);
+    CHECK(st.took_ms < cfg.stop_timeout_ms + 2000); /* the gate would hold them 10 s */
+    CHECK_EQ_INT(st.result, 5);
+    CHECK_EQ_INT(st.running, 4); /* three in the gate, one parked */
+    pthread_mutex_lock(&gate_lock);
+    CHECK_EQ_INT(gate_left, 0); /* they were not waited for */
+    pthread_mutex_unlock(&gate_lock);
+    /* now they return, fill responses nobody sends, and let go of the server */
+    gate_release();
+    CHECK(gate_wait_left(3));
+    tc_http_unpark(px);
+    sleep_ms(100); /* the last worker frees the server as it exits */
+    pthread_mutex_lock(&gate_lock);
+    CHECK_EQ_INT(park_runs, 1); /* a cut parked request never runs again */
+    pthread_mutex_unlock(&gate_lock);
+    for (int i = 0; i < 5; i++)
+        client_close(all[i]);
 }
 
 static void test_config(void)
@@ -1474,8 +1563,8 @@ static void test_config(void)
     cfg.port = tc_http_port(a);
     CHECK(tc_http_start(&cfg, &err) == NULL);
     CHECK_EQ_INT(err, TC_HTTP_EBIND);
-    CHECK_EQ_INT(tc_http_stop(a), 0);
-    CHECK_EQ_INT(tc_http_stop(NULL), 0);
+    CHECK_EQ_INT(tc_http_stop(a, NULL), 0);
+    CHECK_EQ_INT(tc_http_stop(NULL, NULL), 0);
     CHECK(strlen(tc_http_strerror(TC_HTTP_EBIND)) > 0);
     CHECK(strlen(tc_http_strerror(TC_HTTP_ENOMEM)) > 0);
 
@@ -1501,7 +1590,7 @@ static void test_config(void)
         CHECK_EQ_INT(read_response(&c, &r, false, WAIT_MS), 0);
         CHECK_EQ_INT(r.status, 200);
         close(fd);
-        CHECK_EQ_INT(tc_http_stop(v6), 0);
+        CHECK_EQ_INT(tc_http_stop(v6, NULL), 0);
     }
 }
 
@@ -1520,7 +1609,7 @@ int main(void)
     test_bodies(s);
     test_framing(s);
     test_framing_leniency(s);
-    CHECK_EQ_INT(tc_http_stop(s), 0);
+    CHECK_EQ_INT(tc_http_stop(s, NULL), 0);
     test_offload_does_not_block();
     test_park();
     test_client_leaves();
@@ -1532,5 +1621,6 @@ int main(void)
     test_many_connections(256);
     test_many_connections(384);
     test_graceful_stop();
+    test_stop_deadline();
     return check_report();
 }
