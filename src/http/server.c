@@ -10,7 +10,10 @@
  *                       by libmicrohttpd until the completed callback), copy the
  *                       raw target (libmicrohttpd decodes the URL in place later),
  *                       start the whole-request deadline.
- *   access call #1      headers complete. Decide the body limit; a Content-Length
+ *   access call #1      headers complete. Framing libmicrohttpd accepts but a
+ *                       proxy may read otherwise is answered 400/501 (the head's
+ *                       bytes are walked where libmicrohttpd parsed them in
+ *                       place). Decide the body limit; a Content-Length
  *                       over it is answered 413 now, before any body byte is
  *                       read. Nothing else is queued on this call: 0.9.75 sends
  *                       "Connection: close" on every response queued on the first
@@ -18,10 +21,14 @@
  *   access calls #2..   body bytes, counted (chunked bodies have no length) and
  *                       copied into a buffer that never grows past the limit.
  *   access call (last)  upload_data_size == 0: run the handler. Either queue the
- *                       response, or (offload) suspend the connection and push the
+ *                       response, or (offload) copy what the request accessors
+ *                       read out of libmicrohttpd (its memory ends with the
+ *                       connection), suspend the connection and push the
  *                       exchange on the bounded worker queue (full: 503 now).
- *   worker              runs the blocking function, publishes "done" (release
- *                       store), resumes the connection, drops its reference.
+ *   worker              runs the blocking function, publishes "done" (a release
+ *                       CAS from OFFLOADED, which a stop's cut may have won) and
+ *                       resumes the connection, both under qlock; drops its
+ *                       reference.
  *   access call (again) after the resume: queue the response the worker filled.
  *   completed callback  response sent or connection lost: call cfg.on_done (the
  *                       status sent, or 0 if none was: a worker may still hold
@@ -42,10 +49,22 @@
  * it as a peer that left. libmicrohttpd calls that notification before it
  * closes the descriptor, so the watchdog never touches a reused descriptor.
  *
- * Stop. Suspended connections must not meet MHD_stop_daemon, so the order is:
- * quiesce (no new connections), wait for in-flight requests, close and drain the
- * worker queue (every blocking function returns and resumes its connection),
- * then stop libmicrohttpd, then the watchdog.
+ * Connections. libmicrohttpd's accept policy callback refuses a connection whose
+ * address (IPv4, or IPv6 /64) already has max_connections_per_addr open; the
+ * counts are kept by the connection notifications under the same lock as the
+ * watchdog's list. From 1/16 below max_connections the watchdog closes the
+ * connections idle longest (IDLE at least a second) down to 2/16 below, so the
+ * listen socket is never left unpolled by idle connections alone.
+ *
+ * Stop. Suspended connections must not meet MHD_stop_daemon (0.9.75 panics), so
+ * the order is: quiesce (no new connections), wait for in-flight requests until
+ * stop_timeout_ms, then either (all done) close the worker queue and join the
+ * workers, or (the deadline passed) cut: every offloaded exchange, queued,
+ * parked or on a worker, goes to CUT and its connection is resumed under qlock;
+ * the event thread answers it 503 without reading its response fields; workers
+ * are detached. Then stop libmicrohttpd, then the watchdog. What a cut leaves
+ * running keeps the server alive (holders): a worker inside a blocking
+ * function, a parked exchange waiting for its unpark; the last one frees it.
  */
 #define _GNU_SOURCE /* accept4 flags in glibc headers */
 #include "http/server.h"
@@ -1866,14 +1885,16 @@ static void cut_offloaded(tc_http_server *s)
     for (; s->qcount > 0; s->qcount--) {
         tc_http_exchange *x = s->ring[s->qhead];
         s->qhead = (s->qhead + 1) % s->qcap;
-        TC_ASSERT(atomic_exchange(&x->state, X_CUT) == X_OFFLOADED);
+        int was = atomic_exchange(&x->state, X_CUT);
+        TC_ASSERT(was == X_OFFLOADED); /* nobody else moves a queued one */
         MHD_resume_connection(x->conn);
         exchange_release(x); /* libmicrohttpd's reference keeps it */
     }
     while (s->ready != NULL) {
         tc_http_exchange *x = s->ready;
         s->ready = x->ready_next;
-        TC_ASSERT(atomic_exchange(&x->state, X_CUT) == X_OFFLOADED);
+        int was = atomic_exchange(&x->state, X_CUT);
+        TC_ASSERT(was == X_OFFLOADED);
         MHD_resume_connection(x->conn);
         exchange_release(x);
     }
