@@ -20,7 +20,8 @@
  *     503 with Retry-After at once.
  *   - one watchdog thread closes connections past their idle timeout or past
  *     the whole-request deadline (libmicrohttpd's own timeout restarts on every
- *     byte, so a client sending one header line a second would never go).
+ *     byte, so a client sending one header line a second would never go), and
+ *     near max_connections the ones idle longest (shedding).
  *   An exchange is used by one thread at a time: the event thread until the
  *   handler returns, then (if offloaded) the worker until the blocking function
  *   returns, then the event thread again. Nothing else may touch it.
@@ -59,8 +60,10 @@ typedef size_t (*tc_http_body_limit_fn)(void *ctx, const tc_http_exchange *x);
 /* Fills the response of a request the server refuses by itself: 400 (framing
  * the server will not guess at: two Content-Length, Content-Length with
  * Transfer-Encoding, two Host or none in HTTP/1.1, a header name that is not a
- * token), 413 (body too large) or 503 (worker queue full; Retry-After is added
- * by the server). The
+ * token, Transfer-Encoding in HTTP/1.0 or twice or not ending in chunked,
+ * obs-fold, a control byte such as NUL inside a header value), 501 (a transfer
+ * coding other than chunked), 413 (body too large) or 503 (worker queue full;
+ * Retry-After is added by the server). The
  * status is already set; the hook may set a body and headers (e.g. a tRPC error). */
 typedef void (*tc_http_reject_fn)(void *ctx, tc_http_exchange *x, int status);
 /* One line from libmicrohttpd or from the server (no trailing newline). */
@@ -71,27 +74,39 @@ typedef void (*tc_http_log_fn)(void *ctx, const char *line);
  * sent, or 0 when no response was sent (the client left first, maybe while a
  * worker still runs: then only the request accessors except
  * tc_http_client_addr and tc_http_alloc, tc_http_route and tc_http_response_*
- * may be used, and the latter answer NULL / 0).
+ * may be used, and the latter answer NULL / 0). A request the stop deadline cut
+ * while a worker had it is 503 and the same holds, except that
+ * tc_http_client_addr may be used and tc_http_response_bytes and
+ * tc_http_response_complete tell of the 503 sent.
  * duration_us runs from the request line read to the exchange's end. */
 typedef void (*tc_http_done_fn)(void *ctx, tc_http_exchange *x, int status, uint64_t duration_us);
 
 typedef struct tc_http_config {
-    const char *bind_address; /* IPv4 or IPv6 literal; default "127.0.0.1" */
-    int port;                 /* default 8080; 0 picks a free port (see tc_http_port) */
-    int listen_backlog;       /* default 1024 */
-    int event_threads;        /* libmicrohttpd poll() thread pool; default 1 */
-    int workers;              /* threads for blocking work; default 8 */
-    int queue_max;            /* offloaded requests waiting for a worker; default 256 */
-    int max_connections;      /* open connections; default 4096. At the limit libmicrohttpd
-                                 stops accepting: new ones wait in the listen backlog */
-    int idle_timeout_ms;      /* keep-alive idle, and time to get a request line; default 30000 */
-    int request_timeout_ms;   /* request line to complete body; default 10000 */
-    size_t max_header_bytes;  /* per-connection memory for request line + headers (libmicrohttpd
-                                 CONNECTION_MEMORY_LIMIT); default 32 KiB, of which about
-                                 15 KiB can be request headers (Node's limit: 16 KiB) */
-    size_t max_body_bytes;    /* default body limit when body_limit is NULL; default 1 MiB */
-    int retry_after_s;        /* Retry-After of a 503; default 1 */
-    int stop_timeout_ms; /* tc_http_stop: wait this long for in-flight requests; default 10000 */
+    const char *bind_address;     /* IPv4 or IPv6 literal; default "127.0.0.1" */
+    int port;                     /* default 8080; 0 picks a free port (see tc_http_port) */
+    int listen_backlog;           /* default 1024 */
+    int event_threads;            /* libmicrohttpd poll() thread pool; default 1 */
+    int workers;                  /* threads for blocking work; default 8 */
+    int queue_max;                /* offloaded requests waiting for a worker; default 256 */
+    int max_connections;          /* open connections; default 4096. At the limit libmicrohttpd
+                                     stops accepting: new ones wait in the listen backlog. From
+                                     1/16 below it, the watchdog closes the connections idle
+                                     longest (no request in progress, idle 1 s or more) down to
+                                     2/16 below it, so a new client finds a slot at once */
+    int max_connections_per_addr; /* open connections from one client address (IPv4, or an
+                                     IPv6 /64); a connection over it is closed as soon as it
+                                     is accepted. 0 (default): max_connections / 4;
+                                     max_connections or more: no cap (behind a proxy every
+                                     client has the proxy's address) */
+    int idle_timeout_ms;     /* keep-alive idle, and time to get a request line; default 30000 */
+    int request_timeout_ms;  /* request line to complete body; default 10000 */
+    size_t max_header_bytes; /* per-connection memory for request line + headers (libmicrohttpd
+                                CONNECTION_MEMORY_LIMIT); default 32 KiB, of which about
+                                15 KiB can be request headers (Node's limit: 16 KiB) */
+    size_t max_body_bytes;   /* default body limit when body_limit is NULL; default 1 MiB */
+    int retry_after_s;       /* Retry-After of a 503; default 1 */
+    int stop_timeout_ms;     /* tc_http_stop: wait this long for in-flight requests, then cut them;
+                                default 10000 */
 
     tc_http_handler handler;          /* required */
     tc_http_body_limit_fn body_limit; /* optional */
@@ -114,11 +129,22 @@ int tc_http_port(const tc_http_server *s);
 
 /* Graceful stop, then free: stop accepting (the listening socket is closed at
  * once), let in-flight requests finish for up to cfg.stop_timeout_ms (their
- * responses carry Connection: close), wait for every blocking function to
- * return (they must have their own deadlines), close the remaining connections.
+ * responses carry Connection: close), close the remaining connections.
+ * At the deadline the stop waits no longer: an offloaded request still queued,
+ * parked or running is answered 503 (Retry-After, Connection: close) without
+ * the response its blocking function may still be filling; a request still
+ * being received or sent is closed; then it returns, about 250 ms after the
+ * deadline at most. Blocking functions still running run on, on their
+ * (detached) worker threads: what they fill is dropped when they return, and
+ * the server's own memory lasts until the last of them (and the last parked
+ * exchange's unpark) is done with it.
  * Returns 0 if nothing was cut, else the number of requests still in flight at
- * the timeout (they were closed). NULL is a no-op returning 0. Not from a handler. */
-int tc_http_stop(tc_http_server *s);
+ * the deadline. *running (if not NULL) is set to the number of blocking
+ * functions still running, plus parked exchanges not yet unparked, when it
+ * returns: while it is not 0, cfg.ctx is still in use (or will be, by an
+ * unpark), so the caller must not free it (a process that is exiting exits).
+ * NULL is a no-op returning 0. Not from a handler. */
+int tc_http_stop(tc_http_server *s, int *running);
 
 typedef struct tc_http_stats {
     uint64_t requests;        /* handler calls */
@@ -126,9 +152,11 @@ typedef struct tc_http_stats {
     uint64_t parked;          /* of those, parked once (tc_http_park) */
     uint64_t rejected_busy;   /* 503: worker queue full */
     uint64_t rejected_large;  /* 413: body over its limit */
-    uint64_t rejected_bad;    /* 400 from the server's own framing checks */
+    uint64_t rejected_bad;    /* 400 and 501 from the server's own framing checks */
     uint64_t closed_deadline; /* closed by the whole-request deadline */
     uint64_t closed_idle;     /* closed by the idle timeout (watchdog) */
+    uint64_t refused_addr;    /* closed at accept: their address had max_connections_per_addr */
+    uint64_t closed_shed;     /* idle ones closed to keep room near max_connections */
     uint64_t connections;     /* open now */
     uint64_t in_flight;       /* requests between request line and response sent */
     uint64_t queued;          /* offloaded requests waiting for a worker now */

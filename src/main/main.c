@@ -9,7 +9,8 @@
  *
  * A bad value is refused at start with a message naming the option, and exit
  * status 2. SIGTERM or SIGINT stops the server gracefully: no new
- * connections, in-flight requests finish, then exit 0. SIGHUP reopens the
+ * connections, in-flight requests finish, then exit 0; those still running at
+ * --stop-timeout-ms are answered 503 or closed, and the process exits then. SIGHUP reopens the
  * access log file (after logrotate has renamed it).
  */
 #include <errno.h>
@@ -18,9 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "app/app.h"
+#include "base/time.h"
 #include "db/db.h"
 #include "http/purge.h"
 #include "tiercache/cache.h"
@@ -70,6 +73,12 @@ static const char USAGE[] =
     "  --no-cache             read the database on every request [TIERCACHE_CACHE=off]\n"
     "  --event-threads N      HTTP event threads [TIERCACHE_EVENT_THREADS] (1)\n"
     "  --workers N            threads for blocking work [TIERCACHE_WORKERS] (8)\n"
+    "  --stop-timeout-ms N    on SIGTERM, how long in-flight requests may still run;\n"
+    "                         then they are answered 503 or closed and the process exits\n"
+    "                         [TIERCACHE_STOP_TIMEOUT_MS] (10000)\n"
+    "  --max-connections-per-addr N  open connections from one client address (IPv4, or\n"
+    "                         an IPv6 /64); 0: a quarter of the 4096 connections; 4096: no cap\n"
+    "                         (behind a proxy) [TIERCACHE_MAX_CONNECTIONS_PER_ADDR] (0)\n"
     "  --db-pool N            database connections [TIERCACHE_DB_POOL] (8)\n"
     "  --webhook-secret S     billing webhook secret [TIERCACHE_WEBHOOK_SECRET] (none: 503)\n"
     "  --cookie-secure        mark the session cookie Secure [TIERCACHE_COOKIE_SECURE=1]\n"
@@ -206,6 +215,10 @@ static void set(options *o, const char *name, const char *v)
         o->http.event_threads = to_int("--event-threads", v, 1, 64);
     else if (strcmp(name, "workers") == 0)
         o->http.workers = to_int("--workers", v, 1, 1024);
+    else if (strcmp(name, "stop-timeout-ms") == 0)
+        o->http.stop_timeout_ms = to_int("--stop-timeout-ms", v, 0, 600000);
+    else if (strcmp(name, "max-connections-per-addr") == 0)
+        o->http.max_connections_per_addr = to_int("--max-connections-per-addr", v, 0, 1000000);
     else if (strcmp(name, "db-pool") == 0)
         o->app.db_pool = to_int("--db-pool", v, 1, 1024);
     else if (strcmp(name, "webhook-secret") == 0) {
@@ -277,6 +290,8 @@ static void from_env(options *o)
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},
         {"TIERCACHE_WORKERS", "workers"},
+        {"TIERCACHE_MAX_CONNECTIONS_PER_ADDR", "max-connections-per-addr"},
+        {"TIERCACHE_STOP_TIMEOUT_MS", "stop-timeout-ms"},
         {"TIERCACHE_DB_POOL", "db-pool"},
         {"TIERCACHE_WEBHOOK_SECRET", "webhook-secret"},
         {"TIERCACHE_COOKIE_SECURE", "cookie-secure"},
@@ -418,6 +433,32 @@ static const char *redact(const char *url, char *out, size_t n)
     return out;
 }
 
+/* Every connection is a descriptor. Below max_connections + room for the rest (database,
+ * Redis, logs), accept(2) fails with EMFILE before the server's own limits act, and
+ * libmicrohttpd then stops accepting from everyone: raise the soft limit toward the hard one,
+ * and if that is not enough, serve fewer connections (the per-address cap and the shedding of
+ * idle connections work below that number). */
+static void fit_open_files(tc_http_config *h)
+{
+    const rlim_t room = 256;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)h->max_connections + room;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur >= want)
+        return;
+    int fit = rl.rlim_cur > 2 * room ? (int)(rl.rlim_cur - room) : (int)(rl.rlim_cur / 2);
+    tc_app_log(TC_LOG_WARN, "app",
+               "%llu open files at most (ulimit -n): serving at most %d connections instead of %d",
+               (unsigned long long)rl.rlim_cur, fit, h->max_connections);
+    h->max_connections = fit > 0 ? fit : 1;
+}
+
 static int run_serve(options *o)
 {
     char host[128];
@@ -425,6 +466,7 @@ static int run_serve(options *o)
     split_host_port("--listen", o->listen, host, sizeof(host), &port);
     o->http.bind_address = host;
     o->http.port = port;
+    fit_open_files(&o->http);
     char rhost[128], sentinels[sizeof(o->redis)];
     parse_redis(o, rhost, sizeof(rhost), sentinels);
     if (o->app.db_pool < o->http.workers)
@@ -470,11 +512,24 @@ static int run_serve(options *o)
                sig == SIGTERM ? "SIGTERM" : "SIGINT", o->http.stop_timeout_ms);
     tc_app_draining(app); /* /readyz: 503 from now on */
     tc_app_attach_server(app, NULL);
-    int cut = tc_http_stop(srv);
-    tc_app_free(app);
+    int running = 0, cut = tc_http_stop(srv, &running);
     if (cut > 0)
-        tc_app_log(TC_LOG_WARN, "app", "%d request(s) were still running at the stop deadline",
-                   cut);
+        tc_app_log(TC_LOG_WARN, "app",
+                   "%d request(s) were still running at the stop deadline (%d ms): answered 503 "
+                   "or closed",
+                   cut, o->http.stop_timeout_ms);
+    if (running > 0) {
+        /* Their blocking functions are still inside the app (a database call, a load):
+         * freeing it under them would be a use-after-free, and waiting for them is what the
+         * deadline forbids. So the process ends here, without destructors or atexit
+         * handlers either (OpenSSL's, under libpq), once the access log's writer has had
+         * one flush period (100 ms) for the lines of the requests just cut. */
+        tc_app_log(TC_LOG_WARN, "app", "exiting without waiting for %d of them", running);
+        tc_sleep_ms(150);
+        fflush(stdout);
+        _exit(0);
+    }
+    tc_app_free(app);
     tc_app_log(TC_LOG_INFO, "app", "stopped");
     return 0;
 }
