@@ -46,10 +46,10 @@ describe('hostile clients: blog.list cursors', () => {
   after(async () => { assert.equal(await S.stop(), 0); });
   const list = (input) => call(S, 'blog.list', { input });
 
-  it('accepts exactly [0-9]{1,19}.[0-9]{1,19} within range; anything else is 400', async () => {
+  it('accepts exactly [0-9]{1,19}.[0-9]{1,19} within range, no leading zero; anything else is 400', async () => {
     for (const cursor of [' 1.2', '1.2 ', '1.2\n', '\r\n1.2', '+1.2', '1.+2', '-1.2', '1.-2', '1..2',
       '1.2.3', '1', '.2', '1.', '', '0x1.2', '1.2x', '１.2', '9223372036854775808.1',
-      '1.9223372036854775808', '12345678901234567890.1', '1e3.2']) {
+      '1.9223372036854775808', '12345678901234567890.1', '1e3.2', '01.2', '1.02']) {
       const r = await list({ cursor });
       assert.equal(r.status, 400, JSON.stringify(cursor));
       assert.match(r.body.error.message, /cursor/, JSON.stringify(cursor));
@@ -67,6 +67,10 @@ describe('hostile clients: blog.list cursors', () => {
     for (let i = 1; i <= 40; i++) {
       const r = await list({ cursor: `${pub + i}.${id}`, limit: 3 });
       assert.equal(r.status, 400, `made-up cursor ${pub + i}.${id}`);
+    }
+    for (const other of [`0${real}`, `${pub}.0${id}`, `000${pub}.00${id}`]) { // fuzz/cursor.c
+      const r = await list({ cursor: other, limit: 3 });
+      assert.equal(r.status, 400, `another spelling of a real cursor: ${other}`);
     }
     const madeUp = await list({ cursor: '9223372036854775807.9223372036854775807' });
     assert.equal(madeUp.status, 400);
