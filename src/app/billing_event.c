@@ -38,7 +38,8 @@ static const char *check(const json_t *root, tc_bill_event *ev)
     if (ev->type == NULL || ev->type[0] == '\0' || strlen(ev->type) > 100)
         return "type: a string is required";
     const json_t *created = json_object_get(root, "created");
-    if (!json_is_integer(created) || json_integer_value(created) <= 0)
+    if (!json_is_integer(created) || json_integer_value(created) <= 0 ||
+        json_integer_value(created) > INT64_MAX / 1000) /* in ms, it must fit */
         return "created: a positive integer (unix seconds) is required";
     ev->created_ms = json_integer_value(created) * 1000;
     ev->kind = kind_of(ev->type);

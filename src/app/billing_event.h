@@ -35,7 +35,7 @@ typedef struct tc_bill_event {
     const char *id;        /* 1 to 255 bytes */
     const char *type;      /* 1 to 100 bytes */
     tc_bill_kind kind;
-    int64_t created_ms;    /* "created" (unix seconds, > 0) in milliseconds */
+    int64_t created_ms;    /* "created" (unix seconds, > 0, fits in ms) in milliseconds */
     int64_t user_id;       /* > 0; 0 for TC_BILL_OTHER */
     int64_t period_end_ms; /* UPSERT, PAID: "currentPeriodEnd", > 0 */
     const char *plan_id;   /* UPSERT: 1 to 64 bytes */

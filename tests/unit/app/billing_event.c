@@ -59,6 +59,10 @@ static void each_type(void)
     CHECK(ev.plan_id == NULL);
     tc_bill_event_free(&ev);
 
+    REQUIRE(parse(&ev, "{\"id\":\"e\",\"type\":\"x\",\"created\":9223372036854775}", msg) == 0);
+    CHECK_EQ_INT(ev.created_ms, 9223372036854775000LL); /* the largest that fits */
+    tc_bill_event_free(&ev);
+
     /* another type: recorded, nothing applied, no data needed */
     REQUIRE(parse(&ev, "{\"id\":\"e\",\"type\":\"customer.created\",\"created\":5}", msg) == 0);
     CHECK_EQ_INT(ev.kind, TC_BILL_OTHER);
@@ -82,6 +86,9 @@ static void refusals(void)
         {"{\"id\":\"e\",\"type\":\"\",\"created\":1}", "type: a string is required"},
         {"{\"id\":\"e\",\"type\":\"x\",\"created\":0}", "created: a positive integer"},
         {"{\"id\":\"e\",\"type\":\"x\",\"created\":\"1\"}", "created: a positive integer"},
+        /* in ms it would overflow (UBSan, fuzz/billing_event.c) */
+        {"{\"id\":\"e\",\"type\":\"x\",\"created\":9223372036854776}", "created: a positive"},
+        {"{\"id\":\"e\",\"type\":\"x\",\"created\":9223372036854775807}", "created: a pos"},
         {"{\"id\":\"e\",\"type\":\"invoice.paid\",\"created\":1}", "data: an object is required"},
         {"{\"id\":\"e\",\"type\":\"invoice.paid\",\"created\":1,\"data\":{\"userId\":\"4\"}}",
          "data.userId: a positive integer"},
