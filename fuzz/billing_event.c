@@ -47,7 +47,8 @@ static const char *const MESSAGES[] = {
 static bool known_message(const char *m)
 {
     for (size_t i = 0; i < sizeof(MESSAGES) / sizeof(MESSAGES[0]); i++)
-        if (i == 0 ? strncmp(m, MESSAGES[0], strlen(MESSAGES[0])) == 0 : strcmp(m, MESSAGES[i]) == 0)
+        if (i == 0 ? strncmp(m, MESSAGES[0], strlen(MESSAGES[0])) == 0
+                   : strcmp(m, MESSAGES[i]) == 0)
             return true;
     return false;
 }

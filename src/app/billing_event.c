@@ -74,8 +74,7 @@ static const char *check(const json_t *root, tc_bill_event *ev)
     return NULL;
 }
 
-int tc_bill_event_parse(tc_bill_event *ev, const char *body, size_t len, char *msg,
-                        size_t msglen)
+int tc_bill_event_parse(tc_bill_event *ev, const char *body, size_t len, char *msg, size_t msglen)
 {
     memset(ev, 0, sizeof(*ev));
     json_error_t jerr;

@@ -31,9 +31,9 @@ typedef enum {
 } tc_bill_kind;
 
 typedef struct tc_bill_event {
-    json_t *root;          /* the parsed body, which the strings below point into */
-    const char *id;        /* 1 to 255 bytes */
-    const char *type;      /* 1 to 100 bytes */
+    json_t *root;     /* the parsed body, which the strings below point into */
+    const char *id;   /* 1 to 255 bytes */
+    const char *type; /* 1 to 100 bytes */
     tc_bill_kind kind;
     int64_t created_ms;    /* "created" (unix seconds, > 0, fits in ms) in milliseconds */
     int64_t user_id;       /* > 0; 0 for TC_BILL_OTHER */
@@ -46,8 +46,7 @@ typedef struct tc_bill_event {
 /* Parses and checks body[0..len). Returns 0 with *ev filled (give it back with
  * tc_bill_event_free), or -1 with what is wrong in msg, NUL-terminated ("invalid
  * JSON: ...", "data.userId: a positive integer is required"), and nothing to free. */
-int tc_bill_event_parse(tc_bill_event *ev, const char *body, size_t len, char *msg,
-                        size_t msglen);
+int tc_bill_event_parse(tc_bill_event *ev, const char *body, size_t len, char *msg, size_t msglen);
 
 /* Frees what tc_bill_event_parse filled in; an event it refused, or a zeroed one, is a
  * no-op. */

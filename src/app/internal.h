@@ -11,7 +11,7 @@
  *   billing.c   the billing webhook
  *   static.c    fingerprinted static files
  *   monitor*.c  /metrics, the monitoring page and its feed (monitor.h)
- *   input.c, sig.c, ratelimit.c, billing_event.c   pure helpers
+ *   input.c, sig.c, ratelimit.c, billing_event.c, token.c   pure helpers
  */
 #ifndef TC_APP_INTERNAL_H
 #define TC_APP_INTERNAL_H

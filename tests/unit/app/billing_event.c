@@ -33,10 +33,11 @@ static void each_type(void)
     CHECK_EQ_INT(ev.seats, 5);
     tc_bill_event_free(&ev);
 
-    REQUIRE(parse(&ev,
-                  "{\"id\":\"e\",\"type\":\"subscription.created\",\"created\":1,\"data\":"
-                  "{\"userId\":7,\"planId\":\"team\",\"status\":\"active\",\"currentPeriodEnd\":9}}",
-                  msg) == 0);
+    REQUIRE(
+        parse(&ev,
+              "{\"id\":\"e\",\"type\":\"subscription.created\",\"created\":1,\"data\":"
+              "{\"userId\":7,\"planId\":\"team\",\"status\":\"active\",\"currentPeriodEnd\":9}}",
+              msg) == 0);
     CHECK_EQ_INT(ev.kind, TC_BILL_UPSERT);
     CHECK_EQ_INT(ev.seats, 0); /* absent: the plan's */
     tc_bill_event_free(&ev);
