@@ -15,9 +15,11 @@
 #define TC_TOKEN_CHARS 43
 
 /* authorization and cookie are the header values, or NULL when absent. A Bearer
- * credential wins: when there is one, the cookie is not read, and a malformed
- * one is no token. Copies the token, NUL-terminated, into tok and returns true;
- * false when there is none of the right shape. */
+ * credential ("Bearer", in any case, spaces, then the token and nothing but blanks)
+ * wins: when there is one, the cookie is not read, and a malformed one is no token.
+ * Otherwise the token is the value of the first cookie named exactly "session" (the
+ * header split into pairs at ';'). Copies the token, NUL-terminated, into tok and
+ * returns true; false when there is none of the right shape. */
 bool tc_token_of_request(const char *authorization, const char *cookie,
                          char tok[TC_TOKEN_CHARS + 1]);
 
