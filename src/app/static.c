@@ -304,8 +304,8 @@ uint64_t tc_app__assets_hash(const tc_assets *as)
 static const asset *find(const tc_assets *as, const char *raw, size_t len)
 {
     asset key;
-    if (as == NULL || len >= sizeof(key.url))
-        return NULL;
+    if (as == NULL || len >= sizeof(key.url) || memchr(raw, '\0', len) != NULL)
+        return NULL; /* a NUL would end the compared name early (fuzz/paths.c) */
     memcpy(key.url, raw, len);
     key.url[len] = '\0';
     return bsearch(&key, as->v, (size_t)as->n, sizeof(asset), by_url);

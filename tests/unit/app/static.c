@@ -1,7 +1,7 @@
 /*
  * The static files' table (src/app/static.c) built from memory: each file is
  * found at its content-hashed URL and nowhere else — not unhashed, not with
- * another hash, case, trailing segment or escape; bad names and too many
+ * another hash, case, trailing segment, escape or NUL; bad names and too many
  * files are refused.
  */
 #include <stdio.h>
@@ -53,6 +53,12 @@ static void lookups(void)
     snprintf(p, sizeof(p), "%s", css);
     p[strlen(p) - 5] ^= 1; /* another hash */
     CHECK(find(as, p) == NULL);
+    /* a NUL and more after the URL is another path (found by fuzz/paths.c) */
+    size_t n = strlen(css);
+    memcpy(p, css, n);
+    memcpy(p + n, "\0x", 2);
+    CHECK(tc_app__asset_find(as, p, n + 2) == NULL);
+    CHECK(tc_app__asset_find(as, p, n - 1) == NULL);
     tc_app__assets_free(as);
 }
 
