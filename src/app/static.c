@@ -221,9 +221,9 @@ tc_assets *tc_app__assets_load(const char *web_dir, char *err, size_t errlen)
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/static", web_dir);
     tc_assets *as = assets_new(err, errlen);
-    DIR *d = as != NULL ? opendir(dir) : NULL;
     if (as == NULL)
         return NULL;
+    DIR *d = opendir(dir);
     if (d == NULL) {
         snprintf(err, errlen, "static files %s: %s", dir, strerror(errno));
         goto fail;
@@ -255,24 +255,25 @@ fail:
 tc_assets *tc_app__assets_from(const tc_asset_file *files, int n, char *err, size_t errlen)
 {
     tc_assets *as = assets_new(err, errlen);
-    for (int i = 0; as != NULL && i < n; i++) {
+    if (as == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
         unsigned char *data = malloc(files[i].len + 1);
         if (data == NULL) {
             snprintf(err, errlen, "static files: no memory");
-        } else {
-            if (files[i].len > 0)
-                memcpy(data, files[i].data, files[i].len);
-            if (add_one(as, files[i].name, data, files[i].len, files[i].mtime, err, errlen) == 0)
-                continue;
+            goto fail;
         }
-        tc_app__assets_free(as);
-        return NULL;
+        if (files[i].len > 0)
+            memcpy(data, files[i].data, files[i].len);
+        if (add_one(as, files[i].name, data, files[i].len, files[i].mtime, err, errlen) != 0)
+            goto fail;
     }
-    if (as != NULL && assets_seal(as, err, errlen) != 0) {
-        tc_app__assets_free(as);
-        return NULL;
-    }
+    if (assets_seal(as, err, errlen) != 0)
+        goto fail;
     return as;
+fail:
+    tc_app__assets_free(as);
+    return NULL;
 }
 
 void tc_app__assets_free(tc_assets *as)
