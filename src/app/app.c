@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "app/internal.h"
+#include "app/paths.h"
 
 #define TRPC_PREFIX "/trpc/"
 #define BODY_LIMIT (1u << 20)
@@ -468,35 +469,32 @@ static void blocking_trpc(void *ctx, tc_http_exchange *x)
 
 /* ---- routing ------------------------------------------------------------------------ */
 
-static bool path_is(const char *raw, size_t len, const char *want)
-{
-    return len == strlen(want) && memcmp(raw, want, len) == 0;
-}
-
 static tc_http_action handle(void *ctx, tc_http_exchange *x)
 {
     tc_app *app = ctx;
     size_t len;
     const char *raw = tc_http_raw_path(x, &len);
     tc_http_method_id m = tc_http_method_id_of(x);
-    if (len > strlen(TRPC_PREFIX) && memcmp(raw, TRPC_PREFIX, strlen(TRPC_PREFIX)) == 0)
+    tc_http_action act;
+    switch (tc_path_classify(raw, len)) { /* paths.c: pure */
+    case TC_PATH_TRPC:
         return serve_trpc(app, x, false);
-    tc_http_action act; /* /metrics and /admin/cache* (monitor.c) */
-    if (tc_app__monitor_route(app, x, &act))
-        return act;
-    if (len > strlen("/static/") && memcmp(raw, "/static/", strlen("/static/")) == 0)
+    case TC_PATH_MONITOR:
+        if (tc_app__monitor_route(app, x, &act))
+            return act;
+        break;
+    case TC_PATH_STATIC:
         return tc_app__static_serve(app, x);
-    if (tc_app__page_path(raw, len))
+    case TC_PATH_PAGE:
         return tc_app__page_serve(app, x, false);
-    if (path_is(raw, len, "/webhooks/billing")) {
+    case TC_PATH_BILLING:
         if (m != TC_HTTP_M_POST) {
             tc_http_add_header(x, "Allow", "POST");
             respond_text(x, 405, "POST only\n");
             return TC_HTTP_DONE;
         }
         return tc_app__offload(x, CALL_NEED_BLOCK, tc_app__billing_webhook);
-    }
-    if (path_is(raw, len, "/healthz") || path_is(raw, len, "/readyz")) {
+    case TC_PATH_HEALTH:
         if (m != TC_HTTP_M_GET && m != TC_HTTP_M_HEAD) {
             tc_http_add_header(x, "Allow", "GET, HEAD");
             respond_text(x, 405, "GET only\n");
@@ -506,6 +504,8 @@ static tc_http_action handle(void *ctx, tc_http_exchange *x)
             respond_text(x, 200, "ok\n");
         }
         return TC_HTTP_DONE;
+    case TC_PATH_NONE:
+        break;
     }
     respond_text(x, 404, "not found\n");
     return TC_HTTP_DONE;
@@ -522,7 +522,7 @@ static void reject(void *ctx, tc_http_exchange *x, int status)
 {
     size_t len, plen;
     const char *raw = tc_http_raw_path(x, &plen);
-    bool trpc = plen > strlen(TRPC_PREFIX) && memcmp(raw, TRPC_PREFIX, strlen(TRPC_PREFIX)) == 0;
+    bool trpc = tc_path_classify(raw, plen) == TC_PATH_TRPC;
     tc_cachehdr_simple(x, TC_ROUTE_ERROR);
     if (!trpc) {
         const char *t = status == 413   ? "request body too large\n"

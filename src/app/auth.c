@@ -26,12 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "app/internal.h"
+#include "app/token.h"
 
 #define TOKEN_BYTES 32
-#define TOKEN_CHARS 43 /* base64url without padding */
 #define SESSION_FRESH_MS 60000
 #define SESSION_STALE_MS (3600 * 1000) /* after fresh: SWR, and stale-if-error */
 #define NEG_SLOTS 4096                   /* unknown tokens remembered (16 bytes each) */
@@ -114,31 +113,12 @@ static void sha256_hex(const char *s, size_t len, char out[65])
     sodium_bin2hex(out, 65, h, sizeof(h));
 }
 
-/* The token of the request (Authorization: Bearer, else the session cookie),
- * copied into tok; false when there is none of the right shape. */
-static bool request_token(tc_http_exchange *x, char tok[TOKEN_CHARS + 1])
+/* The token of the request (token.c), copied into tok; false when there is none
+ * of the right shape. */
+static bool request_token(tc_http_exchange *x, char tok[TC_TOKEN_CHARS + 1])
 {
-    const char *v = tc_http_header(x, "Authorization");
-    const char *t = NULL;
-    if (v != NULL && strncasecmp(v, "Bearer ", 7) == 0) {
-        t = v + 7;
-        while (*t == ' ')
-            t++;
-    } else if ((v = tc_http_header(x, "Cookie")) != NULL) {
-        for (const char *p = v; (p = strstr(p, "session=")) != NULL; p += 8)
-            if (p == v || p[-1] == ' ' || p[-1] == ';') {
-                t = p + 8;
-                break;
-            }
-    }
-    if (t == NULL)
-        return false;
-    size_t n = strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
-    if (n != TOKEN_CHARS || (t[n] != '\0' && t[n] != ';' && t[n] != ' '))
-        return false;
-    memcpy(tok, t, TOKEN_CHARS);
-    tok[TOKEN_CHARS] = '\0';
-    return true;
+    return tc_token_of_request(tc_http_header(x, "Authorization"), tc_http_header(x, "Cookie"),
+                               tok);
 }
 
 static int session_db(tc_db *db, const char *key, tc_buf *out)
@@ -191,11 +171,11 @@ static bool parse_session(const char *v, size_t len, tc_session *s)
 
 tc_call_status tc_app__auth_session(tc_call *c, tc_session *s)
 {
-    char tok[TOKEN_CHARS + 1], key[80];
+    char tok[TC_TOKEN_CHARS + 1], key[80];
     memset(s, 0, sizeof(*s));
     if (!request_token(c->x, tok))
         return CALL_OK;
-    sha256_hex(tok, TOKEN_CHARS, s->token_hash);
+    sha256_hex(tok, TC_TOKEN_CHARS, s->token_hash);
     snprintf(key, sizeof(key), "session:%s", s->token_hash);
     tc_buf b = {0};
     const char *v;
@@ -309,10 +289,10 @@ tc_call_status tc_app__auth_login(tc_call *c, tc_db *db)
         return tc_app__call_fail(c, TC_TRPC_UNAUTHORIZED, "invalid email or password");
 
     unsigned char raw[TOKEN_BYTES];
-    char tok[TOKEN_CHARS + 1], th[65];
+    char tok[TC_TOKEN_CHARS + 1], th[65];
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2base64(tok, sizeof(tok), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    sha256_hex(tok, TOKEN_CHARS, th);
+    sha256_hex(tok, TC_TOKEN_CHARS, th);
     int64_t expires = tc_wall_ms() + (int64_t)app->cfg.session_ttl_s * 1000; /* stored */
     tc_db_param ins[] = {tc_db_text(th), tc_db_int64(uid), tc_db_int64(expires),
                          tc_db_int64((int64_t)now)};

@@ -146,14 +146,15 @@ const char *tc_in_slug(const char *s)
     return NULL;
 }
 
-/* [0-9]{1,19} within INT64_MAX, ending at *end. */
+/* [0-9]{1,19} within INT64_MAX, without a leading zero (but "0"), ending at *end. */
 static int int64_digits(const char *s, const char **end, long long *out)
 {
     unsigned long long v = 0;
     const char *p = s;
     for (; *p >= '0' && *p <= '9' && p - s < 19; p++)
         v = v * 10 + (unsigned long long)(*p - '0');
-    if (p == s || (*p >= '0' && *p <= '9') || v > (unsigned long long)INT64_MAX)
+    if (p == s || (*p >= '0' && *p <= '9') || v > (unsigned long long)INT64_MAX ||
+        (s[0] == '0' && p - s > 1))
         return -1;
     *end = p;
     *out = (long long)v;

@@ -35,9 +35,10 @@ const char *tc_in_email(const char *s);
 const char *tc_in_url(const char *s);  /* http(s)://, no spaces or control characters */
 const char *tc_in_slug(const char *s); /* [a-z0-9-], not starting or ending with '-' */
 
-/* A blog.list cursor, "<published_at>.<id>" exactly: [0-9]{1,19} "." [0-9]{1,19},
- * each at most INT64_MAX (no sign, space, or anything else: the text ends up in a
- * cache key). 0 with *pub and *id, or -1. */
+/* A blog.list cursor, "<published_at>.<id>" exactly as blog.list prints it:
+ * [0-9]{1,19} "." [0-9]{1,19}, each at most INT64_MAX and without a leading zero
+ * (no sign, space, or anything else: the text ends up in a cache key, and a post has
+ * one spelling). 0 with *pub and *id, or -1. */
 int tc_in_cursor(const char *s, long long *pub, long long *id);
 
 #endif

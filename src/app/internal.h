@@ -11,7 +11,7 @@
  *   billing.c   the billing webhook
  *   static.c    fingerprinted static files
  *   monitor*.c  /metrics, the monitoring page and its feed (monitor.h)
- *   input.c, sig.c, ratelimit.c   pure helpers
+ *   input.c, sig.c, ratelimit.c, billing_event.c, token.c, paths.c   pure helpers
  */
 #ifndef TC_APP_INTERNAL_H
 #define TC_APP_INTERNAL_H
@@ -170,6 +170,17 @@ void tc_app__billing_webhook(void *app, tc_http_exchange *x); /* a blocking func
  * names (app.css -> /static/app.3f9a1c2b.css), with gzip variants. */
 typedef struct tc_assets tc_assets;
 tc_assets *tc_app__assets_load(const char *dir, char *err, size_t errlen);
+/* The same table from files in memory (copied): for tests and fuzzing. */
+typedef struct tc_asset_file {
+    const char *name; /* "app.css" */
+    const void *data;
+    size_t len;
+    int64_t mtime;
+} tc_asset_file;
+tc_assets *tc_app__assets_from(const tc_asset_file *files, int n, char *err, size_t errlen);
+/* The name of the asset whose URL is exactly raw[0..len) ("app.css" for
+ * "/static/app.3f9a1c2b.css"), or NULL: the lookup of every /static/ request. Pure. */
+const char *tc_app__asset_find(const tc_assets *a, const char *raw, size_t len);
 void tc_app__assets_free(tc_assets *a); /* NULL is a no-op */
 /* "/static/app.3f9a1c2b.css" for "app.css", or NULL when there is no such file. */
 const char *tc_app__asset_url(const tc_assets *a, const char *name);
@@ -182,8 +193,6 @@ tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x);
 typedef struct tc_pages tc_pages;
 tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
 void tc_app__pages_free(tc_pages *p); /* NULL is a no-op */
-/* true for the paths pages.c answers: "/", "/login", "/dashboard", "/blog/..." */
-bool tc_app__page_path(const char *raw, size_t len);
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c: what every request cycle shares (tRPC, pages, the monitor) */

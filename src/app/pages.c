@@ -20,7 +20,8 @@
  * Routing is strict: exactly "/", "/login", "/dashboard" and "/blog/" plus a
  * slug (a-z, 0-9, '-'); anything else, including a trailing segment, a ';'
  * parameter or a %-escape, is 404 (web cache deception: a cache keyed on
- * "/dashboard/x.css" must never get the dashboard).
+ * "/dashboard/x.css" must never get the dashboard). The routing itself is
+ * paths.c's tc_path_page (pure, fuzzed).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include <xxhash.h>
 
 #include "app/internal.h"
+#include "app/paths.h"
 #include "http/tmpl.h"
 
 #define PAGE_BYTES_MAX (4u << 20)
@@ -47,8 +49,6 @@ struct tc_pages {
     const tc_assets *assets;
     uint64_t build; /* templates + asset names: part of every page's ETag */
 };
-
-typedef enum { P_NONE, P_HOME, P_LOGIN, P_DASHBOARD, P_POST } page_kind;
 
 /* ---- loading ------------------------------------------------------------------------------- */
 
@@ -135,37 +135,6 @@ void tc_app__pages_free(tc_pages *p)
     for (int i = 0; i < T_COUNT; i++)
         free(p->t[i]);
     free(p);
-}
-
-/* ---- routing --------------------------------------------------------------------------------- */
-
-static bool is(const char *raw, size_t len, const char *want)
-{
-    return len == strlen(want) && memcmp(raw, want, len) == 0;
-}
-
-bool tc_app__page_path(const char *raw, size_t len)
-{
-    return is(raw, len, "/") || is(raw, len, "/login") || is(raw, len, "/dashboard") ||
-           (len > 6 && memcmp(raw, "/blog/", 6) == 0);
-}
-
-/* The page of a raw path; slug gets a post's slug (NUL-terminated). */
-static page_kind route(const char *raw, size_t len, char slug[101])
-{
-    if (is(raw, len, "/"))
-        return P_HOME;
-    if (is(raw, len, "/login"))
-        return P_LOGIN;
-    if (is(raw, len, "/dashboard"))
-        return P_DASHBOARD;
-    if (len > 6 && len - 6 <= 100 && memcmp(raw, "/blog/", 6) == 0) {
-        memcpy(slug, raw + 6, len - 6);
-        slug[len - 6] = '\0';
-        if (strlen(slug) == len - 6 && tc_in_slug(slug) == NULL)
-            return P_POST;
-    }
-    return P_NONE;
 }
 
 /* ---- rendering helpers ------------------------------------------------------------------------
@@ -438,7 +407,7 @@ static void error_page(tc_app *app, tc_http_exchange *x, int status, const char 
 }
 
 /* The ETag of a page: the build, the page, and its values' content hashes. */
-static const char *page_etag(const tc_pages *p, page_kind k, const tc_call *calls, int n,
+static const char *page_etag(const tc_pages *p, tc_page_kind k, const tc_call *calls, int n,
                              char out[TC_ETAG_MAX])
 {
     uint64_t in[2 + 4] = {p->build, (uint64_t)k};
@@ -458,8 +427,8 @@ typedef struct page_cycle {
     tc_http_exchange *x;
     bool may_block;
     /* resolve */
-    page_kind kind;
-    char slug[101];
+    tc_page_kind kind;
+    char slug[TC_PATH_SLUG_MAX + 1];
     /* run */
     json_t *input; /* blog.bySlug's, or NULL */
     tc_session sess;
@@ -486,7 +455,7 @@ static tc_step page_resolve(page_cycle *t)
 {
     size_t len;
     const char *raw = tc_http_raw_path(t->x, &len);
-    if ((t->kind = route(raw, len, t->slug)) == P_NONE) {
+    if ((t->kind = tc_path_page(raw, len, t->slug)) == TC_PAGE_NONE) { /* paths.c: pure */
         error_page(t->app, t->x, 404, "Not found", "There is no page here.", false);
         return STEP_ANSWER;
     }
@@ -508,17 +477,17 @@ static tc_step page_run(page_cycle *t)
 {
     tc_call_status st = CALL_OK;
     switch (t->kind) {
-    case P_HOME:
+    case TC_PAGE_HOME:
         st = page_call(t, NULL, "blog.list", NULL);
         break;
-    case P_POST:
+    case TC_PAGE_POST:
         if ((t->input = json_pack("{s:s}", "slug", t->slug)) == NULL) {
             error_page(t->app, t->x, 500, "Something went wrong", "Out of memory.", false);
             return STEP_ANSWER;
         }
         st = page_call(t, NULL, "blog.bySlug", t->input);
         break;
-    case P_DASHBOARD: {
+    case TC_PAGE_DASHBOARD: {
         tc_call probe = {.app = t->app, .x = t->x, .may_block = t->may_block};
         st = tc_app__auth_session(&probe, &t->sess);
         if (st == CALL_ERROR) {
@@ -584,19 +553,19 @@ static tc_step page_validators(page_cycle *t)
 
 /* The content of a page from its calls' data d0, d1; its title, the signed-in
  * user's name (who: personal pages only) and its script. NULL: out of memory. */
-static char *page_content(const tc_pages *p, page_kind kind, const json_t *d0, const json_t *d1,
+static char *page_content(const tc_pages *p, tc_page_kind kind, const json_t *d0, const json_t *d1,
                           char title[256], char who[256], const char **script)
 {
     switch (kind) {
-    case P_HOME:
+    case TC_PAGE_HOME:
         snprintf(title, 256, "Blog");
         return d0 != NULL ? home_content(p, d0) : NULL;
-    case P_POST:
+    case TC_PAGE_POST:
         return d0 != NULL ? post_content(p, d0, title, 256) : NULL;
-    case P_LOGIN:
+    case TC_PAGE_LOGIN:
         snprintf(title, 256, "Sign in");
         return render_part(p, T_LOGIN, NULL, 0);
-    case P_DASHBOARD:
+    case TC_PAGE_DASHBOARD:
         snprintf(title, 256, "Dashboard");
         *script = "dashboard.js";
         if (d1 != NULL) { /* the header names the user: private pages only */

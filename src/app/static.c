@@ -123,7 +123,40 @@ static int by_url(const void *a, const void *b)
     return strcmp(((const asset *)a)->url, ((const asset *)b)->url);
 }
 
-static int load_one(asset *a, const char *dir, const char *name, char *err, size_t errlen)
+/* Adds name with its bytes (taken: the table frees them) to as. */
+static int add_one(tc_assets *as, const char *name, unsigned char *data, size_t len,
+                   int64_t mtime, char *err, size_t errlen)
+{
+    if (!good_name(name)) {
+        snprintf(err, errlen, "%.*s: a static file's name is letters, digits, '.', '-', '_'",
+                 NAME_MAX_LEN, name);
+        free(data);
+        return -1;
+    }
+    if (as->n == ASSETS_MAX) {
+        snprintf(err, errlen, "more than %d static files", ASSETS_MAX);
+        free(data);
+        return -1;
+    }
+    asset *a = &as->v[as->n++];
+    a->data = data;
+    a->len = len;
+    a->mtime = mtime;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    int t = type_of(name);
+    a->ctype = t >= 0 ? TYPES[t].ctype : "application/octet-stream";
+    uint64_t h = XXH3_64bits(a->data, a->len);
+    const char *dot = strrchr(name, '.');
+    size_t stem = dot != NULL ? (size_t)(dot - name) : strlen(name);
+    snprintf(a->url, sizeof(a->url), "/static/%.*s.%08llx%s", (int)stem, name,
+             (unsigned long long)(h >> 32), dot != NULL ? dot : "");
+    tc_cachehdr_etag(h, NULL, a->etag);
+    if (t >= 0 && TYPES[t].text && (a->gz = gzip(a->data, a->len, &a->gzlen)) != NULL)
+        tc_cachehdr_etag(h, "-gz", a->gz_etag);
+    return 0;
+}
+
+static int load_one(tc_assets *as, const char *dir, const char *name, char *err, size_t errlen)
 {
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
@@ -143,26 +176,43 @@ static int load_one(asset *a, const char *dir, const char *name, char *err, size
         fclose(f);
         return -1;
     }
-    a->len = (size_t)st.st_size;
-    a->data = malloc(a->len + 1);
-    if (a->data == NULL || fread(a->data, 1, a->len, f) != a->len) {
+    size_t len = (size_t)st.st_size;
+    unsigned char *data = malloc(len + 1);
+    if (data == NULL || fread(data, 1, len, f) != len) {
         snprintf(err, errlen, "%s: could not read it", path);
+        free(data);
         fclose(f);
         return -1;
     }
     fclose(f);
-    a->mtime = (int64_t)st.st_mtime;
-    snprintf(a->name, sizeof(a->name), "%s", name);
-    int t = type_of(name);
-    a->ctype = t >= 0 ? TYPES[t].ctype : "application/octet-stream";
-    uint64_t h = XXH3_64bits(a->data, a->len);
-    const char *dot = strrchr(name, '.');
-    size_t stem = dot != NULL ? (size_t)(dot - name) : strlen(name);
-    snprintf(a->url, sizeof(a->url), "/static/%.*s.%08llx%s", (int)stem, name,
-             (unsigned long long)(h >> 32), dot != NULL ? dot : "");
-    tc_cachehdr_etag(h, NULL, a->etag);
-    if (t >= 0 && TYPES[t].text && (a->gz = gzip(a->data, a->len, &a->gzlen)) != NULL)
-        tc_cachehdr_etag(h, "-gz", a->gz_etag);
+    return add_one(as, name, data, len, (int64_t)st.st_mtime, err, errlen);
+}
+
+static tc_assets *assets_new(char *err, size_t errlen)
+{
+    tc_assets *as = calloc(1, sizeof(*as));
+    if (as == NULL || (as->v = calloc(ASSETS_MAX, sizeof(asset))) == NULL) {
+        snprintf(err, errlen, "static files: no memory");
+        free(as);
+        return NULL;
+    }
+    return as;
+}
+
+/* The table is complete: sorted by URL for the lookups, and hashed. */
+static int assets_seal(tc_assets *as, char *err, size_t errlen)
+{
+    qsort(as->v, (size_t)as->n, sizeof(asset), by_url);
+    XXH3_state_t *s = XXH3_createState();
+    if (s == NULL) {
+        snprintf(err, errlen, "static files: no memory");
+        return -1;
+    }
+    XXH3_64bits_reset(s);
+    for (int i = 0; i < as->n; i++)
+        XXH3_64bits_update(s, as->v[i].url, strlen(as->v[i].url) + 1);
+    as->hash = XXH3_64bits_digest(s);
+    XXH3_freeState(s);
     return 0;
 }
 
@@ -170,11 +220,12 @@ tc_assets *tc_app__assets_load(const char *web_dir, char *err, size_t errlen)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/static", web_dir);
-    tc_assets *as = calloc(1, sizeof(*as));
+    tc_assets *as = assets_new(err, errlen);
+    if (as == NULL)
+        return NULL;
     DIR *d = opendir(dir);
-    if (as == NULL || d == NULL || (as->v = calloc(ASSETS_MAX, sizeof(asset))) == NULL) {
-        snprintf(err, errlen, "static files %s: %s", dir,
-                 d == NULL ? strerror(errno) : "no memory");
+    if (d == NULL) {
+        snprintf(err, errlen, "static files %s: %s", dir, strerror(errno));
         goto fail;
     }
     struct dirent *e;
@@ -186,33 +237,41 @@ tc_assets *tc_app__assets_load(const char *web_dir, char *err, size_t errlen)
         if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
             stat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue; /* flat: subdirectories are not served */
-        if (!good_name(e->d_name)) {
-            snprintf(err, errlen, "%s: a static file's name is letters, digits, '.', '-', '_'",
-                     path);
-            goto fail;
-        }
-        if (as->n == ASSETS_MAX) {
-            snprintf(err, errlen, "%s: more than %d files", dir, ASSETS_MAX);
-            goto fail;
-        }
-        if (load_one(&as->v[as->n++], dir, e->d_name, err, errlen) != 0)
+        if (load_one(as, dir, e->d_name, err, errlen) != 0)
             goto fail;
     }
     closedir(d);
     d = NULL;
-    qsort(as->v, (size_t)as->n, sizeof(asset), by_url);
-    XXH3_state_t *s = XXH3_createState();
-    if (s == NULL)
+    if (assets_seal(as, err, errlen) != 0)
         goto fail;
-    XXH3_64bits_reset(s);
-    for (int i = 0; i < as->n; i++)
-        XXH3_64bits_update(s, as->v[i].url, strlen(as->v[i].url) + 1);
-    as->hash = XXH3_64bits_digest(s);
-    XXH3_freeState(s);
     return as;
 fail:
     if (d != NULL)
         closedir(d);
+    tc_app__assets_free(as);
+    return NULL;
+}
+
+tc_assets *tc_app__assets_from(const tc_asset_file *files, int n, char *err, size_t errlen)
+{
+    tc_assets *as = assets_new(err, errlen);
+    if (as == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        unsigned char *data = malloc(files[i].len + 1);
+        if (data == NULL) {
+            snprintf(err, errlen, "static files: no memory");
+            goto fail;
+        }
+        if (files[i].len > 0)
+            memcpy(data, files[i].data, files[i].len);
+        if (add_one(as, files[i].name, data, files[i].len, files[i].mtime, err, errlen) != 0)
+            goto fail;
+    }
+    if (assets_seal(as, err, errlen) != 0)
+        goto fail;
+    return as;
+fail:
     tc_app__assets_free(as);
     return NULL;
 }
@@ -242,6 +301,23 @@ uint64_t tc_app__assets_hash(const tc_assets *as)
     return as != NULL ? as->hash : 0;
 }
 
+/* The asset whose URL is raw[0..len), or NULL. */
+static const asset *find(const tc_assets *as, const char *raw, size_t len)
+{
+    asset key;
+    if (as == NULL || len >= sizeof(key.url) || memchr(raw, '\0', len) != NULL)
+        return NULL; /* a NUL would end the compared name early (fuzz/paths.c) */
+    memcpy(key.url, raw, len);
+    key.url[len] = '\0';
+    return bsearch(&key, as->v, (size_t)as->n, sizeof(asset), by_url);
+}
+
+const char *tc_app__asset_find(const tc_assets *as, const char *raw, size_t len)
+{
+    const asset *a = find(as, raw, len);
+    return a != NULL ? a->name : NULL;
+}
+
 static void not_found(tc_http_exchange *x)
 {
     static const char body[] = "not found\n";
@@ -261,16 +337,7 @@ tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x)
         tc_http_respond(x, 405, "text/plain; charset=utf-8", body, sizeof(body) - 1);
         return TC_HTTP_DONE;
     }
-    char url[NAME_MAX_LEN + 32];
-    if (len >= sizeof(url)) {
-        not_found(x);
-        return TC_HTTP_DONE;
-    }
-    memcpy(url, raw, len);
-    url[len] = '\0';
-    asset key;
-    memcpy(key.url, url, len + 1);
-    const asset *a = bsearch(&key, app->assets->v, (size_t)app->assets->n, sizeof(asset), by_url);
+    const asset *a = find(app->assets, raw, len);
     if (a == NULL) {
         not_found(x);
         return TC_HTTP_DONE;

@@ -211,7 +211,7 @@ for (const kind of ['sqlite', 'pg']) {
       assert.equal(wrongSecret.status, 401);
       const s2 = await call(srv, 'subscription.get', { token: demo.token });
       assert.equal(s2.body.result.data.plan.id, 'team', 'nothing refused was applied');
-      const ghost = JSON.stringify({ id: `evt_${kind}_2`, type: 'subscription.updated', created: 1,
+      const ghost = JSON.stringify({ id: `evt_${kind}_2`, type: 'subscription.updated', created: eventTime(),
         data: { userId: 99999999, planId: 'pro', status: 'active', currentPeriodEnd: 1 } });
       assert.equal((await post(ghost, await sign(ghost))).status, 422);
       const junk = '{"id":';

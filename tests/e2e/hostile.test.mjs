@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startServer, call, login, redis } from './lib.mjs';
+import { startServer, call, login, redis, postBilling, subState } from './lib.mjs';
 import { scrape, value } from './prom.mjs';
 
 const keysUnder = (prefix, pattern = '*') =>
@@ -46,10 +46,10 @@ describe('hostile clients: blog.list cursors', () => {
   after(async () => { assert.equal(await S.stop(), 0); });
   const list = (input) => call(S, 'blog.list', { input });
 
-  it('accepts exactly [0-9]{1,19}.[0-9]{1,19} within range; anything else is 400', async () => {
+  it('accepts exactly [0-9]{1,19}.[0-9]{1,19} within range, no leading zero; anything else is 400', async () => {
     for (const cursor of [' 1.2', '1.2 ', '1.2\n', '\r\n1.2', '+1.2', '1.+2', '-1.2', '1.-2', '1..2',
       '1.2.3', '1', '.2', '1.', '', '0x1.2', '1.2x', '１.2', '9223372036854775808.1',
-      '1.9223372036854775808', '12345678901234567890.1', '1e3.2']) {
+      '1.9223372036854775808', '12345678901234567890.1', '1e3.2', '01.2', '1.02']) {
       const r = await list({ cursor });
       assert.equal(r.status, 400, JSON.stringify(cursor));
       assert.match(r.body.error.message, /cursor/, JSON.stringify(cursor));
@@ -68,11 +68,49 @@ describe('hostile clients: blog.list cursors', () => {
       const r = await list({ cursor: `${pub + i}.${id}`, limit: 3 });
       assert.equal(r.status, 400, `made-up cursor ${pub + i}.${id}`);
     }
+    for (const other of [`0${real}`, `${pub}.0${id}`, `000${pub}.00${id}`]) { // fuzz/cursor.c
+      const r = await list({ cursor: other, limit: 3 });
+      assert.equal(r.status, 400, `another spelling of a real cursor: ${other}`);
+    }
     const madeUp = await list({ cursor: '9223372036854775807.9223372036854775807' });
     assert.equal(madeUp.status, 400);
     assert.equal(pages(), before, 'no page stored for a made-up cursor');
     const next = await list({ cursor: real, limit: 3 });
     assert.equal(next.status, 200, 'the cursor blog.list returned still works');
     assert.equal(pages(), before + 1);
+  });
+});
+
+describe('hostile billing events: "created" is bounded by the signature\'s time', () => {
+  // Events of a subscription are ordered by "created" (an older one never overwrites a
+  // newer state). One signed with a "created" far in the future would freeze that
+  // subscription against every real event to come, so billing.c refuses it.
+  let S;
+  before(async () => { S = await startServer({ db: 'sqlite' }); });
+  after(async () => { assert.equal(await S.stop(), 0); });
+
+  it('refuses a "created" later than the signature allows or more than a week old, and applies nothing', async () => {
+    const who = await login(S, 'user3@example.com');
+    const uid = who.user.id;
+    const sub = async () => subState((await call(S, 'subscription.get', { token: who.token })).body.result.data);
+    const was = await sub();
+    const end = Date.now() + 30 * 86400000;
+    const ev = (id, created) => ({ id, type: 'subscription.updated', created,
+      data: { userId: uid, planId: was.plan === 'team' ? 'pro' : 'team', status: 'active', currentPeriodEnd: end, seats: 3 } });
+    const now = Math.floor(Date.now() / 1000);
+    for (const [created, why] of [[4102444800, /later than the signature/], // 2100-01-01
+      [Number.MAX_SAFE_INTEGER, /created|later/], [now + 3600, /later than the signature/],
+      [now - 8 * 86400, /more than a week/]]) {
+      const r = await postBilling(S, ev(`evt_bounds_${created}`, created));
+      assert.equal(r.status, 400, `created ${created}`);
+      assert.match((await r.json()).error, why, `created ${created}`);
+    }
+    const big = '{"id":"evt_bounds_max","type":"subscription.updated","created":9223372036854775807,' +
+      `"data":{"userId":${uid},"planId":"pro","status":"active","currentPeriodEnd":${end}}}`;
+    assert.equal((await postBilling(S, big)).status, 400, 'INT64_MAX seconds');
+    assert.deepEqual(await sub(), was, 'nothing refused was applied');
+    const ok = await postBilling(S, ev('evt_bounds_yesterday', now - 86400));
+    assert.equal(ok.status, 200, 'a day-old event (a provider\'s retry) is applied');
+    assert.notDeepEqual(await sub(), was);
   });
 });

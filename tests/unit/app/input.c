@@ -94,11 +94,16 @@ static void cursors(void)
     CHECK_EQ_INT(tc_in_cursor("9223372036854775807.0", &pub, &id), 0);
     CHECK_EQ_INT(pub, 9223372036854775807LL);
     CHECK_EQ_INT(tc_in_cursor("0.9223372036854775807", &pub, &id), 0);
+    CHECK_EQ_INT(tc_in_cursor("0.0", &pub, &id), 0);
+    CHECK_EQ_INT(pub, 0);
+    CHECK_EQ_INT(id, 0);
     static const char *const bad[] = {
         "",  ".",   "1.",  ".1",    "1",      " 1.2",  "1.2 ", "+1.2", "1.+2", "-1.2",  "1.-2",
         "1..2", "1.2.3", "0x1.2", "1.2\n", "\r\n1.2", "1e3.2", "9223372036854775808.1",
         "1.9223372036854775808", "18446744073709551616.1", "12345678901234567890.1",
-        "00000000000000000001.1"};
+        "00000000000000000001.1",
+        /* a second spelling of a post's cursor would be a second cache key (fuzz/cursor.c) */
+        "045678.7", "1700000000000.042", "00.0", "0.00", "01.1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (!CHECK(tc_in_cursor(bad[i], &pub, &id) == -1))
             fprintf(stderr, "    accepted \"%s\"\n", bad[i]);
