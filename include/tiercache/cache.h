@@ -84,6 +84,13 @@ typedef struct tc_config {
     const char *sentinels;
     const char *sentinel_master;
     const char *sentinel_password; /* AUTH on the sentinels, or NULL */
+    /* A Redis Cluster instead: "host:port[,host:port...]", some of its nodes
+     * (any one that answers gives the slot map). Every key goes to the master
+     * that serves its slot; the engine follows MOVED and ASK, refreshes the map,
+     * keeps a pool and a breaker per master. redis_db must be 0 (a cluster has
+     * no other); redis_password applies to every node. docs/cache.md, "On a
+     * Redis Cluster". redis_host/port and sentinels are then ignored. */
+    const char *cluster_nodes;
     int redis_port;             /* default 6379 */
     int redis_db;               /* SELECT index, default 0 */
     const char *redis_password; /* AUTH, or NULL */
@@ -329,6 +336,11 @@ typedef struct tc_metrics {
     uint64_t ack_timeouts;       /* invalidations that waited out the lease for an instance */
     uint64_t l2_budget_bytes, l2_budget_keys; /* what the budget counts now (0: no budget) */
     uint64_t l2_budget_refusals;              /* records not written: over the budget */
+    /* On a Redis Cluster: MOVED and ASK redirections followed, commands sent
+     * again (TRYAGAIN, an invalidation fenced while the bus's slot moves),
+     * commands failed because their slot had no master (CLUSTERDOWN), slot
+     * maps read. 0 on one Redis. */
+    uint64_t cluster_moved, cluster_ask, cluster_retries, cluster_down, cluster_refreshes;
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
 } tc_metrics;

@@ -16,6 +16,13 @@
  * told at once (lost), and again when a new subscription is confirmed
  * (connected). Reconnects back off from 50 ms to 2 s.
  *
+ * On a Redis Cluster the bus is sharded pub/sub (SSUBSCRIBE) on the master
+ * of the meta slot, the one the meta script publishes on (cluster.c says
+ * why). The ping proves the same thing there. That master stops being the
+ * right one when the slot moves: it then says sunsubscribe, or the address
+ * the engine names changes (checked every tick), or the connection dies;
+ * each is a lost subscription, made again where the engine says.
+ *
  * Not for: applying invalidations or sending acknowledgements (cache.c does,
  * from the handler's calls on this thread).
  */
@@ -35,6 +42,10 @@
 struct tc__bus {
     char *password, *channel, *direct;
     int connect_timeout_ms, ping_every_ms;
+    bool sharded;  /* a cluster: SSUBSCRIBE on the meta slot's master */
+    char host[256]; /* where the subscription is (bus thread) */
+    int port;
+    char node[41]; /* its node id, when sharded (bus thread) */
     tc__bus_handler h;
     tc__metrics *m;
     int wake[2]; /* 'x' written to wake[1] stops the thread, 'r' makes it reconnect */
@@ -86,12 +97,13 @@ static void set_cause(tc__bus *b, const char *what, const redisContext *ctx)
 
 static redisContext *subscribe(tc__bus *b)
 {
-    char host[256];
+    char *host = b->host;
     int port;
-    if (b->h.address(b->h.ctx, host, sizeof(host), &port) != 0 || port <= 0) {
+    if (b->h.address(b->h.ctx, host, sizeof(b->host), &port) != 0 || port <= 0) {
         set_cause(b, "no master known", NULL);
         return NULL;
     }
+    b->port = port;
     struct timeval tv = {b->connect_timeout_ms / 1000, (b->connect_timeout_ms % 1000) * 1000};
     redisContext *ctx = redisConnectWithTimeout(host, port, tv);
     set_cause(b, "cannot subscribe", ctx);
@@ -106,13 +118,28 @@ static redisContext *subscribe(tc__bus *b)
         if (!ok)
             goto fail;
     }
-    /* one reply per channel, each ["subscribe", channel, count] */
-    if (redisAppendCommand(ctx, "SUBSCRIBE %s %s", b->channel, b->direct) != REDIS_OK)
+    if (b->sharded) { /* which node, for the membership (the meta script checks it) */
+        rep = redisCommand(ctx, "CLUSTER MYID");
+        bool ok = rep != NULL && rep->type == REDIS_REPLY_STRING && rep->len < sizeof(b->node);
+        if (ok)
+            memcpy(b->node, rep->str, rep->len + 1);
+        if (rep != NULL)
+            freeReplyObject(rep);
+        if (!ok)
+            goto fail;
+    }
+    /* one reply per channel, each ["subscribe", channel, count]; sharded: both
+     * channels are in the meta slot, and a node that does not serve it says
+     * MOVED */
+    if (redisAppendCommand(ctx, "%s %s %s", b->sharded ? "SSUBSCRIBE" : "SUBSCRIBE", b->channel,
+                           b->direct) != REDIS_OK)
         goto fail;
     for (int i = 0; i < 2; i++) {
         if (redisGetReply(ctx, (void **)&rep) != REDIS_OK)
             goto fail;
         bool ok = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3;
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+            snprintf(b->cause, sizeof(b->cause), "cannot subscribe: %s", rep->str);
         if (rep != NULL)
             freeReplyObject(rep);
         if (!ok)
@@ -139,14 +166,19 @@ static bool is_str(const redisReply *r, const char *s)
     return r->type == REDIS_REPLY_STRING && strcmp(r->str, s) == 0;
 }
 
-/* One reply from the subscription. Returns false if it was not understood. */
-static void handle(tc__bus *b, redisReply *rep)
+/* One reply from the subscription. Returns false when it ends the
+ * subscription (sharded: the node no longer serves the channels' slot). */
+static bool handle(tc__bus *b, redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1)
-        return;
+        return true;
     redisReply **el = rep->element;
-    if (rep->elements == 3 && is_str(el[0], "message") && el[1]->type == REDIS_REPLY_STRING &&
-        el[2]->type == REDIS_REPLY_STRING) {
+    if (is_str(el[0], "sunsubscribe")) {
+        set_cause(b, "the node stopped serving the bus's slot", NULL);
+        return false;
+    }
+    if (rep->elements == 3 && (is_str(el[0], "message") || is_str(el[0], "smessage")) &&
+        el[1]->type == REDIS_REPLY_STRING && el[2]->type == REDIS_REPLY_STRING) {
         if (strcmp(el[1]->str, b->direct) == 0) {
             b->h.direct(b->h.ctx, el[2]->str, el[2]->len);
         } else {
@@ -159,6 +191,17 @@ static void handle(tc__bus *b, redisReply *rep)
         b->nping--;
         b->h.pong(b->h.ctx, sent);
     }
+    return true;
+}
+
+/* Sharded: whether the engine now names another node for the bus (its slot
+ * moved: a reshard, a failover). */
+static bool address_moved(tc__bus *b)
+{
+    char host[256];
+    int port;
+    return b->sharded && b->h.address(b->h.ctx, host, sizeof(host), &port) == 0 &&
+           (port != b->port || strcmp(host, b->host) != 0);
 }
 
 enum { LOOP_LOST, LOOP_STOP, LOOP_RECONNECT };
@@ -203,12 +246,14 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
                 return LOOP_LOST;
             }
             redisReply *rep;
-            bool any = false;
-            while (redisGetReplyFromReader(ctx, (void **)&rep) == REDIS_OK && rep != NULL) {
-                handle(b, rep);
+            bool any = false, up = true;
+            while (up && redisGetReplyFromReader(ctx, (void **)&rep) == REDIS_OK && rep != NULL) {
+                up = handle(b, rep);
                 freeReplyObject(rep);
                 any = true;
             }
+            if (!up)
+                return LOOP_LOST;
             if (any) {
                 last_pong = tc_mono_us(); /* any reply shows the link is alive */
                 b->h.batch_done(b->h.ctx);
@@ -219,6 +264,10 @@ static int listen_loop(tc__bus *b, redisContext *ctx)
             }
         }
         b->h.tick(b->h.ctx);
+        if (address_moved(b)) {
+            set_cause(b, "the bus's slot moved to another node", NULL);
+            return LOOP_LOST;
+        }
         if (tc_mono_us() - last_pong > DEAD_AFTER_US) {
             set_cause(b, "no answer for 3 s", NULL);
             return LOOP_LOST;
@@ -245,6 +294,8 @@ static void *bus_thread(void *arg)
         }
         backoff = 50;
         said_down = false;
+        if (b->sharded && b->h.node != NULL)
+            b->h.node(b->h.ctx, b->node);
         b->h.connected(b->h.ctx);
         set_connected(b, true);
         int how = listen_loop(b, ctx);
@@ -271,6 +322,7 @@ tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *di
     b->password = cfg->redis_password != NULL ? strdup(cfg->redis_password) : NULL;
     b->connect_timeout_ms = cfg->connect_timeout_ms;
     b->ping_every_ms = ping_every_ms;
+    b->sharded = cfg->cluster_nodes != NULL;
     b->h = h;
     b->m = m;
     pthread_mutex_init(&b->lock, NULL);

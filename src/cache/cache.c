@@ -55,7 +55,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "cache/internal.h"
+#include "cache/cluster.h"
 
 #define FLIGHT_SHARDS 64
 #define REFRESH_RETRY_MS 1000 /* after a failed background refresh */
@@ -1253,6 +1253,12 @@ static void bus_lost(void *ctx, const char *cause)
         "back", cause);
 }
 
+static void bus_node(void *ctx, const char *id)
+{
+    tc_cache *c = ctx;
+    tc__fleet_node(c->fleet, id);
+}
+
 static void bus_unreachable(void *ctx, const char *cause)
 {
     tc_cache *c = ctx;
@@ -1390,6 +1396,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         cfg->refresh_queue <= 0 || cfg->wait_timeout_ms <= 0 || cfg->lock_ms < 0 ||
         cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 || cfg->lease_ms < 5 ||
         cfg->lease_ms > 60000 ||
+        /* a cluster has one database, and is not found through sentinels */
+        (cfg->cluster_nodes != NULL && (cfg->redis_db != 0 || cfg->sentinels != NULL)) ||
         (cfg->l1_max_bytes > 0 && (cfg->l1_shards <= 0 || (cfg->l1_shards & (cfg->l1_shards - 1)))))
         goto fail;
     err = TC_ENOMEM;
@@ -1410,7 +1418,10 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         goto fail;
     c->cfg.prefix = c->prefix;
     tc_hash_hex(random_u64(), c->instance);
-    snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
+    if (cfg->cluster_nodes != NULL)
+        tc__cluster_meta_name(c->prefix, "bus", c->channel, sizeof(c->channel));
+    else
+        snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
     if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
@@ -1431,8 +1442,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
             c->cfg.redis_port = 0; /* nobody knows yet: connects once a sentinel says */
         c->cfg.redis_host = master;
     }
-    if (c->cfg.redis_host != NULL) {
-        tc__redis_events ev = {on_incarnation, c};
+    if (c->cfg.redis_host != NULL || cfg->cluster_nodes != NULL) {
+        tc__redis_events ev = {.incarnation = on_incarnation, .ctx = c};
         if ((c->redis = tc__redis_new(&c->cfg, &c->metrics, ev)) == NULL)
             goto fail;
         c->cfg.redis_host = c->cfg.redis_password = NULL; /* owned by redis.c */
@@ -1447,6 +1458,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
             tc__bus_handler h = {.ctx = c,
                                  .address = bus_address,
                                  .connected = bus_connected,
+                                 .node = bus_node,
                                  .lost = bus_lost,
                                  .unreachable = bus_unreachable,
                                  .message = bus_message,

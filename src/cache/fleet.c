@@ -33,6 +33,11 @@
  * invalidation costs a round trip plus the slowest member's answer, at most
  * one lease.
  *
+ * On a Redis Cluster the same holds per master of the meta slot, where the
+ * bus listens and the meta script publishes: a member's entry also names the
+ * node its bus listens on ("<id>/<lease>@<node>"), and the meta script does
+ * not publish on a node some live member does not listen on (cluster.c).
+ *
  * Not for: applying invalidations, the bus connection itself (cache.c,
  * bus.c), what a new Redis means (redis.c's incarnation check).
  *
@@ -48,7 +53,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "cache/internal.h"
+#include "cache/cluster.h"
 
 #define MEMBERS_MAX 64 /* instances a writer waits for by name; past it, for the lease */
 #define ACKS_SEEN 256  /* acknowledgements remembered for writers yet to wait for them */
@@ -70,7 +75,10 @@ struct tc__fleet {
     tc__metrics *m;
     tc__logger log;
     char instance[ID_LEN + 1];
-    char member[40];       /* "<instance>/<lease ms>" */
+    bool cluster;
+    pthread_mutex_t member_lock; /* member: the bus thread changes it on a cluster */
+    char member[96];       /* "<instance>/<lease ms>", on a cluster "...@<node id>" */
+    char registered[96];   /* the entry last registered (bus thread) */
     char channel[256];     /* the bus: <prefix>~bus:<db> */
     char direct[256];      /* ours: <prefix>~me:<db>:<instance> */
     char direct_pfx[256];  /* another's is direct_pfx + its id */
@@ -112,13 +120,22 @@ tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, con
     snprintf(f->instance, sizeof(f->instance), "%s", instance);
     snprintf(f->member, sizeof(f->member), "%s/%d", instance, cfg->lease_ms);
     snprintf(f->channel, sizeof(f->channel), "%s", channel);
-    snprintf(f->direct_pfx, sizeof(f->direct_pfx), "%s~me:%d:", cfg->prefix, cfg->redis_db);
+    f->cluster = cfg->cluster_nodes != NULL;
+    if (f->cluster) { /* one slot for all of them: the meta hash tag */
+        tc__cluster_meta_name(cfg->prefix, "me:", f->direct_pfx, sizeof(f->direct_pfx));
+        tc__cluster_meta_name(cfg->prefix, "members", f->members_key, sizeof(f->members_key));
+        tc__cluster_meta_name(cfg->prefix, "seq", f->seq_key, sizeof(f->seq_key));
+    } else {
+        snprintf(f->direct_pfx, sizeof(f->direct_pfx), "%s~me:%d:", cfg->prefix, cfg->redis_db);
+        snprintf(f->members_key, sizeof(f->members_key), "%s~members:%d", cfg->prefix,
+                 cfg->redis_db);
+        snprintf(f->seq_key, sizeof(f->seq_key), "%s~seq", cfg->prefix);
+    }
     snprintf(f->direct, sizeof(f->direct), "%s%s", f->direct_pfx, instance);
-    snprintf(f->members_key, sizeof(f->members_key), "%s~members:%d", cfg->prefix, cfg->redis_db);
-    snprintf(f->seq_key, sizeof(f->seq_key), "%s~seq", cfg->prefix);
     f->lease_us = (uint64_t)cfg->lease_ms * 1000u;
     f->member_ttl_ms = cfg->lease_ms * 8u > 2000u ? cfg->lease_ms * 8u : 2000u;
     f->coarse_res_us = tc_mono_coarse_res_us();
+    pthread_mutex_init(&f->member_lock, NULL);
     pthread_mutex_init(&f->ack_lock, NULL);
     tc_cond_init(&f->ack_cond);
     return f;
@@ -131,12 +148,32 @@ void tc__fleet_free(tc__fleet *f)
     TC_ASSERT(f->waits == NULL); /* every writer is done before the cache is destroyed */
     tc_cond_destroy(&f->ack_cond);
     pthread_mutex_destroy(&f->ack_lock);
+    pthread_mutex_destroy(&f->member_lock);
     free(f);
 }
 
 const char *tc__fleet_direct(const tc__fleet *f)
 {
     return f->direct;
+}
+
+void tc__fleet_node(tc__fleet *f, const char *node)
+{
+    pthread_mutex_lock(&f->member_lock);
+    char *at = strchr(f->member, '@');
+    if (at != NULL)
+        *at = '\0';
+    size_t len = strlen(f->member);
+    snprintf(f->member + len, sizeof(f->member) - len, "@%s", node);
+    pthread_mutex_unlock(&f->member_lock);
+}
+
+/* The entry this instance registers as now. */
+static void member_now(tc__fleet *f, char *out, size_t n)
+{
+    pthread_mutex_lock(&f->member_lock);
+    snprintf(out, n, "%s", f->member);
+    pthread_mutex_unlock(&f->member_lock);
 }
 
 /* ---- the lease -------------------------------------------------------------- */
@@ -192,15 +229,20 @@ bool tc__fleet_lost(tc__fleet *f)
 /* Keeps this instance listed among the members (DESIGN above). */
 static void register_member(tc__fleet *f, uint64_t now)
 {
-    char ttl[24];
+    char ttl[24], member[sizeof(f->member)];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)f->member_ttl_ms);
-    const char *argv[3] = {f->members_key, f->member, ttl};
-    size_t lens[3] = {strlen(f->members_key), strlen(f->member), strlen(ttl)};
+    member_now(f, member, sizeof(member));
+    /* an entry that changed (a cluster's bus moved) replaces the one before */
+    bool replaces = f->registered[0] != '\0' && strcmp(f->registered, member) != 0;
+    const char *argv[4] = {f->members_key, member, ttl, f->registered};
+    size_t lens[4] = {strlen(f->members_key), strlen(member), strlen(ttl), strlen(f->registered)};
     f->last_reg = now;
-    redisReply *rep = tc__redis_script(f->redis, TC__SCRIPT_REGISTER, 1, 3, argv, lens);
+    redisReply *rep =
+        tc__redis_script(f->redis, TC__SCRIPT_REGISTER, 1, replaces ? 4 : 3, argv, lens);
     if (rep == NULL)
         return;
     freeReplyObject(rep);
+    memcpy(f->registered, member, sizeof(member));
     f->reg_until = now + f->member_ttl_ms * 1000u; /* now: taken before it was sent */
 }
 
@@ -217,8 +259,10 @@ void tc__fleet_tick(tc__fleet *f, bool subscribed)
 
 void tc__fleet_leave(tc__fleet *f)
 {
-    const char *argv[3] = {"ZREM", f->members_key, f->member};
-    size_t lens[3] = {4, strlen(f->members_key), strlen(f->member)};
+    char member[sizeof(f->member)];
+    member_now(f, member, sizeof(member));
+    const char *argv[3] = {"ZREM", f->members_key, member};
+    size_t lens[3] = {4, strlen(f->members_key), strlen(member)};
     redisReply *rep = tc__redis_command(f->redis, 3, argv, lens);
     if (rep != NULL)
         freeReplyObject(rep);
@@ -311,15 +355,16 @@ static uint64_t random_step(void)
 static void read_members(tc__fleet *f, const redisReply *m, tc__fleet_wait *w)
 {
     for (size_t i = 0; i < m->elements; i++) {
-        /* "<id>/<its lease in ms>": a member configured with a longer lease than
-         * ours is waited for as long as it may trust its L1 */
+        /* "<id>/<its lease in ms>[@<node>]": a member configured with a longer lease
+         * than ours is waited for as long as it may trust its L1 */
         const redisReply *id = m->element[i];
         if (id->type != REDIS_REPLY_STRING || id->len < ID_LEN + 2 || id->str[ID_LEN] != '/' ||
-            (id->len == strlen(f->member) && memcmp(id->str, f->member, id->len) == 0))
+            memcmp(id->str, f->instance, ID_LEN) == 0)
             continue; /* not a member, or ourselves */
         char *end;
         unsigned long long lease = strtoull(id->str + ID_LEN + 1, &end, 10);
-        if (*end != '\0' || lease == 0 || lease > 60000u) /* what tc_cache_create refuses */
+        if ((*end != '\0' && *end != '@') || lease == 0 ||
+            lease > 60000u) /* what tc_cache_create refuses */
             lease = f->lease_us / 1000u;
         if (lease * 1000u > w->lease_us)
             w->lease_us = lease * 1000u;

@@ -13,6 +13,7 @@
  *   bus.c      the invalidation subscriber thread
  *   fleet.c    the L1 lease, membership and acknowledged invalidations
  *   sentinel.c where the master is, per Redis Sentinel
+ *   cluster.c  the L2 on a Redis Cluster: slots, routing, redirections (cluster.h)
  *   cache.c    get-or-load, single-flight, refresh, invalidation
  */
 #ifndef TC_CACHE_INTERNAL_H
@@ -45,6 +46,10 @@ void tc__say(const tc__logger *lg, int level, const char *component, const char 
 /* A random starting point for a tag counter, in [10^14, 10^15): a counter that
  * is lost and made again never comes back at a value an entry recorded. */
 uint64_t tc__random_epoch(void);
+/* A random amount in [10^9, 10^12) by which the global tag moves when a Redis
+ * is met that was not written through as it is now (its records may predate
+ * invalidations it never saw): never back to an old value. */
+uint64_t tc__random_increment(void);
 /* How long a tag counter that an invalidation creates lives (longer than any
  * load that may have seen it missing; a write of an entry carrying it then
  * extends it). */
@@ -118,6 +123,7 @@ typedef struct tc__metrics {
     _Atomic uint64_t tag_invalidations, clears, bus_messages, bus_reconnects;
     _Atomic uint64_t redis_errors, breaker_opens;
     _Atomic uint64_t lease_lapses, incarnations, ack_timeouts, budget_refusals;
+    _Atomic uint64_t cluster_moved, cluster_ask, cluster_retries, cluster_down, cluster_refreshes;
     tc__hist redis_latency, invalidate_latency;
 } tc__metrics;
 
@@ -193,6 +199,7 @@ void tc__pool_free(tc__pool *p);
 
 typedef struct tc__redis tc__redis;
 struct redisReply;
+struct redisContext;
 
 /* What the transport tells the engine, on the thread that noticed. */
 typedef struct tc__redis_events {
@@ -200,8 +207,17 @@ typedef struct tc__redis_events {
      * restored, failed over): called before its first connection is used. */
     void (*incarnation)(void *ctx, const char *run_id);
     void *ctx;
+    /* A master of a cluster (cluster.c): run on every new connection instead of
+     * SCRIPT_EPOCH, once the scripts are loaded and before the connection is
+     * used; it writes the process's run_id (at most idn bytes). 0, or nonzero
+     * to refuse the connection, why said in why. NULL: one Redis. */
+    int (*dialed)(void *dctx, struct redisContext *conn, char *run_id, size_t idn, char *why,
+                  size_t wn);
+    void *dctx;
 } tc__redis_events;
 
+/* One Redis at cfg->redis_host, or, when cfg->cluster_nodes is set, a Redis
+ * Cluster: then every call below is the cluster's (cluster.h). */
 tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events ev);
 void tc__redis_free(tc__redis *r);
 /* Runs one command. Returns the reply (free with freeReplyObject) or NULL when
@@ -219,8 +235,27 @@ enum {
     TC__SCRIPT_RATE,
     TC__SCRIPT_REGISTER,
     TC__SCRIPT_EPOCH, /* run by the transport itself on every new connection */
+    /* on a cluster, the single-slot steps of WRITE and INVALIDATE (cluster.c) */
+    TC__SCRIPT_TAGPREP,
+    TC__SCRIPT_BUMP,
+    TC__SCRIPT_META,
     TC__NSCRIPTS
 };
+/* A script's text (for EVAL when a node lost it) and, once a connection has
+ * loaded it, its SHA1 ("" before). */
+const char *tc__redis_script_text(int script);
+void tc__redis_sha(tc__redis *r, int script, char out[41]);
+/* One pooled connection, for a caller that pipelines on it (cluster.c):
+ * ctx NULL when none is to be had (breaker open, pool exhausted past the
+ * timeout, unreachable). Give it back with tc__redis_release: healthy, or not
+ * (it is closed and counts against the breaker). */
+typedef struct tc__redis_conn {
+    struct redisContext *ctx;
+    unsigned gen; /* the address generation it was dialed under */
+} tc__redis_conn;
+tc__redis_conn tc__redis_acquire(tc__redis *r);
+/* false: dialed before the address moved; what it answered must not be used. */
+bool tc__redis_release(tc__redis *r, tc__redis_conn c, bool healthy);
 bool tc__redis_breaker_open(tc__redis *r);
 /* Why the last command or dial failed (for a log line). */
 void tc__redis_cause(tc__redis *r, char *out, size_t n);
@@ -240,6 +275,8 @@ typedef struct tc__bus_handler {
     /* where to subscribe now: 0, or nonzero to wait and ask again */
     int (*address)(void *ctx, char *host, size_t n, int *port);
     void (*connected)(void *ctx); /* subscribed: invalidations from now on arrive */
+    /* sharded (a cluster): the id of the node subscribed to, before connected() */
+    void (*node)(void *ctx, const char *id);
     /* subscription lost, and why: messages may be missed */
     void (*lost)(void *ctx, const char *cause);
     /* no subscription could be made, and why (once until one is made) */
@@ -253,7 +290,10 @@ typedef struct tc__bus_handler {
     void (*tick)(void *ctx);       /* at least every ping interval, up or down: deferred work */
 } tc__bus_handler;
 
-/* Subscribes to channel and direct, pinging every ping_every_ms. */
+/* Subscribes to channel and direct, pinging every ping_every_ms. On a cluster
+ * (cfg->cluster_nodes) with SSUBSCRIBE: both are in the meta slot; a node that
+ * stops serving it (sunsubscribe), or an address() that changes, is a lost
+ * subscription, made again where address() says. */
 tc__bus *tc__bus_start(const tc_config *cfg, const char *channel, const char *direct,
                        int ping_every_ms, tc__bus_handler h, tc__metrics *m);
 /* Waits up to ms for the first subscription; returns whether it is up. */
@@ -292,6 +332,9 @@ tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, con
                          const char *channel);
 void tc__fleet_free(tc__fleet *f); /* NULL is a no-op */
 const char *tc__fleet_direct(const tc__fleet *f); /* our own channel, for the bus */
+/* Bus thread, on a cluster: the node the bus listens on now; registered with
+ * the membership ("<id>/<lease>@<node>"), which the meta script checks. */
+void tc__fleet_node(tc__fleet *f, const char *node);
 /* Any thread: whether the lease holds now. */
 bool tc__fleet_trusted(tc__fleet *f);
 /* Bus thread: the pong of a ping sent at sent_us; the subscription lost

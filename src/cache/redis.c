@@ -11,14 +11,17 @@
  *
  * The engine's Lua scripts are loaded on every new connection (one pipelined
  * round trip) and run with EVALSHA; a NOSCRIPT answer loads them again.
+ *
+ * A tc__redis made with cluster seeds (tc_config.cluster_nodes) is a Redis
+ * Cluster: every call below is handed to cluster.c, which keeps one tc__redis
+ * like this file's per master.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-#include "cache/internal.h"
+#include "cache/cluster.h"
 
 /* KEYS[1] value, KEYS[2..] tags. Returns {value or nil, the version of each
  * tag, "0" for one that does not exist}. Read only: a read creates no key, so
@@ -75,11 +78,13 @@ static const char SCRIPT_INVALIDATE[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
     "return {seq, redis.call('ZRANGE', KEYS[2], 0, -1)}\n";
 
-/* KEYS[1] the members; ARGV[1] this instance's id, ARGV[2] ms it stays a
- * member, on Redis's clock. */
+/* KEYS[1] the members; ARGV[1] this instance's entry, ARGV[2] ms it stays a
+ * member, on Redis's clock; ARGV[3], if any, its entry before (on a cluster the
+ * entry names the node its bus listens on, which changes). */
 static const char SCRIPT_REGISTER[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if ARGV[3] then redis.call('ZREM', KEYS[1], ARGV[3]) end\n"
     "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)\n"
     "return 1\n";
@@ -118,16 +123,58 @@ static const char SCRIPT_EPOCH[] =
     "redis.call('SET', KEYS[1], run)\n"
     "return {run, 1}\n";
 
-static const char *const SCRIPTS[TC__NSCRIPTS] = {SCRIPT_READ,   SCRIPT_WRITE, SCRIPT_INVALIDATE,
-                                                  SCRIPT_UNLOCK, SCRIPT_RATE,  SCRIPT_REGISTER,
-                                                  SCRIPT_EPOCH};
+/* On a cluster (cluster.c), WRITE for one tag: KEYS[1] its counter; ARGV[1]
+ * the version read before the load ("0": it did not exist), ARGV[2] the one
+ * the record carries, ARGV[3] px for the tag. 1: unchanged (made if it was
+ * missing, kept alive at least px), 0: it moved. */
+static const char SCRIPT_TAGPREP[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if (v or '0') ~= ARGV[1] then return 0 end\n"
+    "if v then redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT')\n"
+    "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end\n"
+    "return 1\n";
+
+/* On a cluster, INVALIDATE for one tag: KEYS[1] its counter; ARGV[1] a random
+ * epoch, ARGV[2] px. Bumps it, or makes it at the epoch (see INVALIDATE). */
+static const char SCRIPT_BUMP[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return 0\n";
+
+/* On a cluster, the rest of INVALIDATE, once every tag moved: KEYS[1] the bus
+ * sequence, KEYS[2] the members (one slot: the meta hash tag); ARGV[1]
+ * channel, ARGV[2] this instance's id, ARGV[3] a random step, then the tags.
+ * Publishes (sharded) only if every live member's bus listens on this node
+ * ("<id>/<lease>@<node id>"): else returns {0, that member} and publishes
+ * nothing (cluster.c sends it again). Returns {seq, the members} as INVALIDATE. */
+static const char SCRIPT_META[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
+    "local members = redis.call('ZRANGE', KEYS[2], 0, -1)\n"
+    "local here = redis.call('CLUSTER', 'MYID')\n"
+    "for _, m in ipairs(members) do\n"
+    "  if string.match(m, '@(%x+)$') ~= here then return {0, m} end\n"
+    "end\n"
+    "local seq = redis.call('INCRBY', KEYS[1], ARGV[3])\n"
+    "for i = 4, #ARGV do\n"
+    "  redis.call('SPUBLISH', ARGV[1], seq .. ' ' .. ARGV[2] .. ' ' .. ARGV[i])\n"
+    "end\n"
+    "return {seq, members}\n";
+
+static const char *const SCRIPTS[TC__NSCRIPTS] = {
+    SCRIPT_READ,     SCRIPT_WRITE, SCRIPT_INVALIDATE, SCRIPT_UNLOCK, SCRIPT_RATE,
+    SCRIPT_REGISTER, SCRIPT_EPOCH, SCRIPT_TAGPREP,    SCRIPT_BUMP,   SCRIPT_META};
+
+const char *tc__redis_script_text(int script)
+{
+    TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
+    return SCRIPTS[script];
+}
 
 enum { CLOSED, OPEN };
 
-typedef struct conn {
-    redisContext *ctx;
-    unsigned gen; /* the address generation it was dialed under */
-} conn;
+typedef tc__redis_conn conn;
 
 struct tc__redis {
     char *host, *password; /* host: guarded by lock (a failover moves it) */
@@ -149,6 +196,7 @@ struct tc__redis {
     int state, failures;
     bool probing;
     uint64_t open_until_us;
+    tc__cluster *cluster; /* a cluster: every call is cluster.c's, nothing above is used */
 };
 
 tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events ev)
@@ -156,6 +204,13 @@ tc__redis *tc__redis_new(const tc_config *cfg, tc__metrics *m, tc__redis_events 
     tc__redis *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
+    if (cfg->cluster_nodes != NULL) {
+        if ((r->cluster = tc__cluster_new(cfg, m, ev)) == NULL) {
+            free(r);
+            return NULL;
+        }
+        return r;
+    }
     r->host = strdup(cfg->redis_host);
     r->password = cfg->redis_password != NULL ? strdup(cfg->redis_password) : NULL;
     r->idle = calloc((size_t)cfg->redis_pool_max, sizeof(*r->idle));
@@ -185,6 +240,11 @@ void tc__redis_free(tc__redis *r)
 {
     if (r == NULL)
         return;
+    if (r->cluster != NULL) {
+        tc__cluster_free(r->cluster);
+        free(r);
+        return;
+    }
     for (int i = 0; i < r->nidle; i++)
         redisFree(r->idle[i].ctx);
     tc_cond_destroy(&r->freed);
@@ -197,6 +257,8 @@ void tc__redis_free(tc__redis *r)
 
 int tc__redis_address(tc__redis *r, char *host, size_t n, int *port)
 {
+    if (r->cluster != NULL)
+        return tc__cluster_address(r->cluster, host, n, port);
     pthread_mutex_lock(&r->lock);
     int len = snprintf(host, n, "%s", r->host);
     *port = r->port;
@@ -206,6 +268,8 @@ int tc__redis_address(tc__redis *r, char *host, size_t n, int *port)
 
 int tc__redis_set_address(tc__redis *r, const char *host, int port)
 {
+    if (r->cluster != NULL) /* a cluster's masters come from its slot map */
+        return TC_EINVAL;
     char *copy = strdup(host);
     if (copy == NULL)
         return TC_ENOMEM;
@@ -245,14 +309,6 @@ static bool reply_ok(redisReply *rep)
     return rep != NULL && rep->type != REDIS_REPLY_ERROR;
 }
 
-static uint64_t random_increment(void)
-{
-    uint64_t v = 0;
-    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-        v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
-    return 1000000000ull + v % 1000000000000ull; /* never an old value again */
-}
-
 /*
  * A new connection to the address of generation gen: authenticated, on the
  * right database, scripts loaded, and the incarnation checked (SCRIPT_EPOCH),
@@ -275,16 +331,19 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
         snprintf(why, sizeof(why), "%s", ctx->errstr);
     if (ctx == NULL || ctx->err || redisSetTimeout(ctx, tv_ms(r->timeout_ms)) != REDIS_OK)
         goto fail;
-    int n = 0, want = (r->password != NULL) + 1 + TC__NSCRIPTS + 1;
+    /* a cluster's master checks its incarnation in r->ev.dialed instead of EPOCH */
+    int first_script = (r->password != NULL) + 1;
+    int n = 0, want = first_script + TC__NSCRIPTS + (r->ev.dialed == NULL);
     char incr[24];
-    snprintf(incr, sizeof(incr), "%llu", (unsigned long long)random_increment());
+    snprintf(incr, sizeof(incr), "%llu", (unsigned long long)tc__random_increment());
     if (r->password != NULL)
         n += redisAppendCommand(ctx, "AUTH %s", r->password) == REDIS_OK;
     n += redisAppendCommand(ctx, "SELECT %d", r->db) == REDIS_OK;
     for (int i = 0; i < TC__NSCRIPTS; i++)
         n += redisAppendCommand(ctx, "SCRIPT LOAD %s", SCRIPTS[i]) == REDIS_OK;
-    n += redisAppendCommand(ctx, "EVAL %s 2 %s %s %s", SCRIPT_EPOCH, r->inc_key, r->global_key,
-                            incr) == REDIS_OK;
+    if (r->ev.dialed == NULL)
+        n += redisAppendCommand(ctx, "EVAL %s 2 %s %s %s", SCRIPT_EPOCH, r->inc_key,
+                                r->global_key, incr) == REDIS_OK;
     if (n != want)
         goto fail;
     char sha[TC__NSCRIPTS][41], run_id[48] = "";
@@ -297,16 +356,19 @@ static redisContext *dial(tc__redis *r, unsigned *gen)
                 freeReplyObject(rep);
             goto fail;
         }
-        int script = i - (n - 1 - TC__NSCRIPTS);
+        int script = i - first_script;
         if (script >= 0 && script < TC__NSCRIPTS && rep->type == REDIS_REPLY_STRING &&
             rep->len == 40)
             memcpy(sha[script], rep->str, 41);
-        if (i == n - 1 && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        if (script == TC__NSCRIPTS && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
             rep->element[0]->type == REDIS_REPLY_STRING &&
             rep->element[0]->len < sizeof(run_id))
             memcpy(run_id, rep->element[0]->str, rep->element[0]->len + 1);
         freeReplyObject(rep);
     }
+    if (r->ev.dialed != NULL && r->ev.dialed(r->ev.dctx, ctx, run_id, sizeof(run_id), why,
+                                             sizeof(why)) != 0)
+        goto fail;
     if (run_id[0] == '\0') {
         snprintf(why, sizeof(why), "no run_id in INFO server");
         goto fail;
@@ -342,6 +404,10 @@ static bool open_breaker_locked(tc__redis *r)
 
 void tc__redis_cause(tc__redis *r, char *out, size_t n)
 {
+    if (r->cluster != NULL) {
+        tc__cluster_cause(r->cluster, out, n);
+        return;
+    }
     pthread_mutex_lock(&r->lock);
     snprintf(out, n, "%s", r->cause[0] != '\0' ? r->cause : "no answer");
     pthread_mutex_unlock(&r->lock);
@@ -349,6 +415,8 @@ void tc__redis_cause(tc__redis *r, char *out, size_t n)
 
 bool tc__redis_breaker_open(tc__redis *r)
 {
+    if (r->cluster != NULL)
+        return tc__cluster_breaker_open(r->cluster);
     pthread_mutex_lock(&r->lock);
     bool open = r->state == OPEN;
     pthread_mutex_unlock(&r->lock);
@@ -356,6 +424,25 @@ bool tc__redis_breaker_open(tc__redis *r)
 }
 
 static bool release(tc__redis *r, conn c, bool healthy);
+static conn acquire(tc__redis *r);
+
+conn tc__redis_acquire(tc__redis *r)
+{
+    return acquire(r);
+}
+
+bool tc__redis_release(tc__redis *r, conn c, bool healthy)
+{
+    return release(r, c, healthy);
+}
+
+void tc__redis_sha(tc__redis *r, int script, char out[41])
+{
+    TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
+    pthread_mutex_lock(&r->lock);
+    memcpy(out, r->sha[script], 41);
+    pthread_mutex_unlock(&r->lock);
+}
 
 /* A connection the server closed or reset, as opposed to one that timed out. */
 static bool conn_lost(const redisContext *ctx)
@@ -491,6 +578,8 @@ static redisReply *run(tc__redis *r, int argc, const char **argv, const size_t *
 
 redisReply *tc__redis_command(tc__redis *r, int argc, const char **argv, const size_t *lens)
 {
+    if (r->cluster != NULL)
+        return tc__cluster_command(r->cluster, argc, argv, lens);
     return run(r, argc, argv, lens, NULL);
 }
 
@@ -503,6 +592,8 @@ redisReply *tc__redis_script(tc__redis *r, int script, int nkeys, int argc, cons
     char sha[41], nk[12];
     TC_ASSERT(script >= 0 && script < TC__NSCRIPTS);
     TC_ASSERT(nkeys >= 0 && nkeys <= argc && argc + 3 <= (int)TC_COUNTOF(av));
+    if (r->cluster != NULL)
+        return tc__cluster_script(r->cluster, script, nkeys, argc, argv, lens);
     snprintf(nk, sizeof(nk), "%d", nkeys);
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&r->lock);

@@ -149,6 +149,14 @@ uint64_t tc__random_epoch(void)
     return 100000000000000ull + v % 900000000000000ull;
 }
 
+uint64_t tc__random_increment(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+        v = tc_mono_us() * 0x9e3779b97f4a7c15ull;
+    return 1000000000ull + v % 1000000000000ull;
+}
+
 void tc__say(const tc__logger *lg, int level, const char *component, const char *fmt, ...)
 {
     if (lg->fn == NULL)
