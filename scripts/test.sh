@@ -58,15 +58,18 @@ if [[ -n "$sanitize" ]]; then
     fi
 fi
 
-# A private redis-server for the tests (TC_REDIS_PORT), stopped by the trap whatever happens.
+# A private redis-server for the tests (TC_REDIS_PORT) and a private Redis Cluster
+# (TC_CLUSTER_NODES: the "@cluster" tests), stopped by the trap whatever happens.
 export TC_REDIS_SERVER=${TC_REDIS_SERVER:-$(command -v redis-server)}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tc-test.XXXXXX")
 redis_pid=""
 pg_pid=""
+cluster_pids=()
 cleanup() {
     if [[ -n "$pg_pid" ]]; then
         stop_pg
     fi
+    if declare -F stop_cluster >/dev/null; then stop_cluster; fi
     if [[ -n "$redis_pid" ]]; then
         kill -TERM "$redis_pid" 2>/dev/null || true
         for _ in $(seq 20); do kill -0 "$redis_pid" 2>/dev/null || break; sleep 0.1; done
@@ -89,6 +92,14 @@ port=$redis_port
 export TC_REDIS_PORT=$port
 export TMPDIR=$tmp   # tests' own temp dirs (tct_redis_start) go here and are removed with it
 echo "test.sh: redis-server pid $redis_pid on 127.0.0.1:$port"
+mkdir -p "$tmp/cluster"
+if ! start_cluster "$tmp/cluster"; then
+    echo "test.sh: could not start a Redis Cluster" >&2
+    cat "$tmp/cluster/cluster-create.log" >&2 || true
+    exit 1
+fi
+export TC_CLUSTER_NODES=$cluster_nodes
+echo "test.sh: Redis Cluster (3 masters, 3 replicas) on $cluster_nodes (TC_CLUSTER_NODES)"
 
 # A private PostgreSQL cluster (TC_PG_URL) in $tmp/pg, stopped by the same trap.
 export TC_PG_BINDIR=${TC_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}

@@ -1566,6 +1566,11 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->incarnations = atomic_load(&c->metrics.incarnations);
     m->ack_timeouts = atomic_load(&c->metrics.ack_timeouts);
     m->l2_budget_refusals = atomic_load(&c->metrics.budget_refusals);
+    m->cluster_moved = atomic_load(&c->metrics.cluster_moved);
+    m->cluster_ask = atomic_load(&c->metrics.cluster_ask);
+    m->cluster_retries = atomic_load(&c->metrics.cluster_retries);
+    m->cluster_down = atomic_load(&c->metrics.cluster_down);
+    m->cluster_refreshes = atomic_load(&c->metrics.cluster_refreshes);
     if (c->budget != NULL)
         tc__budget_read(c->budget, tc_mono_ms(), &m->l2_budget_bytes, &m->l2_budget_keys);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);

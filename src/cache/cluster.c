@@ -684,7 +684,8 @@ static bool round_once(tc__cluster *cl, ccmd *c, int n, bool *later)
         }
         if (!healthy[k]) {
             char why[512];
-            tc__redis_release(node_r[k], conns[k], false);
+            if (conns[k].ctx != NULL) /* acquire() let go of one it could not make */
+                tc__redis_release(node_r[k], conns[k], false);
             tc__redis_cause(node_r[k], why, sizeof(why));
             set_cause(cl, "%s", why);
             want_refresh(cl);

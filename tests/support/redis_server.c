@@ -125,8 +125,15 @@ static int spawn(tct_redis *r)
             dup2(devnull, 0);
             dup2(devnull, 1);
         }
-        execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--dir", r->dir, "--logfile", logfile, (char *)NULL);
+        const char *argv[32] = {bin,           "--port",      port,     "--bind", "127.0.0.1",
+                                "--save",      "",            "--appendonly", "no",
+                                "--daemonize", "no",          "--dir",  r->dir,   "--logfile",
+                                logfile};
+        int argc = 15;
+        for (int i = 0; r->extra[i] != NULL && argc < 31; i++)
+            argv[argc++] = r->extra[i];
+        argv[argc] = NULL;
+        execvp(bin, (char *const *)argv);
         fprintf(stderr, "tct_redis: exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -149,8 +156,15 @@ static int spawn(tct_redis *r)
 
 int tct_redis_start(tct_redis *r)
 {
+    return tct_redis_start_with(r, 0, NULL);
+}
+
+int tct_redis_start_with(tct_redis *r, int want_port, const char *const *extra)
+{
     const char *tmp = getenv("TMPDIR");
     memset(r, 0, sizeof(*r));
+    for (int i = 0; extra != NULL && extra[i] != NULL && i < 15; i++)
+        r->extra[i] = extra[i];
     snprintf(r->dir, sizeof(r->dir), "%s/tct-redis-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(r->dir)) {
         perror("tct_redis: mkdtemp");
@@ -158,10 +172,12 @@ int tct_redis_start(tct_redis *r)
         return -1;
     }
     for (int attempt = 0; attempt < 5; attempt++) { /* the free port may be taken meanwhile */
-        if ((r->port = tct_free_port()) < 0)
+        if ((r->port = want_port > 0 ? want_port : tct_free_port()) < 0)
             break;
         if (spawn(r) == 0)
             return 0;
+        if (want_port > 0)
+            break;
     }
     fprintf(stderr, "tct_redis: could not start redis-server\n");
     print_log(r);

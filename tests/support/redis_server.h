@@ -11,11 +11,17 @@ typedef struct tct_redis {
     int port;      /* loopback port it listens on (kept across kill/restart) */
     pid_t pid;     /* 0 when not running */
     char dir[256]; /* its --dir; holds redis.log; removed by tct_redis_stop */
+    /* more arguments for redis-server (e.g. a cluster node's), NULL-terminated;
+     * set by tct_redis_start_with, kept across kill/restart */
+    const char *extra[16];
 } tct_redis;
 
 /* Starts redis-server ($TC_REDIS_SERVER or "redis-server" on PATH) on a free port and
  * waits until it answers PING. *r is overwritten. */
 int tct_redis_start(tct_redis *r);
+/* The same, with extra arguments (at most 15, NULL-terminated, static strings), on port if
+ * it is > 0 (else a free one). */
+int tct_redis_start_with(tct_redis *r, int port, const char *const *extra);
 /* SIGTERM, wait; SIGKILL after 2 s. Removes r->dir. Safe on a stopped server. */
 int tct_redis_stop(tct_redis *r);
 /* SIGKILL and reap (a crash, for fault tests). Keeps port and dir for tct_redis_restart. */

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "check.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "tiercache/cache.h"
 
@@ -129,12 +130,49 @@ static inline tc_policy it_policy(it_source *s, uint32_t fresh_ms, uint32_t stal
     return p;
 }
 
+/* ---- one Redis, or a Redis Cluster -------------------------------------------------------
+ * Every test file here that runs on one Redis runs on a cluster too, unchanged: CMakeLists.txt
+ * registers it twice, "<name>" and "<name>@cluster" (with TC_TEST_CLUSTER=1). On a cluster,
+ * it_redis_port() gives the port of one node of it (the shared cluster scripts/test.sh starts,
+ * $TC_CLUSTER_NODES, or a private one), it_config() points the cache at the cluster's nodes,
+ * and the inspection helpers below (it_rint, it_rstr, it_command, it_keys) follow MOVED to the
+ * master of each key: the test's own routing, not the engine's. */
+
+static const char *it__seeds;        /* on a cluster: its nodes, "127.0.0.1:p,..." */
+static tct_cluster it__own_cluster;  /* a private one, when there is no shared one */
+
+static inline int it_on_cluster(void)
+{
+    const char *s = getenv("TC_TEST_CLUSTER");
+    return s != NULL && strcmp(s, "1") == 0;
+}
+
+static inline void it__stop_own_cluster(void)
+{
+    tct_cluster_stop(&it__own_cluster);
+}
+
+/* A private cluster of its own (stopped at exit, also when a REQUIRE fails); its first
+ * node's port, or -1. */
+static inline int it_private_cluster(void)
+{
+    if (tct_cluster_start(&it__own_cluster, 3, 5000) != 0)
+        return -1;
+    atexit(it__stop_own_cluster);
+    it__seeds = it__own_cluster.seeds;
+    return it__own_cluster.node[0].port;
+}
+
 /* ---- caches ------------------------------------------------------------------------------ */
 
 static inline void it_config(tc_config *cfg, int port, int db, const char *prefix)
 {
     tc_config_init(cfg);
-    cfg->redis_host = "127.0.0.1";
+    if (it_on_cluster()) {
+        cfg->cluster_nodes = it__seeds;
+    } else {
+        cfg->redis_host = "127.0.0.1";
+    }
     cfg->redis_port = port;
     cfg->redis_db = db;
     cfg->prefix = prefix;
@@ -248,10 +286,19 @@ static inline const char *it_source_name(tc_source s)
 /* ---- Redis ------------------------------------------------------------------------------- */
 
 /* The shared test Redis (scripts/test.sh) if there is one, else a private one in *own.
- * Returns the port, or -1. */
+ * On a cluster: the shared cluster's first node, or a private cluster's. Returns the port,
+ * or -1. */
 static inline int it_redis_port(tct_redis *own)
 {
     memset(own, 0, sizeof(*own));
+    if (it_on_cluster()) {
+        const char *shared = tct_env_cluster_nodes();
+        if (shared == NULL)
+            return it_private_cluster();
+        it__seeds = shared;
+        const char *colon = strchr(shared, ':');
+        return colon != NULL ? atoi(colon + 1) : -1;
+    }
     int port = tct_env_redis_port();
     if (port > 0)
         return port;
@@ -278,12 +325,48 @@ static inline redisContext *it_redis(int port, int db)
     return r;
 }
 
+/* Runs a command on r, or, when the answer is MOVED, on the node it names (a connection of
+ * its own, so any thread may): the reply (freeReplyObject) or NULL. */
+static inline redisReply *it_vcommand(redisContext *r, const char *fmt, va_list ap)
+{
+    va_list aq;
+    va_copy(aq, ap);
+    redisReply *rep = redisvCommand(r, fmt, aq);
+    va_end(aq);
+    for (int hops = 0; hops < 3 && rep != NULL && rep->type == REDIS_REPLY_ERROR &&
+                       strncmp(rep->str, "MOVED ", 6) == 0;
+         hops++) {
+        const char *colon = strrchr(rep->str, ':');
+        int port = colon != NULL ? atoi(colon + 1) : -1;
+        freeReplyObject(rep);
+        rep = NULL;
+        struct timeval tv = {5, 0};
+        redisContext *t = port > 0 ? redisConnectWithTimeout("127.0.0.1", port, tv) : NULL;
+        if (t != NULL && !t->err && redisSetTimeout(t, tv) == REDIS_OK) {
+            va_copy(aq, ap);
+            rep = redisvCommand(t, fmt, aq);
+            va_end(aq);
+        }
+        redisFree(t);
+    }
+    return rep;
+}
+
+static inline redisReply *it_command(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = it_vcommand(r, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
 /* Runs a command; returns its integer reply, or LLONG_MIN when it is not an integer. */
 static inline long long it_rint(redisContext *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *rep = redisvCommand(r, fmt, ap);
+    redisReply *rep = it_vcommand(r, fmt, ap);
     va_end(ap);
     long long v = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : LLONG_MIN;
     freeReplyObject(rep);
@@ -296,7 +379,7 @@ static inline long it_rstr(redisContext *r, char *out, size_t n, const char *fmt
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *rep = redisvCommand(r, fmt, ap);
+    redisReply *rep = it_vcommand(r, fmt, ap);
     va_end(ap);
     long len = -1;
     out[0] = '\0';
@@ -310,14 +393,11 @@ static inline long it_rstr(redisContext *r, char *out, size_t n, const char *fmt
     return len;
 }
 
-/* Every key of the current database (SCAN, bounded), as a malloc'd array of strdup'd
- * names; *n set. The caller frees with it_free_keys. */
-static inline char **it_keys(redisContext *r, size_t *n)
+/* Every key of r's current database (SCAN, bounded) appended to keys. */
+static inline char **it__scan(redisContext *r, char **keys, size_t *n)
 {
-    char **keys = NULL;
-    size_t cap = 0;
+    size_t cap = *n;
     char cursor[32] = "0";
-    *n = 0;
     for (int rounds = 0; rounds < 10000; rounds++) {
         redisReply *rep = redisCommand(r, "SCAN %s COUNT 1000", cursor);
         if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
@@ -338,6 +418,41 @@ static inline char **it_keys(redisContext *r, size_t *n)
         freeReplyObject(rep);
         if (strcmp(cursor, "0") == 0)
             break;
+    }
+    return keys;
+}
+
+/* The ports of the cluster's masters, as r's node sees them (CLUSTER SLOTS); their number. */
+static inline int it_masters(redisContext *r, int *ports, int max)
+{
+    redisReply *rep = redisCommand(r, "CLUSTER SLOTS");
+    int n = 0;
+    for (size_t i = 0; rep != NULL && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        int port = (int)rep->element[i]->element[2]->element[1]->integer, k = 0;
+        while (k < n && ports[k] != port)
+            k++;
+        if (k == n && n < max)
+            ports[n++] = port;
+    }
+    freeReplyObject(rep);
+    return n;
+}
+
+/* Every key of the current database (on a cluster: of every master), as a malloc'd array of
+ * strdup'd names; *n set. The caller frees with it_free_keys. */
+static inline char **it_keys(redisContext *r, size_t *n)
+{
+    char **keys = NULL;
+    *n = 0;
+    if (!it_on_cluster())
+        return it__scan(r, keys, n);
+    int ports[16], nm = it_masters(r, ports, 16);
+    for (int i = 0; i < nm; i++) {
+        struct timeval tv = {5, 0};
+        redisContext *m = redisConnectWithTimeout("127.0.0.1", ports[i], tv);
+        if (m != NULL && !m->err)
+            keys = it__scan(m, keys, n);
+        redisFree(m);
     }
     return keys;
 }

@@ -66,7 +66,27 @@
  * Size: TC_CONSISTENCY_OPS (default 100000; under ThreadSanitizer scaled down
  * to half, never below 20000) operations in all, half per phase. Prints
  * operations, reads checked, violations; zero violations are required.
- * Redis: $TC_REDIS_PORT (scripts/test.sh) or a private redis-server.
+ * Redis: $TC_REDIS_PORT (scripts/test.sh) or a private redis-server; with
+ * TC_TEST_CLUSTER=1 (consistency@cluster) a Redis Cluster: $TC_CLUSTER_NODES
+ * or a private one.
+ *
+ * Faults (TC_CONSISTENCY_FAULT, on a private cluster of 3 masters + 3 replicas,
+ * node timeout 1 s; consistency@cluster-kill, consistency@cluster-reshard):
+ * once a quarter of phase 1's reads are done, a fault thread
+ *   kill-master  SIGKILLs the master that serves the bus's slot (the meta slot,
+ *                and a third of the data); its replica takes over; then the
+ *                killed node is started again (it rejoins as a replica);
+ *   reshard      moves, under load, the meta slot and the slots of half the
+ *                phase's keys and tags to another master, one slot at a time
+ *                as redis-cli --cluster reshard does (each split 10 ms between
+ *                its two masters: ASK), then the meta slot back;
+ * and the readers go on until it is done. Zero violations are required, as
+ * without a fault. Errors (reads and invalidations that fail) are counted and
+ * timed: none before the fault began, and none after the cluster is whole
+ * again (every slot served by a running master) plus FAULT_GRACE_MS for this
+ * process to learn the new map; they are printed either way. The end-of-phase
+ * delivery check is not required across a fault (a bus that lost messages
+ * emptied its L1); the exact final reads are.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -79,6 +99,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "tiercache/cache.h"
 
@@ -107,6 +128,7 @@
 #define NWRITERS 2 /* writer i runs on instance i % NINST */
 #define RING 16384 /* returned invalidations not yet folded by every watcher */
 #define MAX_REPORTS 20
+#define FAULT_GRACE_MS 3000 /* after the cluster is whole again: map refresh, breaker probe */
 
 typedef struct keystate {
     _Atomic uint64_t truth;
@@ -149,6 +171,16 @@ static _Atomic long g_reads, g_checked_same, g_checked_cross, g_unbounded, g_not
 static _Atomic long g_writes, g_violations, g_errors, g_inv_errors, g_loads;
 static _Atomic int g_reports;
 
+/* Faults (top comment): on a private cluster. Times are monotonic ms; 0: not yet. */
+enum { FAULT_NONE, FAULT_KILL_MASTER, FAULT_RESHARD };
+static int g_fault;
+static tct_cluster g_cluster;
+static char g_prefix[64];
+static _Atomic bool g_fault_done;
+static _Atomic int64_t g_fault_began, g_fault_whole; /* the fault; the cluster whole again */
+static _Atomic int64_t g_first_error, g_last_error;
+static _Atomic long g_errors_before_fault;
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 static uint64_t rnd(uint64_t *s)
@@ -171,6 +203,23 @@ static void sleep_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
     nanosleep(&ts, NULL);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A read or an invalidation failed: when, relative to the fault. */
+static void note_error(void)
+{
+    int64_t t = now_ms(), none = 0;
+    atomic_compare_exchange_strong(&g_first_error, &none, t);
+    atomic_store(&g_last_error, t);
+    if (atomic_load(&g_fault_began) == 0)
+        atomic_fetch_add(&g_errors_before_fault, 1);
 }
 
 static double now_s(void)
@@ -272,7 +321,9 @@ static void *writer(void *arg)
         if (rc != 0) {
             atomic_fetch_add(&g_inv_errors, 1);
             atomic_fetch_add(&g_started, 1); /* a replay may publish once more */
-            fprintf(stderr, "writer %d: invalidation failed: %s\n", id, tc_strerror(rc));
+            note_error();
+            if (atomic_load(&g_inv_errors) <= 5)
+                fprintf(stderr, "writer %d: invalidation failed: %s\n", id, tc_strerror(rc));
         } else {
             published(inst, keys, snap, nk, atomic_load(&g_started));
         }
@@ -355,6 +406,7 @@ static void check_read(int inst, int k, int op)
     }
     if (rc != 0) {
         atomic_fetch_add(&g_errors, 1);
+        note_error();
         if (atomic_load(&g_errors) <= 5)
             fprintf(stderr, "read %s on instance %d: %s\n", ks->name, inst, tc_strerror(rc));
         return;
@@ -387,7 +439,8 @@ static void *reader(void *arg)
     int id = (int)(intptr_t)arg, inst = id % NINST;
     uint64_t seed = seed_for(2000 + (uint64_t)id);
     long n = g_phase->reads / NREADERS;
-    for (long i = 0; i < n; i++) {
+    /* across a fault: on until it is over */
+    for (long i = 0; i < n || (g_fault != FAULT_NONE && !atomic_load(&g_fault_done)); i++) {
         uint64_t r = rnd(&seed);
         /* half the reads on 8 hot keys, so that reads and writes collide */
         int k = (r & 1) ? (int)((r >> 8) % 8) : (int)((r >> 8) % NKEYS);
@@ -398,6 +451,97 @@ static void *reader(void *arg)
             sleep_us((long)(rnd(&seed) % (uint64_t)g_phase->reader_pause_us));
     }
     atomic_fetch_sub(&g_readers_left, 1);
+    return NULL;
+}
+
+/* ---- faults ------------------------------------------------------------------------- */
+
+static long long keyslot(const char *key)
+{
+    redisReply *rep = tct_cluster_command(&g_cluster, "CLUSTER KEYSLOT %s", key);
+    long long slot = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    return slot;
+}
+
+/* The slots of the meta keys (bus, sequence, members): where the bus listens. */
+static long long meta_slot(void)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s~{%smeta}seq", g_prefix, g_prefix);
+    return keyslot(key);
+}
+
+static void kill_master(void)
+{
+    int victim = tct_cluster_master_of(&g_cluster, (unsigned)meta_slot());
+    REQUIRE(victim >= 0);
+    atomic_store(&g_fault_began, now_ms());
+    REQUIRE(tct_cluster_kill(&g_cluster, victim) == 0);
+    REQUIRE(tct_cluster_wait_ok(&g_cluster, 60000) == 0); /* its replica took over */
+    atomic_store(&g_fault_whole, now_ms());
+    printf("fault: killed the master of the meta slot (node %d); the cluster was whole again "
+           "%lld ms later\n",
+           victim, (long long)(atomic_load(&g_fault_whole) - atomic_load(&g_fault_began)));
+    sleep_us(500000);
+    REQUIRE(tct_cluster_restart(&g_cluster, victim) == 0); /* it rejoins as a replica */
+    REQUIRE(tct_cluster_wait_ok(&g_cluster, 60000) == 0);
+}
+
+static void reshard(void)
+{
+    long long meta = meta_slot();
+    int from = tct_cluster_master_of(&g_cluster, (unsigned)meta), to = -1;
+    for (unsigned s = 0; s < 16384 && to < 0; s += 1024) { /* another master */
+        int m = tct_cluster_master_of(&g_cluster, s);
+        if (m != from)
+            to = m;
+    }
+    REQUIRE(from >= 0 && to >= 0 && to != from);
+    /* the meta slot, then the slots of half the keys and their tags (and the global tag) */
+    long long slots[4 * NKEYS + 2];
+    int n = 0;
+    slots[n++] = meta;
+    char key[256];
+    snprintf(key, sizeof(key), "%s~t:*", g_prefix);
+    slots[n++] = keyslot(key);
+    for (int k = 0; k < NKEYS; k += 2) {
+        const char *fmt[] = {"%s%s:%d", "%s~t:#%s:%d", "%s~t:%s-key-%d", "%s~t:%s-group-%d"};
+        for (int f = 0; f < 4; f++) {
+            snprintf(key, sizeof(key), fmt[f], g_prefix, g_phase->name, f == 3 ? k % NGROUPS : k);
+            long long s = keyslot(key);
+            int seen = 0;
+            for (int i = 0; i < n; i++)
+                seen |= slots[i] == s;
+            if (!seen && s >= 0)
+                slots[n++] = s;
+        }
+    }
+    atomic_store(&g_fault_began, now_ms());
+    int moved = 0;
+    for (int i = 0; i < n; i++) {
+        REQUIRE(tct_cluster_move_slot(&g_cluster, (unsigned)slots[i], to, 10) == 0);
+        moved++;
+    }
+    REQUIRE(tct_cluster_move_slot(&g_cluster, (unsigned)meta, from, 10) == 0); /* and back */
+    REQUIRE(tct_cluster_wait_ok(&g_cluster, 60000) == 0);
+    atomic_store(&g_fault_whole, now_ms());
+    printf("fault: moved %d slots (the meta slot among them) to node %d under load, and the meta "
+           "slot back to node %d, in %lld ms\n",
+           moved, to, from,
+           (long long)(atomic_load(&g_fault_whole) - atomic_load(&g_fault_began)));
+}
+
+static void *fault_thread(void *arg)
+{
+    long target = (long)(intptr_t)arg;
+    while (atomic_load(&g_reads) < target)
+        sleep_us(1000);
+    if (g_fault == FAULT_KILL_MASTER)
+        kill_master();
+    else
+        reshard();
+    atomic_store(&g_fault_done, true);
     return NULL;
 }
 
@@ -423,6 +567,24 @@ static void phase_init(phase *ph)
                               .loader_ctx = ph};
         ks->pol_no_l1 = ks->pol;
         ks->pol_no_l1.flags = TC_POLICY_NO_L1;
+    }
+}
+
+/* Across a fault the count above cannot be met (failed invalidations are replayed
+ * collapsed): waits (bounded) until neither bus has had a message for 300 ms. */
+static void wait_quiet(void)
+{
+    uint64_t last[NINST] = {0};
+    int quiet = 0;
+    for (int i = 0; i < 1000 && quiet < 30; i++) {
+        bool same = true;
+        for (int k = 0; k < NINST; k++) {
+            uint64_t now = bus_messages(k);
+            same = same && now == last[k];
+            last[k] = now;
+        }
+        quiet = same ? quiet + 1 : 0;
+        sleep_us(10000);
     }
 }
 
@@ -475,7 +637,11 @@ static void run_phase(phase *ph)
     long viol0 = atomic_load(&g_violations);
     double t0 = now_s();
 
-    pthread_t w[NINST], wr[NWRITERS], rd[NREADERS];
+    pthread_t w[NINST], wr[NWRITERS], rd[NREADERS], ft;
+    bool faulting = g_fault != FAULT_NONE && !atomic_load(&g_fault_done);
+    if (faulting) /* once a quarter of this phase's reads are done */
+        REQUIRE(pthread_create(&ft, NULL, fault_thread,
+                               (void *)(intptr_t)(reads0 + ph->reads / 4)) == 0);
     for (int i = 0; i < NINST; i++)
         REQUIRE(pthread_create(&w[i], NULL, watcher, (void *)(intptr_t)i) == 0);
     for (int i = 0; i < NREADERS; i++)
@@ -486,10 +652,17 @@ static void run_phase(phase *ph)
         pthread_join(rd[i], NULL);
     for (int i = 0; i < NWRITERS; i++)
         pthread_join(wr[i], NULL);
+    if (faulting)
+        pthread_join(ft, NULL);
 
-    /* Quiescent check: every invalidation returned and delivered; every read is exact. */
-    bool delivered = wait_delivered();
-    CHECK(delivered);
+    /* Quiescent check: every invalidation returned and delivered; every read is exact.
+     * Once a fault happened a bus may have lost messages (it emptied its L1 then): the
+     * buses are only waited for to go quiet; the exact reads are required all the same. */
+    bool delivered = true;
+    if (g_fault == FAULT_NONE)
+        CHECK(delivered = wait_delivered());
+    else
+        wait_quiet();
     atomic_store(&g_stop_watchers, true);
     for (int i = 0; i < NINST; i++)
         pthread_join(w[i], NULL);
@@ -539,21 +712,41 @@ int main(void)
         ops = v;
     }
 
+    const char *fault = getenv("TC_CONSISTENCY_FAULT");
+    const char *on_cluster = getenv("TC_TEST_CLUSTER");
+    bool cluster = on_cluster != NULL && strcmp(on_cluster, "1") == 0;
+    if (fault != NULL && *fault != '\0') {
+        g_fault = strcmp(fault, "kill-master") == 0 ? FAULT_KILL_MASTER
+                  : strcmp(fault, "reshard") == 0   ? FAULT_RESHARD
+                                                    : -1;
+        REQUIRE(g_fault > 0 && cluster);
+    }
     tct_redis srv = {0};
-    int port = tct_env_redis_port();
-    if (port < 0) {
+    int port = -1;
+    const char *seeds = NULL;
+    if (cluster) {
+        seeds = g_fault == FAULT_NONE ? tct_env_cluster_nodes() : NULL;
+        if (seeds == NULL) { /* a fault is made on a private one, with a fast failover */
+            REQUIRE(tct_cluster_start(&g_cluster, 3, g_fault == FAULT_NONE ? 5000 : 1000) == 0);
+            seeds = g_cluster.seeds;
+        }
+    } else if ((port = tct_env_redis_port()) < 0) {
         REQUIRE(tct_redis_start(&srv) == 0);
         port = srv.port;
     }
 
-    char prefix[64];
-    snprintf(prefix, sizeof(prefix), "tcconsistency:%ld:%llx:", (long)getpid(),
+    char *prefix = g_prefix;
+    snprintf(g_prefix, sizeof(g_prefix), "tcconsistency:%ld:%llx:", (long)getpid(),
              (unsigned long long)(seed_for(0) & 0xffffff));
     for (int i = 0; i < NINST; i++) {
         tc_config cfg;
         tc_config_init(&cfg);
-        cfg.redis_host = "127.0.0.1";
-        cfg.redis_port = port;
+        if (cluster) {
+            cfg.cluster_nodes = seeds;
+        } else {
+            cfg.redis_host = "127.0.0.1";
+            cfg.redis_port = port;
+        }
         cfg.prefix = prefix;
         /* Generous: a timed-out call would make the cross-instance bound unsound. */
         cfg.redis_timeout_ms = 5000;
@@ -601,8 +794,11 @@ int main(void)
         ph->writes_max = per_phase / NWRITERS;
     }
     printf("consistency: %ld operations requested (%s), %d keys, %d readers + %d writers on %d "
-           "instances, redis 127.0.0.1:%d prefix %s\n",
-           ops, TC_BUILD_KIND, NKEYS, NREADERS, NWRITERS, NINST, port, prefix);
+           "instances, %s %s%s%d prefix %s%s%s\n",
+           ops, TC_BUILD_KIND, NKEYS, NREADERS, NWRITERS, NINST,
+           cluster ? "Redis Cluster" : "redis", cluster ? seeds : "127.0.0.1:",
+           cluster ? " " : "", cluster ? 3 : port, prefix, fault != NULL ? ", fault " : "",
+           fault != NULL ? fault : "");
     run_phase(&p1);
     run_phase(&p2);
 
@@ -620,17 +816,44 @@ int main(void)
            atomic_load(&g_notfound), atomic_load(&g_errors), atomic_load(&g_inv_errors),
            atomic_load(&g_violations));
 
+    if (cluster)
+        printf("cluster: moved %llu ask %llu retries %llu down %llu map refreshes %llu "
+               "(both instances)\n",
+               (unsigned long long)(m0.cluster_moved + m1.cluster_moved),
+               (unsigned long long)(m0.cluster_ask + m1.cluster_ask),
+               (unsigned long long)(m0.cluster_retries + m1.cluster_retries),
+               (unsigned long long)(m0.cluster_down + m1.cluster_down),
+               (unsigned long long)(m0.cluster_refreshes + m1.cluster_refreshes));
     CHECK(reads + writes >= ops - 2 * NREADERS);
     CHECK_EQ_INT(atomic_load(&g_violations), 0);
-    CHECK_EQ_INT(atomic_load(&g_errors), 0);
-    CHECK_EQ_INT(atomic_load(&g_inv_errors), 0);
-    CHECK_EQ_INT(m0.redis_errors + m1.redis_errors, 0);
-    CHECK_EQ_INT(m0.bus_reconnects + m1.bus_reconnects, 0);
     CHECK(atomic_load(&g_checked_same) > 0 && atomic_load(&g_checked_cross) > 0);
+    if (g_fault == FAULT_NONE) {
+        CHECK_EQ_INT(atomic_load(&g_errors), 0);
+        CHECK_EQ_INT(atomic_load(&g_inv_errors), 0);
+        CHECK_EQ_INT(m0.redis_errors + m1.redis_errors, 0);
+        CHECK_EQ_INT(m0.bus_reconnects + m1.bus_reconnects, 0);
+    } else {
+        int64_t began = atomic_load(&g_fault_began), whole = atomic_load(&g_fault_whole);
+        int64_t first = atomic_load(&g_first_error), last = atomic_load(&g_last_error);
+        printf("fault: %ld read errors, %ld invalidation errors, redis errors %llu; first %lld ms "
+               "and last %lld ms after the fault began; the cluster was whole again at %lld ms\n",
+               atomic_load(&g_errors), atomic_load(&g_inv_errors),
+               (unsigned long long)(m0.redis_errors + m1.redis_errors),
+               first ? (long long)(first - began) : -1LL, last ? (long long)(last - began) : -1LL,
+               (long long)(whole - began));
+        CHECK(began > 0 && whole >= began);
+        CHECK_EQ_INT(atomic_load(&g_errors_before_fault), 0);
+        if (!CHECK(last == 0 || last <= whole + FAULT_GRACE_MS))
+            fprintf(stderr, "errors went on %lld ms after the cluster was whole again\n",
+                    (long long)(last - whole));
+        if (g_fault == FAULT_RESHARD) /* a slot always had a master: nothing failed */
+            CHECK_EQ_INT(atomic_load(&g_errors) + atomic_load(&g_inv_errors), 0);
+    }
 
     for (int i = 0; i < NINST; i++)
         tc_cache_destroy(g_cache[i]);
     if (srv.pid > 0)
         tct_redis_stop(&srv);
+    tct_cluster_stop(&g_cluster);
     return check_report();
 }

@@ -13,17 +13,25 @@
  *      hash (source L2), without running its loader; then from its own L1.
  *   8  tc_rate_take (the shared login limit): its bucket is <prefix>~rl:<name> in the
  *      configured database, with a TTL; two instances share it; the burst+1st take is refused.
+ *
+ * keys@cluster: the same on a private Redis Cluster (3 masters, 3 replicas), where there is
+ * one database: database 0 holds everything, a cache asking for database 3 is refused, and
+ * the keys documented for a cluster are there instead of ~inc and ~members:<db>: an
+ * incarnation marker ~inc{...} for each master the cache talked to, in that master's lowest
+ * slot, naming its run_id; ~{<prefix>meta}members; the bus is the shard channel
+ * ~{<prefix>meta}bus. Commands are counted on every master.
  */
 #include "cache/internal.h" /* tc__record_decode: read the engine's record as stored */
 #include "common.h"
 
-#define DB 3
+#define DB (it_on_cluster() ? 0 : 3) /* a cluster has database 0 only */
 #define PREFIX "app1:"
 #define FRESH_MS 100000u
 #define STALE_MS 200000u
 
 static tct_redis server;
-static redisContext *db3, *db0;
+static int port; /* the server's, or a node of the private cluster */
+static redisContext *db3, *db0; /* on a cluster, both database 0 */
 
 /* ---- another application's keys, and a snapshot of them ------------------------------ */
 
@@ -49,11 +57,11 @@ static void describe(redisContext *r, const char *key, char *type, size_t tn, ch
     value[0] = '\0';
     redisReply *rep = NULL;
     if (strcmp(type, "string") == 0)
-        rep = redisCommand(r, "GET %s", key);
+        rep = it_command(r, "GET %s", key);
     else if (strcmp(type, "list") == 0)
-        rep = redisCommand(r, "LRANGE %s 0 -1", key);
+        rep = it_command(r, "LRANGE %s 0 -1", key);
     else if (strcmp(type, "hash") == 0)
-        rep = redisCommand(r, "HGETALL %s", key);
+        rep = it_command(r, "HGETALL %s", key);
     if (rep == NULL)
         return;
     if (rep->type == REDIS_REPLY_STRING) {
@@ -69,12 +77,12 @@ static void describe(redisContext *r, const char *key, char *type, size_t tn, ch
 
 static void setup_foreign_keys(void)
 {
-    freeReplyObject(redisCommand(db3, "RPUSH bull:queue:1 job-1 job-2 job-3"));
-    freeReplyObject(redisCommand(db3, "HSET bull:x state active attempts 2"));
-    freeReplyObject(redisCommand(db3, "SET other:y hello PX 600000"));
+    freeReplyObject(it_command(db3, "RPUSH bull:queue:1 job-1 job-2 job-3"));
+    freeReplyObject(it_command(db3, "HSET bull:x state active attempts 2"));
+    freeReplyObject(it_command(db3, "SET other:y hello PX 600000"));
     /* Share the prefix's first characters without being under it. */
-    freeReplyObject(redisCommand(db3, "SET app1 bare"));
-    freeReplyObject(redisCommand(db3, "SADD app1-not-ours m1 m2"));
+    freeReplyObject(it_command(db3, "SET app1 bare"));
+    freeReplyObject(it_command(db3, "SADD app1-not-ours m1 m2"));
     for (size_t i = 0; i < NFOREIGN; i++) {
         foreign *f = &foreigners[i];
         describe(db3, f->key, f->type, sizeof(f->type), f->value, sizeof(f->value));
@@ -84,7 +92,8 @@ static void setup_foreign_keys(void)
     CHECK_EQ_STR(foreigners[1].type, "hash");
     CHECK_EQ_STR(foreigners[2].type, "string");
     CHECK(foreigners[2].pttl > 0);
-    freeReplyObject(redisCommand(db0, "SET db0:marker untouched"));
+    if (!it_on_cluster())
+        freeReplyObject(redisCommand(db0, "SET db0:marker untouched"));
 }
 
 /* Every foreign key has its type, value and TTL (never extended, never dropped). */
@@ -101,6 +110,8 @@ static void check_foreign_untouched(const char *after)
             fprintf(stderr, "    after %s: %s is %s '%s' pttl %lld (was %s '%s' pttl %lld)\n",
                     after, f->key, type, value, pttl, f->type, f->value, f->pttl);
     }
+    if (it_on_cluster())
+        return; /* one database */
     char v[64];
     it_rstr(db0, v, sizeof(v), "GET db0:marker");
     CHECK_EQ_STR(v, "untouched");
@@ -131,10 +142,88 @@ static void check_only_prefixed_keys(const char *after)
 
 static it_source source_a, source_b;
 
+/* ---- on a cluster: where a key is, per the cluster itself -------------------------------- */
+
+/* The port of the master that serves key's slot (CLUSTER KEYSLOT, CLUSTER SLOTS), and
+ * that master's lowest slot; -1 if unknown. */
+static int master_of_key(const char *key, long long *lowest)
+{
+    long long slot = it_rint(db3, "CLUSTER KEYSLOT %s", key);
+    redisReply *rep = redisCommand(db3, "CLUSTER SLOTS");
+    int master = -1;
+    for (size_t i = 0; rep != NULL && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        redisReply *e = rep->element[i];
+        if (slot >= e->element[0]->integer && slot <= e->element[1]->integer)
+            master = (int)e->element[2]->element[1]->integer;
+    }
+    *lowest = 16384;
+    for (size_t i = 0; rep != NULL && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
+        redisReply *e = rep->element[i];
+        if (e->element[2]->element[1]->integer == master && e->element[0]->integer < *lowest)
+            *lowest = e->element[0]->integer;
+    }
+    freeReplyObject(rep);
+    return master;
+}
+
+/* The run_id of the Redis on port. */
+static void run_id_of(int on_port, char *out, size_t n)
+{
+    redisContext *r = it_redis(on_port, 0);
+    redisReply *rep = r != NULL ? redisCommand(r, "INFO server") : NULL;
+    const char *at = rep != NULL && rep->type == REDIS_REPLY_STRING ? strstr(rep->str, "run_id:")
+                                                                    : NULL;
+    snprintf(out, n, "%.*s", at != NULL ? (int)strcspn(at + 7, "\r\n") : 0, at != NULL ? at + 7 : "");
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
+/* Exactly the keys documented for a cluster: the value, its tags' counters, the members,
+ * and one incarnation marker per master talked to — in that master's lowest slot, naming
+ * its process. */
+static void check_cluster_keys(void)
+{
+    static const char *const exact[] = {PREFIX "user:1", PREFIX "~t:*", PREFIX "~t:#user:1",
+                                        PREFIX "~t:team:7", PREFIX "~{" PREFIX "meta}members"};
+    enum { NEXACT = sizeof(exact) / sizeof(exact[0]) };
+    int masters[NEXACT], nmasters = 0;
+    for (size_t i = 0; i < NEXACT; i++) {
+        if (!CHECK(it_rint(db3, "EXISTS %s", exact[i]) == 1))
+            fprintf(stderr, "    missing %s\n", exact[i]);
+        long long lowest;
+        int m = master_of_key(exact[i], &lowest), k = 0;
+        while (k < nmasters && masters[k] != m)
+            k++;
+        if (k == nmasters)
+            masters[nmasters++] = m;
+    }
+    size_t n, markers = 0, ours = 0;
+    char **keys = it_keys(db3, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (is_foreign(keys[i]))
+            continue;
+        ours++;
+        if (!it_starts_with(keys[i], PREFIX "~inc{"))
+            continue;
+        markers++;
+        long long lowest, slot = it_rint(db3, "CLUSTER KEYSLOT %s", keys[i]);
+        int m = master_of_key(keys[i], &lowest);
+        char run[64], marked[64];
+        run_id_of(m, run, sizeof(run));
+        it_rstr(db3, marked, sizeof(marked), "GET %s", keys[i]);
+        if (!CHECK(slot == lowest && strcmp(run, marked) == 0 && run[0] != '\0'))
+            fprintf(stderr, "    marker %s: slot %lld (master's lowest %lld), names '%s', the "
+                    "master is '%s'\n", keys[i], slot, lowest, marked, run);
+    }
+    it_free_keys(keys, n);
+    CHECK_EQ_INT(markers, nmasters);
+    CHECK_EQ_INT(ours, NEXACT + markers);
+}
+
 static void test_entries_live_under_prefix_in_db_with_ttl(void)
 {
     tc_config cfg;
-    it_config(&cfg, server.port, DB, PREFIX);
+    it_config(&cfg, port, DB, PREFIX);
     tc_cache *a = it_cache(&cfg);
     REQUIRE(a != NULL);
     tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
@@ -147,6 +236,9 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
 
     /* Exactly the documented keys: the value, one counter per tag, the marker of the
      * Redis process written through, and the members of the fleet (this instance). */
+    if (it_on_cluster())
+        check_cluster_keys();
+    else {
     static const char *const expected[] = {PREFIX "user:1",    PREFIX "~t:*",
                                            PREFIX "~t:#user:1", PREFIX "~t:team:7",
                                            PREFIX "~inc",      PREFIX "~members:3"};
@@ -161,6 +253,7 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
     for (size_t i = 0; i < NEXPECTED; i++)
         if (!CHECK(it_rint(db3, "EXISTS %s", expected[i]) == 1))
             fprintf(stderr, "    missing %s\n", expected[i]);
+    }
     check_only_prefixed_keys("get_or_load");
     check_foreign_untouched("get_or_load");
 
@@ -168,7 +261,7 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
     char type[16];
     it_rstr(db3, type, sizeof(type), "TYPE %s", PREFIX "user:1");
     CHECK_EQ_STR(type, "string");
-    redisReply *rep = redisCommand(db3, "GET %s", PREFIX "user:1");
+    redisReply *rep = it_command(db3, "GET %s", PREFIX "user:1");
     REQUIRE(rep != NULL && rep->type == REDIS_REPLY_STRING);
     tc__record rec;
     CHECK_EQ_INT(tc__record_decode(rep->str, rep->len, &rec), 0);
@@ -187,17 +280,36 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
                 (long long)elapsed + 2);
 
     /* Tag counters outlive the entry, and start at a random epoch (not 1). */
-    for (size_t i = 1; i < 4; i++) {
-        long long tp = it_rint(db3, "PTTL %s", expected[i]);
+    static const char *const tags[] = {PREFIX "~t:*", PREFIX "~t:#user:1", PREFIX "~t:team:7"};
+    for (size_t i = 0; i < 3; i++) {
+        long long tp = it_rint(db3, "PTTL %s", tags[i]);
         if (!CHECK(tp == -1 || tp >= pttl))
-            fprintf(stderr, "    %s PTTL %lld < entry's %lld\n", expected[i], tp, pttl);
+            fprintf(stderr, "    %s PTTL %lld < entry's %lld\n", tags[i], tp, pttl);
         char v[32];
-        it_rstr(db3, v, sizeof(v), "GET %s", expected[i]);
+        it_rstr(db3, v, sizeof(v), "GET %s", tags[i]);
         if (!CHECK(strtoll(v, NULL, 10) > 1000000000LL))
-            fprintf(stderr, "    %s = '%s': not a random epoch\n", expected[i], v);
+            fprintf(stderr, "    %s = '%s': not a random epoch\n", tags[i], v);
     }
 
-    /* Nothing in database 0 but its own marker; the bus channel is under the prefix too. */
+    /* Nothing in database 0 but its own marker; the bus channel is under the prefix too
+     * (on a cluster: a shard channel of the meta slot, on the master that serves it). */
+    if (it_on_cluster()) {
+        long long lowest;
+        redisContext *meta = it_redis(master_of_key(PREFIX "~{" PREFIX "meta}bus", &lowest), 0);
+        REQUIRE(meta != NULL);
+        rep = redisCommand(meta, "PUBSUB SHARDCHANNELS *");
+        REQUIRE(rep != NULL && rep->type == REDIS_REPLY_ARRAY);
+        int bus_seen = 0;
+        for (size_t i = 0; i < rep->elements; i++) {
+            CHECK(it_starts_with(rep->element[i]->str, PREFIX));
+            bus_seen += strcmp(rep->element[i]->str, PREFIX "~{" PREFIX "meta}bus") == 0;
+        }
+        CHECK_EQ_INT(bus_seen, 1);
+        freeReplyObject(rep);
+        redisFree(meta);
+        tc_cache_destroy(a);
+        return;
+    }
     CHECK_EQ_INT(it_rint(db0, "DBSIZE"), 1);
     rep = redisCommand(db3, "PUBSUB CHANNELS *");
     REQUIRE(rep != NULL && rep->type == REDIS_REPLY_ARRAY);
@@ -214,7 +326,7 @@ static void test_entries_live_under_prefix_in_db_with_ttl(void)
 static void test_l2_hit_from_second_instance(void)
 {
     tc_config cfg;
-    it_config(&cfg, server.port, DB, PREFIX);
+    it_config(&cfg, port, DB, PREFIX);
     tc_cache *a = it_cache(&cfg), *b = it_cache(&cfg);
     REQUIRE(a != NULL && b != NULL);
     tc_policy pa = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
@@ -257,7 +369,7 @@ static void test_l2_hit_from_second_instance(void)
 static void test_foreign_keys_untouched_by_every_operation(void)
 {
     tc_config cfg;
-    it_config(&cfg, server.port, DB, PREFIX);
+    it_config(&cfg, port, DB, PREFIX);
     tc_cache *a = it_cache(&cfg);
     REQUIRE(a != NULL);
     tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
@@ -307,10 +419,11 @@ static void test_foreign_keys_untouched_by_every_operation(void)
     check_foreign_untouched("destroy");
 }
 
-/* calls=N of cmdstat_<cmd> in INFO commandstats; 0 when the command never ran, -1 on error. */
-static long long command_calls(const char *cmd)
+/* calls=N of cmdstat_<cmd> in INFO commandstats of r; 0 when the command never ran, -1 on
+ * error. */
+static long long calls_on(redisContext *r, const char *cmd)
 {
-    redisReply *rep = redisCommand(db0, "INFO commandstats");
+    redisReply *rep = redisCommand(r, "INFO commandstats");
     long long calls = -1;
     if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
         char want[64];
@@ -322,10 +435,26 @@ static long long command_calls(const char *cmd)
     return calls;
 }
 
+/* The same over the server, or every master of the cluster. */
+static long long command_calls(const char *cmd)
+{
+    if (!it_on_cluster())
+        return calls_on(db0, cmd);
+    int ports[16], n = it_masters(db0, ports, 16);
+    long long calls = n > 0 ? 0 : -1;
+    for (int i = 0; i < n && calls >= 0; i++) {
+        redisContext *r = it_redis(ports[i], 0);
+        long long c = r != NULL ? calls_on(r, cmd) : -1;
+        calls = c >= 0 ? calls + c : -1;
+        redisFree(r);
+    }
+    return calls;
+}
+
 static void test_no_flush_and_clear_scans_nothing(void)
 {
     tc_config cfg;
-    it_config(&cfg, server.port, DB, PREFIX);
+    it_config(&cfg, port, DB, PREFIX);
     tc_cache *a = it_cache(&cfg);
     REQUIRE(a != NULL);
     tc_policy p = it_policy(&source_a, FRESH_MS, STALE_MS, "team:7");
@@ -350,7 +479,7 @@ static void test_no_flush_and_clear_scans_nothing(void)
 static void test_shared_rate_limit(void)
 {
     tc_config cfg;
-    it_config(&cfg, server.port, DB, PREFIX);
+    it_config(&cfg, port, DB, PREFIX);
     tc_cache *a = it_cache(&cfg), *b = it_cache(&cfg);
     REQUIRE(a != NULL && b != NULL);
     int64_t ms = -1;
@@ -366,7 +495,8 @@ static void test_shared_rate_limit(void)
     CHECK_EQ_INT(tc_rate_take(a, "login:y", 3, 1, &ms), 1); /* another bucket */
     long long pttl = it_rint(db3, "PTTL %s", PREFIX "~rl:login:x");
     CHECK(pttl > 120000 && pttl <= 180000); /* empty now, full again in three minutes */
-    CHECK_EQ_INT(it_rint(db0, "EXISTS %s", PREFIX "~rl:login:x"), 0);
+    if (!it_on_cluster())
+        CHECK_EQ_INT(it_rint(db0, "EXISTS %s", PREFIX "~rl:login:x"), 0);
     check_foreign_untouched("rate_take");
 
     CHECK_EQ_INT(tc_rate_take(a, "", 3, 1, &ms), TC_EINVAL);
@@ -400,7 +530,7 @@ static void test_l2_budget_bounds_what_is_stored(void)
 {
     static const char *const pfx = "it-keys-budget:";
     tc_config cfg;
-    it_config(&cfg, server.port, DB, pfx);
+    it_config(&cfg, port, DB, pfx);
     cfg.l2_budget_keys = 5;
     cfg.log = count_lines;
     tc_cache *c = it_cache(&cfg);
@@ -429,11 +559,26 @@ static void test_l2_budget_bounds_what_is_stored(void)
     tc_cache_destroy(c);
 }
 
+/* A cluster has one database: a cache that asks for another is refused at once. */
+static void test_cluster_refuses_another_database(void)
+{
+    tc_config cfg;
+    it_config(&cfg, port, 3, PREFIX);
+    int err = 0;
+    CHECK(tc_cache_create(&cfg, &err) == NULL);
+    CHECK_EQ_INT(err, TC_EINVAL);
+}
+
 int main(void)
 {
-    REQUIRE(tct_redis_start(&server) == 0);
-    db3 = it_redis(server.port, DB);
-    db0 = it_redis(server.port, 0);
+    if (it_on_cluster()) { /* a private one: its command counts are ours */
+        REQUIRE((port = it_private_cluster()) > 0);
+    } else {
+        REQUIRE(tct_redis_start(&server) == 0);
+        port = server.port;
+    }
+    db3 = it_redis(port, DB);
+    db0 = it_redis(port, 0);
     REQUIRE(db3 != NULL && db0 != NULL);
     it_source_init(&source_a, "v1");
     it_source_init(&source_b, "b-would-load");
@@ -445,6 +590,8 @@ int main(void)
     test_no_flush_and_clear_scans_nothing();
     test_shared_rate_limit();
     test_l2_budget_bounds_what_is_stored();
+    if (it_on_cluster())
+        test_cluster_refuses_another_database();
 
     redisFree(db3);
     redisFree(db0);
