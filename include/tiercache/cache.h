@@ -91,6 +91,9 @@ typedef struct tc_config {
      * no other); redis_password applies to every node. docs/cache.md, "On a
      * Redis Cluster". redis_host/port and sentinels are then ignored. */
     const char *cluster_nodes;
+    /* How often the cluster's slot map is asked again; a redirection or a master
+     * that fails asks sooner (at most every 50 ms). Default 1000. */
+    int cluster_refresh_ms;
     int redis_port;             /* default 6379 */
     int redis_db;               /* SELECT index, default 0 */
     const char *redis_password; /* AUTH, or NULL */

@@ -287,6 +287,8 @@ static void *bus_thread(void *arg)
                 b->h.unreachable(b->h.ctx, b->cause);
                 said_down = true;
             }
+            if (b->sharded && b->h.stale != NULL) /* e.g. MOVED: the slot map is old */
+                b->h.stale(b->h.ctx);
             b->h.tick(b->h.ctx);
             stopping = nap(b, backoff);
             backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;

@@ -1268,6 +1268,12 @@ static void bus_unreachable(void *ctx, const char *cause)
         "trying again", cause);
 }
 
+static void bus_stale(void *ctx)
+{
+    tc_cache *c = ctx;
+    tc__redis_refresh_soon(c->redis);
+}
+
 static int bus_address(void *ctx, char *host, size_t n, int *port)
 {
     tc_cache *c = ctx;
@@ -1384,6 +1390,15 @@ void tc_config_init(tc_config *cfg)
     cfg->wait_timeout_ms = 5000;
     cfg->pending_invalidations_max = 4096;
     cfg->lease_ms = 250;
+    cfg->cluster_refresh_ms = 1000;
+}
+
+/* A list of cluster nodes that reads as one ("host:port[,host:port...]"). */
+static bool nodes_ok(const char *list)
+{
+    char hosts[16][256];
+    int ports[16];
+    return tc__sentinel_parse(list, hosts, ports, 16) > 0;
 }
 
 tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
@@ -1397,7 +1412,9 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         cfg->pending_invalidations_max <= 0 || cfg->redis_db < 0 || cfg->lease_ms < 5 ||
         cfg->lease_ms > 60000 ||
         /* a cluster has one database, and is not found through sentinels */
-        (cfg->cluster_nodes != NULL && (cfg->redis_db != 0 || cfg->sentinels != NULL)) ||
+        (cfg->cluster_nodes != NULL &&
+         (cfg->redis_db != 0 || cfg->sentinels != NULL || cfg->cluster_refresh_ms < 50 ||
+          !nodes_ok(cfg->cluster_nodes))) ||
         (cfg->l1_max_bytes > 0 && (cfg->l1_shards <= 0 || (cfg->l1_shards & (cfg->l1_shards - 1)))))
         goto fail;
     err = TC_ENOMEM;
@@ -1461,6 +1478,7 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
                                  .node = bus_node,
                                  .lost = bus_lost,
                                  .unreachable = bus_unreachable,
+                                 .stale = bus_stale,
                                  .message = bus_message,
                                  .direct = bus_direct,
                                  .pong = bus_pong,

@@ -5,8 +5,9 @@
  *
  * Routing. A command goes to the master the slot map names for its key's
  * slot. The map is CLUSTER SLOTS, asked of a node that answers (the masters
- * known, then the seeds): at start, every REFRESH_EVERY_MS on use, and at most
- * REFRESH_MIN_MS after a redirection or a master that failed. MOVED: the new
+ * known, then the seeds): at start, every cluster_refresh_ms (1 s) on use and
+ * on the bus thread's tick, and at most REFRESH_MIN_MS after a redirection or
+ * a master that failed. MOVED: the new
  * master goes into the map at once and the command is sent there. ASK: the
  * command is sent once to the node named, after ASKING; the map stays (the
  * slot is being moved). TRYAGAIN (a script's keys split by a migration): sent
@@ -96,7 +97,6 @@
 
 #define NODES_MAX 64 /* masters' addresses remembered (kept until the cache goes) */
 #define SEEDS_MAX 16
-#define REFRESH_EVERY_MS 1000
 #define REFRESH_MIN_MS 50 /* between refreshes asked for by a redirection or a failure */
 #define RETRY_SLEEP_MS 5  /* before a TRYAGAIN or a fenced invalidation is sent again */
 #define ROUNDS_MAX 4      /* rounds of redirections per batch */
@@ -465,7 +465,8 @@ static void maybe_refresh(tc__cluster *cl)
     if (now >= atomic_load(&cl->refresh_at)) {
         int rc = refresh(cl);
         atomic_store(&cl->refreshed_at, now);
-        atomic_store(&cl->refresh_at, now + (rc == 0 ? REFRESH_EVERY_MS : REFRESH_MIN_MS));
+        atomic_store(&cl->refresh_at,
+                     now + (rc == 0 ? (uint64_t)cl->cfg.cluster_refresh_ms : REFRESH_MIN_MS));
     }
     pthread_mutex_unlock(&cl->refresh_lock);
 }
@@ -1192,6 +1193,11 @@ bool tc__cluster_breaker_open(tc__cluster *cl)
         open = owns[i] && tc__redis_breaker_open(cl->nodes[i]->r);
     pthread_rwlock_unlock(&cl->lock);
     return open;
+}
+
+void tc__cluster_refresh_soon(tc__cluster *cl)
+{
+    want_refresh(cl);
 }
 
 void tc__cluster_cause(tc__cluster *cl, char *out, size_t n)

@@ -87,6 +87,7 @@ struct redisReply *tc__cluster_script(tc__cluster *cl, int script, int nkeys, in
  * TC_EREDIS when none is known. Refreshes the slot map first when it is due. */
 int tc__cluster_address(tc__cluster *cl, char *host, size_t n, int *port);
 bool tc__cluster_breaker_open(tc__cluster *cl); /* any master's */
+void tc__cluster_refresh_soon(tc__cluster *cl);
 void tc__cluster_cause(tc__cluster *cl, char *out, size_t n);
 
 #endif

@@ -259,6 +259,8 @@ bool tc__redis_release(tc__redis *r, tc__redis_conn c, bool healthy);
 bool tc__redis_breaker_open(tc__redis *r);
 /* Why the last command or dial failed (for a log line). */
 void tc__redis_cause(tc__redis *r, char *out, size_t n);
+/* On a cluster: read the slot map again soon (within 50 ms); else nothing. */
+void tc__redis_refresh_soon(tc__redis *r);
 /* The address commands go to now. 0, or TC_EINVAL if host does not fit in n. */
 int tc__redis_address(tc__redis *r, char *host, size_t n, int *port);
 /* Moves commands to another address (a failover): connections to the old one
@@ -281,6 +283,8 @@ typedef struct tc__bus_handler {
     void (*lost)(void *ctx, const char *cause);
     /* no subscription could be made, and why (once until one is made) */
     void (*unreachable)(void *ctx, const char *cause);
+    /* sharded: a subscription could not be made (where to is asked again next) */
+    void (*stale)(void *ctx);
     void (*message)(void *ctx, const char *msg, size_t len); /* on the shared channel */
     void (*direct)(void *ctx, const char *msg, size_t len);  /* on this instance's own */
     /* the PONG of a ping sent at sent_us (monotonic): every message published
@@ -364,7 +368,8 @@ void tc__fleet_wait_acks(tc__fleet *f, tc__fleet_wait *w);
 
 typedef struct tc__sentinel tc__sentinel;
 
-/* "host:port,host:port" into hosts/ports; the count, or TC_EINVAL. Pure. */
+/* "host:port,host:port" into hosts/ports (a cluster's nodes too); the count, or
+ * TC_EINVAL (an empty item, a port out of 1..65535, more than max). Pure. */
 int tc__sentinel_parse(const char *list, char (*hosts)[256], int *ports, int max);
 /* Asks the sentinels of list for master's address once (it may not be known:
  * tc__sentinel_master says); NULL if list is malformed or on ENOMEM. Nothing

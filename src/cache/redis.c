@@ -413,6 +413,12 @@ void tc__redis_cause(tc__redis *r, char *out, size_t n)
     pthread_mutex_unlock(&r->lock);
 }
 
+void tc__redis_refresh_soon(tc__redis *r)
+{
+    if (r->cluster != NULL)
+        tc__cluster_refresh_soon(r->cluster);
+}
+
 bool tc__redis_breaker_open(tc__redis *r)
 {
     if (r->cluster != NULL)

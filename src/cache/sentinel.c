@@ -45,7 +45,7 @@ int tc__sentinel_parse(const char *list, char (*hosts)[256], int *ports, int max
 {
     int n = 0;
     const char *p = list;
-    while (p != NULL && *p != '\0') {
+    while (p != NULL) { /* every item, also an empty one after a comma: refused */
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
         const char *colon = NULL;

@@ -316,19 +316,44 @@ int tct_cluster_restart(tct_cluster *cl, int i)
     return tct_redis_restart(&cl->node[i]);
 }
 
-int tct_cluster_move_slot(tct_cluster *cl, unsigned slot, int to, int pause_ms)
+/* The master of slot, where it is migrating from while it is open. */
+static int source_of(tct_cluster *cl, unsigned slot)
 {
-    int from = tct_cluster_master_of(cl, slot);
+    return tct_cluster_master_of(cl, slot);
+}
+
+int tct_cluster_slot_open(tct_cluster *cl, unsigned slot, int to)
+{
+    int from = source_of(cl, slot);
     char from_id[41], to_id[41];
-    if (from < 0 || to < 0 || to >= cl->n || tct_cluster_id(cl, from, from_id) != 0 ||
+    if (from < 0 || to < 0 || to >= cl->n || from == to || tct_cluster_id(cl, from, from_id) != 0 ||
         tct_cluster_id(cl, to, to_id) != 0)
         return -1;
-    if (from == to)
+    return ok_reply(on(cl, to, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id)) &&
+                   ok_reply(on(cl, from, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id))
+               ? 0
+               : -1;
+}
+
+/* MIGRATEs one key of slot from its source to `to`: 1 moved, 0 it was not there, -1. */
+static int migrate_one(tct_cluster *cl, int from, int to, const char *key, size_t len)
+{
+    redisReply *m = on(cl, from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS %b", cl->node[to].port, "",
+                       (size_t)0, key, len);
+    if (m != NULL && m->type == REDIS_REPLY_STATUS && strcmp(m->str, "NOKEY") == 0) {
+        freeReplyObject(m); /* gone meanwhile */
         return 0;
-    if (!ok_reply(on(cl, to, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id)) ||
-        !ok_reply(on(cl, from, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id)))
+    }
+    return ok_reply(m) ? 1 : -1;
+}
+
+int tct_cluster_slot_migrate(tct_cluster *cl, unsigned slot, int to, const char *key)
+{
+    int from = source_of(cl, slot);
+    if (from < 0)
         return -1;
-    int paused = 0;
+    if (key != NULL)
+        return migrate_one(cl, from, to, key, strlen(key)) < 0 ? -1 : 0;
     for (;;) {
         redisReply *keys = on(cl, from, "CLUSTER GETKEYSINSLOT %u 10", slot);
         if (keys == NULL || keys->type != REDIS_REPLY_ARRAY) {
@@ -336,31 +361,25 @@ int tct_cluster_move_slot(tct_cluster *cl, unsigned slot, int to, int pause_ms)
             return -1;
         }
         size_t n = keys->elements;
-        for (size_t k = 0; k < n; k++) { /* one by one: the slot stays split a while */
-            redisReply *m = on(cl, from, "MIGRATE 127.0.0.1 %d %b 0 5000 KEYS %b",
-                               cl->node[to].port, "", (size_t)0, keys->element[k]->str,
-                               keys->element[k]->len);
-            if (m != NULL && m->type == REDIS_REPLY_STATUS && strcmp(m->str, "NOKEY") == 0) {
-                freeReplyObject(m); /* gone meanwhile */
-                continue;
-            }
-            if (!ok_reply(m)) {
-                freeReplyObject(keys);
-                return -1;
-            }
-        }
+        int rc = 0;
+        for (size_t k = 0; k < n && rc == 0; k++)
+            rc = migrate_one(cl, from, to, keys->element[k]->str, keys->element[k]->len) < 0 ? -1
+                                                                                              : 0;
         freeReplyObject(keys);
-        if (!paused && pause_ms > 0) {
-            tct_sleep_ms(pause_ms);
-            paused = 1;
-            continue;
-        }
-        if (n == 0)
-            break;
+        if (rc != 0 || n == 0)
+            return rc;
     }
+}
+
+int tct_cluster_slot_close(tct_cluster *cl, unsigned slot, int to)
+{
+    int from = source_of(cl, slot);
+    char to_id[41];
+    if (from < 0 || tct_cluster_id(cl, to, to_id) != 0)
+        return -1;
     /* the new owner first, then the old one, then the other masters */
     if (!ok_reply(on(cl, to, "CLUSTER SETSLOT %u NODE %s", slot, to_id)) ||
-        !ok_reply(on(cl, from, "CLUSTER SETSLOT %u NODE %s", slot, to_id)))
+        (from != to && !ok_reply(on(cl, from, "CLUSTER SETSLOT %u NODE %s", slot, to_id))))
         return -1;
     for (int i = 0; i < cl->n; i++) {
         if (i == to || i == from || cl->node[i].pid <= 0)
@@ -369,6 +388,29 @@ int tct_cluster_move_slot(tct_cluster *cl, unsigned slot, int to, int pause_ms)
         freeReplyObject(rep); /* a replica refuses: it learns from its master */
     }
     return 0;
+}
+
+int tct_cluster_move_slot(tct_cluster *cl, unsigned slot, int to, int pause_ms)
+{
+    int from = source_of(cl, slot);
+    if (from < 0 || to < 0)
+        return -1;
+    if (from == to)
+        return 0;
+    if (tct_cluster_slot_open(cl, slot, to) != 0)
+        return -1;
+    redisReply *keys = on(cl, from, "CLUSTER GETKEYSINSLOT %u 1", slot);
+    if (keys != NULL && keys->type == REDIS_REPLY_ARRAY && keys->elements == 1 &&
+        migrate_one(cl, from, to, keys->element[0]->str, keys->element[0]->len) < 0) {
+        freeReplyObject(keys);
+        return -1;
+    }
+    freeReplyObject(keys);
+    if (pause_ms > 0) /* split between the two: ASK for what moved, the rest here */
+        tct_sleep_ms(pause_ms);
+    if (tct_cluster_slot_migrate(cl, slot, to, NULL) != 0)
+        return -1;
+    return tct_cluster_slot_close(cl, slot, to);
 }
 
 static int moved_port(const redisReply *rep)

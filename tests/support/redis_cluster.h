@@ -46,6 +46,12 @@ int tct_cluster_restart(tct_cluster *cl, int i);
  * MIGRATING on the source, every key MIGRATEd, then the target named its owner everywhere.
  * pause_ms > 0: waits that long once the first keys are moved (while the slot is split). */
 int tct_cluster_move_slot(tct_cluster *cl, unsigned slot, int to, int pause_ms);
+/* The same in steps, for a test that acts while the slot is split: open (IMPORTING on `to`,
+ * MIGRATING on the slot's master), migrate one key (or, key NULL, every key left), close
+ * (the target named the slot's owner: itself, the source, then every other master). */
+int tct_cluster_slot_open(tct_cluster *cl, unsigned slot, int to);
+int tct_cluster_slot_migrate(tct_cluster *cl, unsigned slot, int to, const char *key);
+int tct_cluster_slot_close(tct_cluster *cl, unsigned slot, int to);
 
 /* A command for the master of its key, following MOVED (the test's own routing, not the
  * engine's): sent to a running node first. The reply (freeReplyObject), or NULL. */
