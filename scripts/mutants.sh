@@ -103,10 +103,11 @@ mutate() {
     ' "$1" "$2" "$3" "$4"
 }
 
-# The source of a ctest test (CMakeLists.txt names the tests after their files).
+# The source of a ctest test (CMakeLists.txt names the tests after their files; a test run
+# again on a Redis Cluster is "<name>@cluster...", the same file).
 test_file() {
     case "$1" in
-        unit/* | integration/*) echo "tests/$1.c" ;;
+        unit/* | integration/*) echo "tests/${1%%@*}.c" ;;
         e2e/*) echo "tests/e2e/${1#e2e/}.test.mjs" ;;
         lint/*) echo "tests/lint/${1#lint/}.sh" ;;
         *) echo "tests/$1" ;;
@@ -162,7 +163,7 @@ targets_of() {
         case "$t" in
             e2e/*) echo tiercache ;;
             lint/*) echo all ;;
-            *) echo "${t//\//_}" ;;
+            *) t=${t%%@*}; echo "${t//\//_}" ;;
         esac
     done | sort -u
 }

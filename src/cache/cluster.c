@@ -550,6 +550,16 @@ static bool flush(redisContext *ctx)
 
 enum { DONE, AGAIN, RETRY_LATER, FAILED };
 
+/* MOVED: slot is node k's now; the rest of the map is read again soon. */
+static void moved(tc__cluster *cl, unsigned slot, int k)
+{
+    TC__INC(cl->m->cluster_moved);
+    pthread_rwlock_wrlock(&cl->lock);
+    cl->owner[slot] = (int16_t)k;
+    pthread_rwlock_unlock(&cl->lock);
+    want_refresh(cl);
+}
+
 /* What to do about c's reply (a redirection updates the map here). */
 static int classify(tc__cluster *cl, ccmd *c)
 {
@@ -568,17 +578,13 @@ static int classify(tc__cluster *cl, ccmd *c)
         }
         pthread_rwlock_wrlock(&cl->lock);
         int k = node_at_locked(cl, rd.host, rd.port);
-        if (k >= 0 && kind == TC__REDIRECT_MOVED && rd.slot < TC__SLOTS)
-            cl->owner[rd.slot] = (int16_t)k;
         pthread_rwlock_unlock(&cl->lock);
-        if (kind == TC__REDIRECT_MOVED) {
-            TC__INC(cl->m->cluster_moved);
-            want_refresh(cl);
-        } else {
-            TC__INC(cl->m->cluster_ask);
-        }
         if (k < 0)
             return FAILED;
+        if (kind == TC__REDIRECT_MOVED)
+            moved(cl, rd.slot, k);
+        else
+            TC__INC(cl->m->cluster_ask);
         c->ask = kind == TC__REDIRECT_ASK ? k : -1;
         c->node = -1;
         return AGAIN;
