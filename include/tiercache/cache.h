@@ -94,6 +94,11 @@ typedef struct tc_config {
     /* How often the cluster's slot map is asked again; a redirection or a master
      * that fails asks sooner (at most every 50 ms). Default 1000. */
     int cluster_refresh_ms;
+    /* Where this process reaches a node the cluster names (in CLUSTER SLOTS, MOVED,
+     * ASK), for nodes behind NAT (or a test's proxies): called with the address
+     * as named, it may change host (n bytes) and port in place. NULL: as named. */
+    void (*cluster_address)(void *ctx, char *host, size_t n, int *port);
+    void *cluster_address_ctx;
     int redis_port;             /* default 6379 */
     int redis_db;               /* SELECT index, default 0 */
     const char *redis_password; /* AUTH, or NULL */

@@ -5,14 +5,16 @@
  *
  * Routing. A command goes to the master the slot map names for its key's
  * slot. The map is CLUSTER SLOTS, asked of a node that answers (the masters
- * known, then the seeds): at start, every cluster_refresh_ms (1 s) on use and
- * on the bus thread's tick, and at most REFRESH_MIN_MS after a redirection or
- * a master that failed. MOVED: the new
+ * known, then the seeds) by a thread of its own: at start, every
+ * cluster_refresh_ms (1 s), and soon (at most every REFRESH_MIN_MS) after a
+ * redirection or a master that failed; no command waits for it. MOVED: the new
  * master goes into the map at once and the command is sent there. ASK: the
  * command is sent once to the node named, after ASKING; the map stays (the
  * slot is being moved). TRYAGAIN (a script's keys split by a migration): sent
  * again every RETRY_SLEEP_MS until the command's time (redis_timeout_ms) is
- * up. CLUSTERDOWN, or a slot no master serves: the command fails and is
+ * up. A pooled connection the server had closed (a master restarted): the
+ * command is sent once more, on a new one. CLUSTERDOWN, or a slot no master
+ * serves: the command fails and is
  * counted (cluster_down); to the engine that is Redis unreachable, which it
  * already degrades on. Commands for several masters are sent together, each
  * master's pipelined on one of its connections, then every reply is read: a
@@ -82,10 +84,11 @@
  * a failover, as on one Redis. (Bumping only the counters the master holds
  * would need a SCAN of it before any read may use it.)
  *
- * Threads: any. The map and the nodes are guarded by lock (a rwlock: every
- * command reads it); nodes are never freed before the cluster, so a node
- * pointer stays good after the lock is let go. Refreshes run on the thread
- * that finds one due, one at a time (refresh_lock).
+ * Threads: commands on any thread; the map is read by the map thread
+ * (refresher), the only one that waits for CLUSTER SLOTS. The map and the nodes
+ * are guarded by lock (a rwlock: every command reads it; a MOVED writes one
+ * slot); nodes are never freed before the cluster, so a node pointer stays
+ * good after the lock is let go.
  */
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -276,10 +279,14 @@ struct tc__cluster {
     int16_t owner[TC__SLOTS]; /* the master of each slot (an index of nodes), or -1 */
     char cause[256];          /* why the last command or refresh failed */
 
-    pthread_mutex_t refresh_lock;  /* one refresh at a time */
-    _Atomic uint64_t refresh_at;   /* monotonic ms: the next refresh is due */
-    _Atomic uint64_t refreshed_at; /* monotonic ms of the last one */
-    bool unreachable_said;         /* refresh_lock */
+    /* the map thread: it alone asks for the slot map, every cluster_refresh_ms or
+     * when wanted (a redirection, a master that failed), at most every REFRESH_MIN_MS */
+    pthread_t refresher;
+    bool started;
+    pthread_mutex_t refresh_lock; /* wanted, stopping */
+    tc_cond refresh_cond;
+    bool wanted, stopping;
+    bool unreachable_said; /* the map thread's */
 };
 
 #define say(cl, ...) tc__say(&(cl)->log, __VA_ARGS__)
@@ -308,10 +315,15 @@ static void masters_locked(const tc__cluster *cl, bool *owns)
 static int dialed(void *dctx, struct redisContext *conn, char *run_id, size_t idn, char *why,
                   size_t wn);
 
-/* The node at host:port, made if it is new: its index, or -1 (the table is
- * full, or ENOMEM). The caller holds the lock for writing. */
-static int node_at_locked(tc__cluster *cl, const char *host, int port)
+/* The node the cluster names host:port (as this process reaches it:
+ * cluster_address), made if it is new: its index, or -1 (the table is full, or
+ * ENOMEM). The caller holds the lock for writing. */
+static int node_at_locked(tc__cluster *cl, const char *named, int port)
 {
+    char host[256];
+    snprintf(host, sizeof(host), "%s", named);
+    if (cl->cfg.cluster_address != NULL) /* behind NAT: where we reach it */
+        cl->cfg.cluster_address(cl->cfg.cluster_address_ctx, host, sizeof(host), &port);
     for (int i = 0; i < cl->nnodes; i++)
         if (cl->nodes[i]->port == port && strcmp(cl->nodes[i]->host, host) == 0)
             return i;
@@ -337,13 +349,15 @@ static int node_at_locked(tc__cluster *cl, const char *host, int port)
     return cl->nnodes++;
 }
 
-/* Sooner than planned: at most REFRESH_MIN_MS after the last refresh. */
+/* The map thread reads the map again now (at most REFRESH_MIN_MS after the last time). */
 static void want_refresh(tc__cluster *cl)
 {
-    uint64_t soon = atomic_load(&cl->refreshed_at) + REFRESH_MIN_MS;
-    uint64_t at = atomic_load(&cl->refresh_at);
-    while (soon < at && !atomic_compare_exchange_weak(&cl->refresh_at, &at, soon))
-        ;
+    pthread_mutex_lock(&cl->refresh_lock);
+    if (!cl->wanted) {
+        cl->wanted = true;
+        tc_cond_signal(&cl->refresh_cond);
+    }
+    pthread_mutex_unlock(&cl->refresh_lock);
 }
 
 static redisContext *connect_plain(tc__cluster *cl, const char *host, int port, char *why,
@@ -456,19 +470,30 @@ static int refresh(tc__cluster *cl)
     return rc;
 }
 
-static void maybe_refresh(tc__cluster *cl)
+/* The map thread (the only one that waits for CLUSTER SLOTS: a command, or the
+ * bus thread, never does). */
+static void *refresher(void *arg)
 {
-    if (tc_mono_ms() < atomic_load(&cl->refresh_at) ||
-        pthread_mutex_trylock(&cl->refresh_lock) != 0)
-        return;
-    uint64_t now = tc_mono_ms();
-    if (now >= atomic_load(&cl->refresh_at)) {
+    tc__cluster *cl = arg;
+    pthread_mutex_lock(&cl->refresh_lock);
+    while (!cl->stopping) {
+        int every = cl->cfg.cluster_refresh_ms;
+        tc_deadline until = tc_deadline_in_ms(every);
+        while (!cl->wanted && !cl->stopping &&
+               tc_cond_wait_until(&cl->refresh_cond, &cl->refresh_lock, until) == 0)
+            ;
+        if (cl->stopping)
+            break;
+        cl->wanted = false;
+        pthread_mutex_unlock(&cl->refresh_lock);
         int rc = refresh(cl);
-        atomic_store(&cl->refreshed_at, now);
-        atomic_store(&cl->refresh_at,
-                     now + (rc == 0 ? (uint64_t)cl->cfg.cluster_refresh_ms : REFRESH_MIN_MS));
+        tc_sleep_ms(REFRESH_MIN_MS); /* a storm of MOVED costs one refresh per interval */
+        pthread_mutex_lock(&cl->refresh_lock);
+        if (rc != 0) /* nobody answered: again soon, it may be a failover */
+            cl->wanted = true;
     }
     pthread_mutex_unlock(&cl->refresh_lock);
+    return NULL;
 }
 
 /* ---- commands ------------------------------------------------------------------ */
@@ -485,6 +510,7 @@ typedef struct ccmd {
     /* the batch's own */
     int ask;            /* ASK: the node to send it to next, after ASKING; -1 */
     bool eval, failed;  /* eval: send the script's text (the node said NOSCRIPT) */
+    bool resent;        /* sent again once already, its connection found closed */
 } ccmd;
 
 static ccmd command(const char **argv, const size_t *lens, int argc)
@@ -675,8 +701,11 @@ static bool round_once(tc__cluster *cl, ccmd *c, int n, bool *later)
             }
             if (healthy[k])
                 healthy[k] = redisGetReply(conns[k].ctx, (void **)&rep) == REDIS_OK && rep != NULL;
-            if (!healthy[k]) {
-                c[i].failed = true;
+            if (!healthy[k]) { /* a connection the server closed: once more, on a new one */
+                bool lost = conns[k].ctx != NULL && tc__redis_conn_lost(conns[k].ctx);
+                c[i].failed = !lost || c[i].resent;
+                c[i].resent = true;
+                again |= !c[i].failed;
                 continue;
             }
             c[i].reply = rep;
@@ -719,11 +748,10 @@ static int batch(tc__cluster *cl, ccmd *c, int n, bool together)
     for (int i = 0; i < n; i++) {
         c[i].reply = NULL;
         c[i].ask = -1;
-        c[i].failed = c[i].eval = false;
+        c[i].failed = c[i].eval = c[i].resent = false;
     }
     bool ok = false;
-    for (int round = 1;; round++) {
-        maybe_refresh(cl);
+    for (int redirections = 0;;) {
         bool later = false, again = round_once(cl, c, n, &later);
         bool failed = false;
         for (int i = 0; i < n; i++)
@@ -732,8 +760,8 @@ static int batch(tc__cluster *cl, ccmd *c, int n, bool together)
             ok = !failed;
             break;
         }
-        /* redirections: a few rounds; TRYAGAIN and the like: until the time is up */
-        if (later ? tc_deadline_expired(until) : round >= ROUNDS_MAX)
+        /* redirections: a few rounds; TRYAGAIN: until the command's time is up */
+        if (later ? tc_deadline_expired(until) : ++redirections >= ROUNDS_MAX)
             break;
         if (together)
             for (int i = 0; i < n; i++) {
@@ -956,7 +984,6 @@ static redisReply *cl_invalidate(tc__cluster *cl, int nkeys, int argc, const cha
 /* PING every master: the first reply if all of them answered. */
 static redisReply *ping_all(tc__cluster *cl)
 {
-    maybe_refresh(cl);
     ccmd c[BATCH_MAX];
     const char *ping[] = {"PING"};
     size_t pl[] = {4};
@@ -1144,6 +1171,7 @@ tc__cluster *tc__cluster_new(const tc_config *cfg, tc__metrics *m, tc__redis_eve
     cl->password = cfg->redis_password != NULL ? strdup(cfg->redis_password) : NULL;
     pthread_rwlock_init(&cl->lock, NULL);
     pthread_mutex_init(&cl->refresh_lock, NULL);
+    tc_cond_init(&cl->refresh_cond);
     for (int s = 0; s < TC__SLOTS; s++)
         cl->owner[s] = -1;
     if (cl->prefix == NULL || (cfg->redis_password != NULL && cl->password == NULL)) {
@@ -1160,7 +1188,12 @@ tc__cluster *tc__cluster_new(const tc_config *cfg, tc__metrics *m, tc__redis_eve
         return NULL;
     }
     cl->meta_slot = tc__cluster_slot(meta, strlen(meta));
-    maybe_refresh(cl); /* known before the first command, when a node answers */
+    cl->wanted = refresh(cl) != 0; /* known before the first command, when a node answers */
+    if (pthread_create(&cl->refresher, NULL, refresher, cl) != 0) {
+        tc__cluster_free(cl);
+        return NULL;
+    }
+    cl->started = true;
     return cl;
 }
 
@@ -1168,10 +1201,18 @@ void tc__cluster_free(tc__cluster *cl)
 {
     if (cl == NULL)
         return;
+    if (cl->started) {
+        pthread_mutex_lock(&cl->refresh_lock);
+        cl->stopping = true;
+        tc_cond_signal(&cl->refresh_cond);
+        pthread_mutex_unlock(&cl->refresh_lock);
+        pthread_join(cl->refresher, NULL);
+    }
     for (int i = 0; i < cl->nnodes; i++) {
         tc__redis_free(cl->nodes[i]->r);
         free(cl->nodes[i]);
     }
+    tc_cond_destroy(&cl->refresh_cond);
     pthread_mutex_destroy(&cl->refresh_lock);
     pthread_rwlock_destroy(&cl->lock);
     free(cl->prefix);
@@ -1181,7 +1222,6 @@ void tc__cluster_free(tc__cluster *cl)
 
 int tc__cluster_address(tc__cluster *cl, char *host, size_t n, int *port)
 {
-    maybe_refresh(cl);
     pthread_rwlock_rdlock(&cl->lock);
     int o = cl->owner[cl->meta_slot];
     int len = o >= 0 ? snprintf(host, n, "%s", cl->nodes[o]->host) : 0;

@@ -254,6 +254,8 @@ typedef struct tc__redis_conn {
     unsigned gen; /* the address generation it was dialed under */
 } tc__redis_conn;
 tc__redis_conn tc__redis_acquire(tc__redis *r);
+/* Whether a connection that failed was closed or reset by the server (not a timeout). */
+bool tc__redis_conn_lost(const struct redisContext *ctx);
 /* false: dialed before the address moved; what it answered must not be used. */
 bool tc__redis_release(tc__redis *r, tc__redis_conn c, bool healthy);
 bool tc__redis_breaker_open(tc__redis *r);

@@ -451,7 +451,7 @@ void tc__redis_sha(tc__redis *r, int script, char out[41])
 }
 
 /* A connection the server closed or reset, as opposed to one that timed out. */
-static bool conn_lost(const redisContext *ctx)
+bool tc__redis_conn_lost(const redisContext *ctx)
 {
     return ctx->err == REDIS_ERR_EOF ||
            (ctx->err == REDIS_ERR_IO && strstr(ctx->errstr, "temporarily") == NULL &&
@@ -536,7 +536,7 @@ static bool release(tc__redis *r, conn c, bool healthy)
      * each, and lets the next command dial whatever answers there now. */
     int nold = 0;
     conn old[r->nidle > 0 ? r->nidle : 1];
-    if (!healthy && c.ctx != NULL && conn_lost(c.ctx)) {
+    if (!healthy && c.ctx != NULL && tc__redis_conn_lost(c.ctx)) {
         nold = r->nidle;
         memcpy(old, r->idle, (size_t)nold * sizeof(conn));
         r->total -= nold;
