@@ -46,7 +46,8 @@ start_cluster() {
         "${pdeath[@]}" "${TC_REDIS_SERVER:-redis-server}" --port "$port" --bind 127.0.0.1 \
             --save "" --appendonly no --daemonize no --dir "$dir/$port" \
             --logfile "$dir/$port/redis.log" --cluster-enabled yes \
-            --cluster-config-file nodes.conf --cluster-node-timeout 5000 </dev/null &
+            --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+            --repl-diskless-sync-delay 0 </dev/null &
         cluster_pids+=($!)
         for _ in $(seq 100); do
             redis-cli -p "$port" info server 2>/dev/null | grep -q "^process_id:$!" && break

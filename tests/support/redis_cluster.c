@@ -155,9 +155,10 @@ int tct_cluster_start(tct_cluster *cl, int masters, int node_timeout_ms)
     }
     srand((unsigned)getpid() ^ (unsigned)tct_now_ms());
     snprintf(cl->timeout, sizeof(cl->timeout), "%d", node_timeout_ms);
-    const char *extra[] = {"--cluster-enabled", "yes",          "--cluster-config-file",
-                           "nodes.conf",        "--cluster-node-timeout", cl->timeout,
-                           NULL};
+    /* repl-diskless-sync-delay 0: a replica's first sync at once, not after 5 s */
+    const char *extra[] = {"--cluster-enabled",     "yes",      "--cluster-config-file",
+                           "nodes.conf",            "--cluster-node-timeout", cl->timeout,
+                           "--repl-diskless-sync-delay", "0",  NULL};
     cl->n = masters * 2;
     size_t used = 0;
     for (int i = 0; i < cl->n; i++) {

@@ -263,10 +263,20 @@ int tct_redis_snapshot(tct_redis *r)
 {
     char from[300], to[300];
     redisContext *c = redisConnect("127.0.0.1", r->port);
-    redisReply *rep = c != NULL && !c->err ? redisCommand(c, "SAVE") : NULL;
-    int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
-    if (rep != NULL)
-        freeReplyObject(rep);
+    redisReply *rep = NULL;
+    int ok = 0;
+    /* a child of its own (a replica's first sync forks one) refuses SAVE for a while */
+    for (long end = tct_now_ms() + START_TIMEOUT_MS; c != NULL && !c->err; tct_sleep_ms(20)) {
+        rep = redisCommand(c, "SAVE");
+        ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+        int busy = rep != NULL && rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "progress");
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+            fprintf(stderr, "tct_redis_snapshot: SAVE: %s\n", rep->str);
+        if (rep != NULL)
+            freeReplyObject(rep);
+        if (ok || !busy || tct_now_ms() >= end)
+            break;
+    }
     if (c != NULL)
         redisFree(c);
     snprintf(from, sizeof(from), "%s/dump.rdb", r->dir);

@@ -202,7 +202,7 @@ static void test_bus_slot_moving_never_returns_an_unseen_invalidation(void)
     it_get_or_load(b, "doc:m", &p);
     CHECK_EQ_INT(it_get_or_load(b, "doc:m", &p).source, TC_SRC_L1);
 
-    char seq[128], members[128];
+    char seq[256], members[256];
     snprintf(seq, sizeof(seq), "%s~{%smeta}seq", prefix, prefix);
     snprintf(members, sizeof(members), "%s~{%smeta}members", prefix, prefix);
     unsigned slot = slot_of(seq);
@@ -260,7 +260,7 @@ static void test_restored_master_does_not_revive_records_elsewhere(void)
     static it_source src;
     it_source_init(&src, "v1");
     /* the tag on master x, the record (and its own counter) on another */
-    char meta[128], global[128];
+    char meta[256], global[256];
     snprintf(meta, sizeof(meta), "%s~{%smeta}seq", prefix, prefix);
     snprintf(global, sizeof(global), "%s~t:*", prefix);
     int x = master_other_than(master_of(meta), master_of(global));
@@ -269,7 +269,7 @@ static void test_restored_master_does_not_revive_records_elsewhere(void)
     int avoid[3] = {x, -1, -1};
     name_on(tag, sizeof(tag), "grp:%d", "~t:", x, avoid);
     for (int d = 0;; d++) { /* the value and its own counter away from x */
-        char rkey[128], own[128];
+        char rkey[256], own[256];
         snprintf(key, sizeof(key), "doc:r%d", d);
         snprintf(rkey, sizeof(rkey), "%s%s", prefix, key);
         snprintf(own, sizeof(own), "%s~t:#%s", prefix, key);
@@ -310,7 +310,7 @@ static void test_a_dead_master_costs_only_its_keys(void)
 {
     static it_source src;
     it_source_init(&src, "v1");
-    char meta[128], global[128];
+    char meta[256], global[256];
     snprintf(meta, sizeof(meta), "%s~{%smeta}seq", prefix, prefix);
     snprintf(global, sizeof(global), "%s~t:*", prefix);
     int x = master_other_than(master_of(meta), master_of(global));
@@ -320,7 +320,7 @@ static void test_a_dead_master_costs_only_its_keys(void)
     int avoid[3] = {x, -1, -1};
     name_on(tag, sizeof(tag), "grp:b%d", "~t:", -1, avoid);
     for (int d = 0;; d++) {
-        char rkey[128], own[128];
+        char rkey[256], own[256];
         snprintf(away, sizeof(away), "doc:b%d", d);
         snprintf(rkey, sizeof(rkey), "%s%s", prefix, away);
         snprintf(own, sizeof(own), "%s~t:#%s", prefix, away);

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "check.h"
+#include "proxy.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "tiercache/cache.h"
@@ -161,6 +162,174 @@ static inline int it_private_cluster(void)
     atexit(it__stop_own_cluster);
     it__seeds = it__own_cluster.seeds;
     return it__own_cluster.node[0].port;
+}
+
+/* ---- a private server to kill, pause, restore: one Redis, or a whole cluster -------------- */
+
+typedef struct it_server {
+    int port; /* the server's, or the cluster's first node's */
+    tct_redis redis;
+    tct_cluster cluster;
+} it_server;
+
+static inline int it_server_start(it_server *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (!it_on_cluster()) {
+        if (tct_redis_start(&s->redis) != 0)
+            return -1;
+        s->port = s->redis.port;
+        return 0;
+    }
+    if (tct_cluster_start(&s->cluster, 3, 5000) != 0)
+        return -1;
+    it__seeds = s->cluster.seeds; /* what it_config() points caches at */
+    s->port = s->cluster.node[0].port;
+    return 0;
+}
+
+static inline void it_server_stop(it_server *s)
+{
+    tct_redis_stop(&s->redis);
+    tct_cluster_stop(&s->cluster);
+}
+
+/* Every node at once (SIGKILL): the whole L2 gone. */
+static inline int it_server_kill(it_server *s)
+{
+    if (!it_on_cluster())
+        return tct_redis_kill(&s->redis);
+    for (int i = 0; i < s->cluster.n; i++)
+        tct_cluster_kill(&s->cluster, i);
+    return 0;
+}
+
+/* Every node again, empty (a cluster keeps its nodes.conf: the same masters and slots);
+ * returns once every slot is served. */
+static inline int it_server_restart(it_server *s)
+{
+    if (!it_on_cluster())
+        return tct_redis_restart(&s->redis);
+    for (int i = 0; i < s->cluster.n; i++)
+        if (tct_cluster_restart(&s->cluster, i) != 0)
+            return -1;
+    return tct_cluster_wait_ok(&s->cluster, 60000);
+}
+
+/* 1 when node i of the cluster is a master now. */
+static inline int it__is_master(it_server *s, int i)
+{
+    redisContext *r = redisConnect("127.0.0.1", s->cluster.node[i].port);
+    redisReply *rep = r != NULL && !r->err ? redisCommand(r, "ROLE") : NULL;
+    int master = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                 strcmp(rep->element[0]->str, "master") == 0;
+    freeReplyObject(rep);
+    redisFree(r);
+    return master;
+}
+
+/* A snapshot of the data as it is now (on a cluster: of every master), which
+ * it_server_restore brings back. */
+static inline int it_server_snapshot(it_server *s)
+{
+    if (!it_on_cluster())
+        return tct_redis_snapshot(&s->redis);
+    for (int i = 0; i < s->cluster.n; i++)
+        if (it__is_master(s, i) && tct_redis_snapshot(&s->cluster.node[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* Every node that has a snapshot killed and started again from it (a cluster's masters,
+ * back well within the node timeout: no failover); returns once every slot is served. */
+static inline int it_server_restore(it_server *s)
+{
+    if (!it_on_cluster())
+        return tct_redis_restore(&s->redis);
+    for (int i = 0; i < s->cluster.n; i++) {
+        char path[300];
+        snprintf(path, sizeof(path), "%s/snapshot.rdb", s->cluster.node[i].dir);
+        if (access(path, F_OK) == 0 && tct_redis_restore(&s->cluster.node[i]) != 0)
+            return -1;
+    }
+    return tct_cluster_wait_ok(&s->cluster, 60000);
+}
+
+/* CLIENT PAUSE ms ALL on the server (on a cluster: on every master). */
+static inline int it_server_pause(it_server *s, int ms)
+{
+    int n = it_on_cluster() ? s->cluster.n : 1;
+    for (int i = 0; i < n; i++) {
+        if (it_on_cluster() && !it__is_master(s, i))
+            continue;
+        redisContext *r = redisConnect("127.0.0.1", it_on_cluster() ? s->cluster.node[i].port
+                                                                    : s->port);
+        redisReply *rep = r != NULL && !r->err ? redisCommand(r, "CLIENT PAUSE %d ALL", ms) : NULL;
+        int ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+        redisFree(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- a network partition: an instance that reaches the server only through proxies ------- */
+
+typedef struct it_partition {
+    int n;
+    int target[TCT_CLUSTER_NODES_MAX]; /* the ports proxied: the server, or every node */
+    tct_proxy *px[TCT_CLUSTER_NODES_MAX];
+    char seeds[TCT_CLUSTER_NODES_MAX * 24];
+} it_partition;
+
+static inline int it_partition_start(it_partition *pt, it_server *s)
+{
+    memset(pt, 0, sizeof(*pt));
+    pt->n = it_on_cluster() ? s->cluster.n : 1;
+    size_t used = 0;
+    for (int i = 0; i < pt->n; i++) {
+        pt->target[i] = it_on_cluster() ? s->cluster.node[i].port : s->port;
+        if ((pt->px[i] = tct_proxy_start(pt->target[i])) == NULL)
+            return -1;
+        used += (size_t)snprintf(pt->seeds + used, sizeof(pt->seeds) - used, "%s127.0.0.1:%d",
+                                 i ? "," : "", tct_proxy_port(pt->px[i]));
+    }
+    return 0;
+}
+
+/* tc_config.cluster_address: every node the cluster names, through its proxy. */
+static inline void it__through_proxy(void *ctx, char *host, size_t n, int *port)
+{
+    it_partition *pt = ctx;
+    for (int i = 0; i < pt->n; i++)
+        if (pt->target[i] == *port)
+            *port = tct_proxy_port(pt->px[i]);
+}
+
+/* A cache config (from it_config) that reaches the server only through the proxies. */
+static inline void it_partition_config(it_partition *pt, tc_config *cfg)
+{
+    if (!it_on_cluster()) {
+        cfg->redis_port = tct_proxy_port(pt->px[0]);
+        return;
+    }
+    cfg->cluster_nodes = pt->seeds;
+    cfg->cluster_address = it__through_proxy;
+    cfg->cluster_address_ctx = pt;
+}
+
+static inline void it_partition_freeze(it_partition *pt, int frozen)
+{
+    for (int i = 0; i < pt->n; i++)
+        tct_proxy_freeze(pt->px[i], frozen);
+}
+
+static inline void it_partition_stop(it_partition *pt)
+{
+    for (int i = 0; i < pt->n; i++)
+        tct_proxy_stop(pt->px[i]);
+    pt->n = 0;
 }
 
 /* ---- caches ------------------------------------------------------------------------------ */

@@ -21,9 +21,12 @@
  *      valid; neither the instance that saw the invalidation nor a new one is served it.
  *      Nor does the restored list of members (from before an instance joined) let a writer
  *      forget that instance: it registers anew before it trusts its L1 again.
+ *
+ * fleet@cluster: the same on a private Redis Cluster (3 masters, 3 replicas): the partitioned
+ * instance reaches every node through a proxy of its own (tc_config.cluster_address), all
+ * frozen at once; a snapshot is of every master, restored together.
  */
 #include "common.h"
-#include "proxy.h"
 
 #define TAG "acct"
 #define FRESH_MS 600000
@@ -37,10 +40,13 @@ static tc_metrics metrics(tc_cache *c)
     return m;
 }
 
-static tc_cache *fleet_cache(int port, int lease_ms)
+/* An instance on s, or (pt not NULL) reaching s only through pt's proxies. */
+static tc_cache *fleet_cache(it_server *s, it_partition *pt, int lease_ms)
 {
     tc_config cfg;
-    it_config(&cfg, port, 0, prefix);
+    it_config(&cfg, s->port, 0, prefix);
+    if (pt != NULL)
+        it_partition_config(pt, &cfg);
     cfg.redis_timeout_ms = 100;
     cfg.connect_timeout_ms = 200;
     cfg.breaker_failures = 3;
@@ -70,11 +76,11 @@ static bool trusted(tc_cache *c)
  * waited out, and each reads the new value at once. */
 static void test_healthy_fleet_acknowledges(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
     tc_cache *c[3];
     for (int i = 0; i < 3; i++)
-        REQUIRE((c[i] = fleet_cache(server.port, 1000)) != NULL);
+        REQUIRE((c[i] = fleet_cache(&server, NULL, 1000)) != NULL);
     it_source src;
     it_source_init(&src, "v0");
     tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
@@ -104,7 +110,7 @@ static void test_healthy_fleet_acknowledges(void)
     CHECK_EQ_INT(metrics(c[0]).ack_timeouts, 0);
     tc_cache_destroy(c[0]);
     tc_cache_destroy(c[1]);
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 /* Instance B reaches Redis through a proxy; the proxy freezes while B's L1 holds the old
@@ -112,12 +118,12 @@ static void test_healthy_fleet_acknowledges(void)
  * serve it: A waits for B's lease, and B then answers the new value. */
 static void test_partitioned_instance_stops_trusting_l1(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
-    tct_proxy *px = tct_proxy_start(server.port);
-    REQUIRE(px != NULL);
-    tc_cache *a = fleet_cache(server.port, 100);
-    tc_cache *b = fleet_cache(tct_proxy_port(px), 2000);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
+    static it_partition px;
+    REQUIRE(it_partition_start(&px, &server) == 0);
+    tc_cache *a = fleet_cache(&server, NULL, 100);
+    tc_cache *b = fleet_cache(&server, &px, 2000);
     REQUIRE(a != NULL && b != NULL);
     bool ok;
     IT_WAIT_UNTIL(ok, trusted(a) && trusted(b), IT_DEADLINE_MS);
@@ -133,7 +139,7 @@ static void test_partitioned_instance_stops_trusting_l1(void)
     read_want(b, "acct:1", &p, v1, "b");
     CHECK_EQ_INT(read_want(b, "acct:1", &p, v1, "b").source, TC_SRC_L1);
 
-    tct_proxy_freeze(px, 1);
+    it_partition_freeze(&px, 1);
     it_source_set(&src, "v2");
     CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
     CHECK_EQ_INT(metrics(a).ack_timeouts, 1); /* waited B's lease out, did not return early */
@@ -142,7 +148,7 @@ static void test_partitioned_instance_stops_trusting_l1(void)
     CHECK(!trusted(b));
     read_want(a, "acct:1", &p, v2, "a");
 
-    tct_proxy_freeze(px, 0);
+    it_partition_freeze(&px, 0);
     IT_WAIT_UNTIL(ok, trusted(b), IT_DEADLINE_MS); /* the partition healed: B catches up */
     CHECK(ok);
     read_want(b, "acct:1", &p, v2, "b, healed");
@@ -151,22 +157,22 @@ static void test_partitioned_instance_stops_trusting_l1(void)
 
     tc_cache_destroy(a);
     tc_cache_destroy(b);
-    tct_proxy_stop(px);
-    tct_redis_stop(&server);
+    it_partition_stop(&px);
+    it_server_stop(&server);
 }
 
 /* The hook runs inside B's loader, once it has read v1, while B is cut off (its bus lost):
  * A writes v2, B misses the message, then the partition heals and B trusts its L1 again
  * before its load ends. */
 static tc_cache *deaf_a, *deaf_b;
-static tct_proxy *deaf_px;
+static it_partition deaf_px;
 
 static void write_while_deaf(it_source *s, const char *key)
 {
     (void)key;
     it_source_set(s, "v2");
     CHECK_EQ_INT(tc_invalidate_tag(deaf_a, TAG), 0);
-    tct_proxy_freeze(deaf_px, 0);
+    it_partition_freeze(&deaf_px, 0);
     bool ok;
     IT_WAIT_UNTIL(ok, trusted(deaf_b), IT_DEADLINE_MS);
     CHECK(ok);
@@ -178,18 +184,17 @@ static void write_while_deaf(it_source *s, const char *key)
  * B then answers v2, never its own v1 from L1. */
 static void test_load_across_a_bus_outage_is_born_invalid(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
-    deaf_px = tct_proxy_start(server.port);
-    REQUIRE(deaf_px != NULL);
-    deaf_a = fleet_cache(server.port, 100);
-    deaf_b = fleet_cache(tct_proxy_port(deaf_px), 100);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
+    REQUIRE(it_partition_start(&deaf_px, &server) == 0);
+    deaf_a = fleet_cache(&server, NULL, 100);
+    deaf_b = fleet_cache(&server, &deaf_px, 100);
     REQUIRE(deaf_a != NULL && deaf_b != NULL);
     bool ok;
     IT_WAIT_UNTIL(ok, trusted(deaf_a) && trusted(deaf_b), IT_DEADLINE_MS);
     REQUIRE(ok);
 
-    tct_proxy_freeze(deaf_px, 1); /* B's bus is lost after 3 s of silence */
+    it_partition_freeze(&deaf_px, 1); /* B's bus is lost after 3 s of silence */
     IT_WAIT_UNTIL(ok, !it_bus_connected(deaf_b), IT_DEADLINE_MS);
     REQUIRE(ok);
     it_source src;
@@ -208,17 +213,17 @@ static void test_load_across_a_bus_outage_is_born_invalid(void)
 
     tc_cache_destroy(deaf_a);
     tc_cache_destroy(deaf_b);
-    tct_proxy_stop(deaf_px);
-    tct_redis_stop(&server);
+    it_partition_stop(&deaf_px);
+    it_server_stop(&server);
 }
 
 /* Redis restored from a snapshot taken before an invalidation: the old record comes back
  * with the old counters, consistent with each other. It must not be served. */
 static void test_snapshot_restore_is_a_new_world(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
-    tc_cache *a = fleet_cache(server.port, 250);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
+    tc_cache *a = fleet_cache(&server, NULL, 250);
     REQUIRE(a != NULL);
     it_source src;
     it_source_init(&src, "v1");
@@ -227,19 +232,19 @@ static void test_snapshot_restore_is_a_new_world(void)
     it_expect(v1, sizeof(v1), "acct:1", "v1");
     it_expect(v2, sizeof(v2), "acct:1", "v2");
     read_want(a, "acct:1", &p, v1, "a"); /* the v1 record is in Redis */
-    REQUIRE(tct_redis_snapshot(&server) == 0);
+    REQUIRE(it_server_snapshot(&server) == 0);
 
     it_source_set(&src, "v2");
     CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
     read_want(a, "acct:1", &p, v2, "a"); /* and now the v2 record */
 
-    REQUIRE(tct_redis_restore(&server) == 0); /* v1 and its counters are back */
+    REQUIRE(it_server_restore(&server) == 0); /* v1 and its counters are back */
     uint64_t loads = (uint64_t)atomic_load(&src.loads);
     bool ok;
     IT_WAIT_UNTIL(ok, trusted(a), IT_DEADLINE_MS);
     CHECK(ok);
     read_want(a, "acct:1", &p, v2, "a, after the restore");
-    tc_cache *fresh = fleet_cache(server.port, 250); /* never saw v2, nor the old Redis */
+    tc_cache *fresh = fleet_cache(&server, NULL, 250); /* never saw v2, nor the old Redis */
     REQUIRE(fresh != NULL);
     read_want(fresh, "acct:1", &p, v2, "a new instance, after the restore");
     CHECK((uint64_t)atomic_load(&src.loads) > loads); /* v2 came from the loader */
@@ -247,7 +252,7 @@ static void test_snapshot_restore_is_a_new_world(void)
     CHECK(ok);
     tc_cache_destroy(fresh);
     tc_cache_destroy(a);
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 /* B joins after the snapshot, so the Redis restored from it does not list B. Once B trusts
@@ -256,20 +261,20 @@ static void test_snapshot_restore_is_a_new_world(void)
  * value from L1 under its (long) lease. */
 static void test_restored_redis_lists_an_instance_before_it_trusts_l1(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
-    tct_proxy *px = tct_proxy_start(server.port);
-    REQUIRE(px != NULL);
-    tc_cache *a = fleet_cache(server.port, 100);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
+    static it_partition px;
+    REQUIRE(it_partition_start(&px, &server) == 0);
+    tc_cache *a = fleet_cache(&server, NULL, 100);
     REQUIRE(a != NULL);
-    REQUIRE(tct_redis_snapshot(&server) == 0); /* lists A only */
-    tc_cache *b = fleet_cache(tct_proxy_port(px), 2000);
+    REQUIRE(it_server_snapshot(&server) == 0); /* lists A only */
+    tc_cache *b = fleet_cache(&server, &px, 2000);
     REQUIRE(b != NULL);
     bool ok;
     IT_WAIT_UNTIL(ok, trusted(b), IT_DEADLINE_MS);
     REQUIRE(ok);
 
-    REQUIRE(tct_redis_restore(&server) == 0);
+    REQUIRE(it_server_restore(&server) == 0);
     IT_WAIT_UNTIL(ok, !trusted(b), IT_DEADLINE_MS); /* B lost its bus */
     CHECK(ok);
     IT_WAIT_UNTIL(ok, trusted(a) && trusted(b), IT_DEADLINE_MS); /* and is back */
@@ -277,7 +282,10 @@ static void test_restored_redis_lists_an_instance_before_it_trusts_l1(void)
     redisContext *insp = it_redis(server.port, 0);
     REQUIRE(insp != NULL);
     char members[160];
-    snprintf(members, sizeof(members), "%s~members:0", prefix);
+    if (it_on_cluster())
+        snprintf(members, sizeof(members), "%s~{%smeta}members", prefix, prefix);
+    else
+        snprintf(members, sizeof(members), "%s~members:0", prefix);
     CHECK_EQ_INT(it_rint(insp, "ZCARD %s", members), 2); /* A and B, both registered anew */
     redisFree(insp);
 
@@ -289,16 +297,16 @@ static void test_restored_redis_lists_an_instance_before_it_trusts_l1(void)
     it_expect(v2, sizeof(v2), "acct:2", "v2");
     read_want(b, "acct:2", &p, v1, "b");
     CHECK_EQ_INT(read_want(b, "acct:2", &p, v1, "b").source, TC_SRC_L1);
-    tct_proxy_freeze(px, 1);
+    it_partition_freeze(&px, 1);
     it_source_set(&src, "v2");
     CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
     it_read r = read_want(b, "acct:2", &p, v2, "b, cut off, right after the write returned");
     CHECK(r.source != TC_SRC_L1);
-    tct_proxy_freeze(px, 0);
+    it_partition_freeze(&px, 0);
     tc_cache_destroy(a);
     tc_cache_destroy(b);
-    tct_proxy_stop(px);
-    tct_redis_stop(&server);
+    it_partition_stop(&px);
+    it_server_stop(&server);
 }
 
 int main(void)

@@ -20,6 +20,9 @@
  *      and also when this instance stays idle (pending returns to 0 on its own: the bus
  *      thread's replay), so no other instance is served the old record from L2, and the
  *      instances holding the key in L1 drop it (the replay is published).
+ *
+ * outage@cluster: the same on a private Redis Cluster (3 masters, 3 replicas), every node
+ * killed and restarted at once (empty, same masters and slots), every master paused.
  */
 #include "common.h"
 
@@ -118,8 +121,8 @@ static void test_redis_killed_then_restarted_empty(void)
 {
     static it_source src;
     static readers bg;
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
     it_source_init(&src, "v1");
     tc_policy p = it_policy(&src, 60000, 60000, TAG);
     char v1[64], v2[64];
@@ -135,7 +138,7 @@ static void test_redis_killed_then_restarted_empty(void)
     CHECK_EQ_INT(read_ok(a, "acct:1", &p, v1).source, TC_SRC_LOADER);
     CHECK_EQ_INT(read_ok(a, "acct:1", &p, v1).source, TC_SRC_L1);
 
-    REQUIRE(tct_redis_kill(&server) == 0);
+    REQUIRE(it_server_kill(&server) == 0);
 
     /* The bus notices; from then on L1 cannot be trusted and is bypassed. */
     IT_WAIT_UNTIL(ok, !it_bus_connected(a), IT_DEADLINE_MS);
@@ -190,7 +193,7 @@ static void test_redis_killed_then_restarted_empty(void)
     CHECK_EQ_INT(read_ok(c, "acct:1", &p, v2).source, TC_SRC_LOADER);
 
     /* Back, empty. The bus resubscribes; the pending invalidations are replayed. */
-    REQUIRE(tct_redis_restart(&server) == 0);
+    REQUIRE(it_server_restart(&server) == 0);
     IT_WAIT_UNTIL(ok, it_bus_connected(a) && it_bus_connected(c), IT_DEADLINE_MS);
     CHECK(ok);
     end = it_now_ms() + IT_DEADLINE_MS;
@@ -215,14 +218,14 @@ static void test_redis_killed_then_restarted_empty(void)
     tc_cache_destroy(c);
     tc_cache_destroy(a);
     check_bound(it_now_ms() - t0, "tc_cache_destroy x2");
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 static void test_destroy_while_redis_down(void)
 {
     static it_source src;
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
     it_source_init(&src, "v1");
     tc_policy p = it_policy(&src, 60000, 60000, TAG);
     tc_cache *a = outage_cache(server.port, 0);
@@ -230,19 +233,19 @@ static void test_destroy_while_redis_down(void)
     char v1[64];
     it_expect(v1, sizeof(v1), "acct:1", "v1");
     read_ok(a, "acct:1", &p, v1);
-    REQUIRE(tct_redis_kill(&server) == 0);
+    REQUIRE(it_server_kill(&server) == 0);
     read_ok(a, "acct:1", &p, v1);
     int64_t t0 = it_now_ms();
     tc_cache_destroy(a);
     check_bound(it_now_ms() - t0, "tc_cache_destroy");
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 static void test_single_instance_keeps_l1_while_redis_down(void)
 {
     static it_source src;
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
     it_source_init(&src, "v1");
     tc_policy p = it_policy(&src, 60000, 60000, TAG);
     char v1[64], v2[64];
@@ -254,7 +257,7 @@ static void test_single_instance_keeps_l1_while_redis_down(void)
     CHECK_EQ_INT(read_ok(s, "acct:1", &p, v1).source, TC_SRC_L1);
     CHECK_EQ_INT(metrics(s).bus_connected, 0); /* no bus at all: nobody else writes */
 
-    REQUIRE(tct_redis_kill(&server) == 0);
+    REQUIRE(it_server_kill(&server) == 0);
     int loads = atomic_load(&src.loads);
     /* Trip the breaker with misses on other keys; L1 answers throughout. */
     int64_t end = it_now_ms() + IT_DEADLINE_MS;
@@ -278,7 +281,7 @@ static void test_single_instance_keeps_l1_while_redis_down(void)
     CHECK_EQ_INT(read_ok(s, "acct:1", &p, v2).source, TC_SRC_LOADER);
     CHECK_EQ_INT(read_ok(s, "acct:1", &p, v2).source, TC_SRC_L1);
 
-    REQUIRE(tct_redis_restart(&server) == 0);
+    REQUIRE(it_server_restart(&server) == 0);
     end = it_now_ms() + IT_DEADLINE_MS;
     for (int i = 0; metrics(s).pending_invalidations > 0 && it_now_ms() < end; i++) {
         char other[32], want[64];
@@ -290,7 +293,7 @@ static void test_single_instance_keeps_l1_while_redis_down(void)
     CHECK_EQ_INT(metrics(s).pending_invalidations, 0);
     CHECK_EQ_INT(read_ok(s, "acct:1", &p, v2).source, TC_SRC_L1);
     tc_cache_destroy(s);
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 /* One run of the CLIENT PAUSE scenario, with its own key and tag.
@@ -304,7 +307,7 @@ static void test_single_instance_keeps_l1_while_redis_down(void)
  * Returns 1 when Redis was still paused when the invalidation was made (the scenario ran),
  * 0 when this machine was too slow to reach it within the pause (the caller retries with a
  * longer pause: slowness is never a verdict). */
-static int pause_scenario(int port, redisContext *insp, int a_reads_first, int attempt,
+static int pause_scenario(it_server *srv, redisContext *insp, int a_reads_first, int attempt,
                           int pause_ms)
 {
     static it_source sources[2][3];
@@ -321,7 +324,7 @@ static int pause_scenario(int port, redisContext *insp, int a_reads_first, int a
     tc_policy p_no_l1 = p;
     p_no_l1.flags = TC_POLICY_NO_L1;
 
-    tc_cache *a = outage_cache(port, a_reads_first), *holder = outage_cache(port, 0);
+    tc_cache *a = outage_cache(srv->port, a_reads_first), *holder = outage_cache(srv->port, 0);
     REQUIRE(a != NULL && holder != NULL);
     int ok;
     IT_WAIT_UNTIL(ok, (a_reads_first || it_bus_connected(a)) && it_bus_connected(holder),
@@ -342,9 +345,8 @@ static int pause_scenario(int port, redisContext *insp, int a_reads_first, int a
 
     /* Redis stops answering, keeping its data. */
     char reply[16];
-    it_rstr(insp, reply, sizeof(reply), "CLIENT PAUSE %d ALL", pause_ms);
+    REQUIRE(it_server_pause(srv, pause_ms) == 0);
     int64_t paused_at = it_now_ms();
-    REQUIRE(strcmp(reply, "OK") == 0);
     it_source_set(src, "v2");
     int64_t t0 = it_now_ms();
     int rc = tc_invalidate_tag(a, tag);
@@ -383,7 +385,7 @@ static int pause_scenario(int port, redisContext *insp, int a_reads_first, int a
     CHECK(strcmp(after, before) != 0); /* the tag moved in Redis */
 
     /* Another instance reading L2 never gets the old record; the control key it does. */
-    tc_cache *b = outage_cache(port, 0);
+    tc_cache *b = outage_cache(srv->port, 0);
     REQUIRE(b != NULL);
     CHECK_EQ_INT(read_ok(b, ctl, &p_ctl, ctl_v1).source, TC_SRC_L2);
     it_read r = it_get(b, key, &p);
@@ -405,14 +407,14 @@ static int pause_scenario(int port, redisContext *insp, int a_reads_first, int a
 
 static void test_pending_invalidation_replayed_before_l2_read(void)
 {
-    tct_redis server;
-    REQUIRE(tct_redis_start(&server) == 0);
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
     redisContext *insp = it_redis(server.port, 0);
     REQUIRE(insp != NULL);
     for (int a_reads_first = 0; a_reads_first < 2; a_reads_first++) {
         int done = 0;
         for (int attempt = 0; attempt < 3 && !done; attempt++) {
-            done = pause_scenario(server.port, insp, a_reads_first, attempt, 2000 << attempt);
+            done = pause_scenario(&server, insp, a_reads_first, attempt, 2000 << attempt);
             if (!done)
                 fprintf(stderr, "note: the %d ms pause was over before the invalidation\n",
                         2000 << attempt);
@@ -420,7 +422,7 @@ static void test_pending_invalidation_replayed_before_l2_read(void)
         CHECK(done);
     }
     redisFree(insp);
-    tct_redis_stop(&server);
+    it_server_stop(&server);
 }
 
 int main(void)
