@@ -630,6 +630,7 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         cc.redis_host = cfg->redis_host;
         cc.sentinels = cfg->sentinels;
         cc.sentinel_master = cfg->sentinel_master;
+        cc.cluster_nodes = cfg->cluster_nodes;
         cc.redis_port = cfg->redis_port;
         cc.redis_db = cfg->redis_db;
         cc.redis_password = cfg->redis_password;

@@ -20,9 +20,10 @@ typedef struct tc_app_config {
     int db_timeout_ms;  /* per statement; default 5000 */
 
     bool cache;             /* false: every read goes to the database (for comparison) */
-    const char *redis_host; /* NULL: L1 only (unless sentinels) */
+    const char *redis_host; /* NULL: L1 only (unless sentinels or cluster_nodes) */
     const char *sentinels;       /* "host:port,..." of Redis Sentinel, or NULL */
     const char *sentinel_master; /* the master's name for the sentinels */
+    const char *cluster_nodes;   /* "host:port,..." of a Redis Cluster's nodes, or NULL */
     int redis_port, redis_db;
     const char *redis_password;
     const char *prefix; /* Redis key prefix; default "tc:" */

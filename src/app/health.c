@@ -101,7 +101,8 @@ static void ready_probe(void *ctx, tc_http_exchange *x)
     status = rc == 0 ? 200 : 503; /* the database decides first */
 
     bool redis_ok = true;
-    if (app->cache != NULL && app->cfg.redis_host == NULL && app->cfg.sentinels == NULL) {
+    if (app->cache != NULL && app->cfg.redis_host == NULL && app->cfg.sentinels == NULL &&
+        app->cfg.cluster_nodes == NULL) {
         n += snprintf(body + n, sizeof(body) - (size_t)n, "redis: none (L1 only)\n");
     } else if (app->cache != NULL) {
         tc_metrics m;

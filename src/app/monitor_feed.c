@@ -184,6 +184,13 @@ static uint64_t tag_count(const sample *s, const char *name)
     return 0;
 }
 
+/* Whether the cache has a Redis (one, through sentinels, or a cluster). */
+static bool redis_configured(const tc_app *app)
+{
+    return app->cache != NULL && (app->cfg.redis_host != NULL || app->cfg.sentinels != NULL ||
+                                  app->cfg.cluster_nodes != NULL);
+}
+
 static json_t *num(double v)
 {
     return json_real(v);
@@ -437,7 +444,7 @@ static void summary_layers(tc_monitor *m, json_t *sum, const sample *a, const sa
     double r99 = tc_app__mon_percentile(rd, TC_HIST_BUCKETS, 1, 99);
     json_object_set_new(sum, "redis",
                         json_pack("{s:b,s:b,s:I,s:b,s:I,s:I,s:I,s:o,s:o,s:I}", "configured",
-                                  m->app->cache != NULL && m->app->cfg.redis_host != NULL,
+                                  redis_configured(m->app),
                                   "breaker_open", b->breaker_open, "breaker_opens",
                                   (json_int_t)b->breaker_opens, "bus_connected", b->bus_connected,
                                   "bus_reconnects", (json_int_t)b->bus_reconnects, "errors",
@@ -488,7 +495,7 @@ static json_t *build_feed(tc_monitor *m)
     json_object_set_new(feed, "started", json_integer(m->started_ms));
     json_object_set_new(feed, "interval_ms", json_integer(SAMPLE_MS));
     json_object_set_new(feed, "cache", json_boolean(m->app->cache != NULL));
-    json_object_set_new(feed, "redis", json_boolean(m->app->cfg.redis_host != NULL));
+    json_object_set_new(feed, "redis", json_boolean(redis_configured(m->app)));
 
     json_t *s = series_new(last);
     for (int i = 1; i < n; i++)

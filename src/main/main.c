@@ -39,7 +39,7 @@ typedef struct options {
     tc_app_config app;
     tc_http_config http;
     char listen[128];
-    char redis[128];
+    char redis[1024];
     int seed_users, seed_activity;
 } options;
 
@@ -57,7 +57,8 @@ static const char USAGE[] =
     "                         (sqlite:tiercache.db)\n"
     "  --redis HOST:PORT|none Redis for L2 and the invalidation bus [TIERCACHE_REDIS]\n"
     "                         (127.0.0.1:6379; none: in-process L1 only), or Redis Sentinel:\n"
-    "                         sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME\n"
+    "                         sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME, or a Redis\n"
+    "                         Cluster (some of its nodes): cluster://HOST:PORT[,HOST:PORT...]\n"
     "  --redis-db N           Redis database index [TIERCACHE_REDIS_DB] (0)\n"
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
@@ -143,12 +144,33 @@ static void split_host_port(const char *name, const char *v, char *host, size_t 
     *port = to_int(name, colon + 1, 0, 65535);
 }
 
-/* --redis: none, HOST:PORT, or sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME. Anything
- * else stops the program: a value taken for a host name would run without L2, silently. */
-static void parse_redis(options *o, char *rhost, size_t cap, char *sentinels)
+/* A list HOST:PORT[,HOST:PORT...] (sentinels, a cluster's nodes), each item checked; what
+ * names the items in a message. */
+static void check_nodes(const char *v, char *list, const char *what)
 {
-    static const char FORMS[] =
-        "expected HOST:PORT, sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME or none";
+    char name[64];
+    snprintf(name, sizeof(name), "--redis (a %s)", what);
+    for (char *item = list; item != NULL;) {
+        char *comma = strchr(item, ','), h[128];
+        int port;
+        if (comma != NULL)
+            *comma = '\0';
+        split_host_port(name, item, h, sizeof(h), &port);
+        if (port == 0)
+            die("--redis: a %s's port cannot be 0, in '%s'", what, v);
+        if (comma != NULL)
+            *comma = ',';
+        item = comma != NULL ? comma + 1 : NULL;
+    }
+}
+
+/* --redis: none, HOST:PORT, sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME, or
+ * cluster://HOST:PORT[,HOST:PORT...]. Anything else stops the program: a value taken for a
+ * host name would run without L2, silently. */
+static void parse_redis(options *o, char *rhost, size_t cap, char *nodes)
+{
+    static const char FORMS[] = "expected HOST:PORT, sentinel://HOST:PORT[,HOST:PORT...]/"
+                                "MASTER_NAME, cluster://HOST:PORT[,HOST:PORT...] or none";
     const char *v = o->redis;
     if (strcmp(v, "none") == 0)
         return;
@@ -156,22 +178,26 @@ static void parse_redis(options *o, char *rhost, size_t cap, char *sentinels)
         const char *list = v + 11, *slash = strchr(list, '/');
         if (slash == NULL || slash == list || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
             die("--redis: %s, got '%s'", FORMS, v);
-        memcpy(sentinels, list, (size_t)(slash - list));
-        sentinels[slash - list] = '\0';
-        for (char *item = sentinels; item != NULL;) { /* each one HOST:PORT */
-            char *comma = strchr(item, ','), h[128];
-            int port;
-            if (comma != NULL)
-                *comma = '\0';
-            split_host_port("--redis (a sentinel)", item, h, sizeof(h), &port);
-            if (port == 0)
-                die("--redis: a sentinel's port cannot be 0, in '%s'%s", v, "");
-            if (comma != NULL)
-                *comma = ',';
-            item = comma != NULL ? comma + 1 : NULL;
-        }
-        o->app.sentinels = sentinels;
+        memcpy(nodes, list, (size_t)(slash - list));
+        nodes[slash - list] = '\0';
+        check_nodes(v, nodes, "sentinel");
+        o->app.sentinels = nodes;
         o->app.sentinel_master = slash + 1;
+        return;
+    }
+    if (strncmp(v, "cluster://", 10) == 0) {
+        const char *list = v + 10;
+        if (*list == '\0' || strchr(list, '/') != NULL)
+            die("--redis: %s, got '%s'", FORMS, v);
+        if (o->app.redis_db != 0) { /* a cluster has database 0 only */
+            char db[16];
+            snprintf(db, sizeof(db), "%d", o->app.redis_db);
+            die("--redis: a Redis Cluster has no database %s (--redis-db must be 0, in '%s')", db,
+                v);
+        }
+        snprintf(nodes, strlen(list) + 1, "%s", list);
+        check_nodes(v, nodes, "cluster node");
+        o->app.cluster_nodes = nodes;
         return;
     }
     if (strstr(v, "://") != NULL || strpbrk(v, ",/") != NULL)
@@ -187,9 +213,11 @@ static void set(options *o, const char *name, const char *v)
         snprintf(o->listen, sizeof(o->listen), "%s", v);
     else if (strcmp(name, "db") == 0)
         o->app.db_url = v;
-    else if (strcmp(name, "redis") == 0)
+    else if (strcmp(name, "redis") == 0) {
+        if (strlen(v) >= sizeof(o->redis)) /* cut short, it would name other nodes */
+            die("--redis: longer than 1023 characters: '%.40s...'%s", v, "");
         snprintf(o->redis, sizeof(o->redis), "%s", v);
-    else if (strcmp(name, "redis-db") == 0)
+    } else if (strcmp(name, "redis-db") == 0)
         o->app.redis_db = to_int("--redis-db", v, 0, 1000000);
     else if (strcmp(name, "redis-password") == 0)
         o->app.redis_password = v;
@@ -467,8 +495,8 @@ static int run_serve(options *o)
     o->http.bind_address = host;
     o->http.port = port;
     fit_open_files(&o->http);
-    char rhost[128], sentinels[sizeof(o->redis)];
-    parse_redis(o, rhost, sizeof(rhost), sentinels);
+    char rhost[128], nodes[sizeof(o->redis)];
+    parse_redis(o, rhost, sizeof(rhost), nodes);
     if (o->app.db_pool < o->http.workers)
         fprintf(stderr,
                 "tiercache: note: --db-pool %d < --workers %d: workers may wait for a "
