@@ -12,9 +12,11 @@
  * every operation otherwise) with CLOCK_MONOTONIC, whose own cost is printed too.
  *
  * Redis: $TC_REDIS_PORT if set, else a private redis-server (tests/support) on loopback.
- * Usage: bench_cache [-d seconds] [-c case] [-t threads]
+ * Usage: bench_cache [-d seconds] [-c case] [-t threads] [-C host:port[,host:port...]]
  *   -c  only the cases whose name starts with it, case-insensitively: "L1", "L2", "miss",
  *       "invalidate" (e.g. for perf record); -t  only this thread count (1 or 2)
+ *   -C  one Redis beside a Redis Cluster (some of its nodes): the L2 cases (L2 hit, miss +
+ *       load, invalidate_tag 10) run on one, then on the other, case by case (bench/cluster.sh)
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,7 +53,7 @@ typedef struct worker {
     size_t nlat;
 } worker;
 
-static tc_cache *g_cache;
+static tc_cache *g_cache; /* the one the case runs on */
 static tc_policy g_pol_l1, g_pol_l2, g_pol_miss, g_pol_inv;
 static char g_keys_l1[NKEYS][32], g_keys_l2[NKEYS][32];
 static char g_inv_tag[64];
@@ -169,7 +171,7 @@ static int prepare(const bench_case *bc)
 }
 
 typedef struct row {
-    const char *name;
+    const char *name, *where;
     int threads;
     uint64_t ops, wrong, errors;
     double secs, p50_ns, p99_ns;
@@ -262,9 +264,9 @@ static const char *fmt_rate(double r, char *buf, size_t n)
 int main(int argc, char **argv)
 {
     double secs = 3;
-    const char *only = NULL;
+    const char *only = NULL, *cluster = NULL;
     int opt, tmin = 1, tmax = MAX_THREADS;
-    while ((opt = getopt(argc, argv, "d:c:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "d:c:t:C:h")) != -1) {
         if (opt == 'd' && (secs = atof(optarg)) > 0 && secs <= 600)
             continue;
         if (opt == 'c') {
@@ -273,8 +275,13 @@ int main(int argc, char **argv)
         }
         if (opt == 't' && (tmin = tmax = atoi(optarg)) >= 1 && tmax <= MAX_THREADS)
             continue;
+        if (opt == 'C') {
+            cluster = optarg;
+            continue;
+        }
         fprintf(stderr,
-                "usage: %s [-d seconds per case, default 3] [-c case name prefix] [-t 1|2]\n",
+                "usage: %s [-d seconds per case, default 3] [-c case name prefix] [-t 1|2] "
+                "[-C cluster host:port,...]\n",
                 argv[0]);
         return opt == 'h' ? 0 : 2;
     }
@@ -298,7 +305,14 @@ int main(int argc, char **argv)
     cfg.prefix = prefix;
     cfg.redis_timeout_ms = 1000; /* a benchmark must not trip the breaker on a busy box */
     int err = 0;
-    if ((g_cache = tc_cache_create(&cfg, &err)) == NULL) {
+    /* on[0]: the one Redis; on[1]: the cluster (-C) */
+    tc_cache *on[2] = {tc_cache_create(&cfg, &err), NULL};
+    const char *where[2] = {"redis", "cluster"};
+    if (on[0] != NULL && cluster != NULL) {
+        cfg.cluster_nodes = cluster;
+        on[1] = tc_cache_create(&cfg, &err);
+    }
+    if (on[0] == NULL || (cluster != NULL && on[1] == NULL)) {
         fprintf(stderr, "bench: tc_cache_create: %s\n", tc_strerror(err));
         return 1;
     }
@@ -339,46 +353,54 @@ int main(int argc, char **argv)
         snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), "%s%s", i ? " " : "", argv[i]);
     printf("command: %s\n", cmd);
     char load[64];
-    printf("cpus online: %ld; load average at start %s; redis 127.0.0.1:%d (%s); %g s per "
+    printf("cpus online: %ld; load average at start %s; redis 127.0.0.1:%d (%s)%s%s; %g s per "
            "case; clock_gettime %.0f ns (in each latency sample)\n\n",
-           sysconf(_SC_NPROCESSORS_ONLN), loadavg(load, sizeof(load)), port, redis_from, secs,
-           timer_ns);
+           sysconf(_SC_NPROCESSORS_ONLN), loadavg(load, sizeof(load)), port, redis_from,
+           cluster != NULL ? ", cluster " : "", cluster != NULL ? cluster : "", secs, timer_ns);
 
-    row rows[NCASES * MAX_THREADS];
+    row rows[NCASES * MAX_THREADS * 2];
     int nrows = 0;
     for (int c = 0; c < NCASES; c++) {
         if (only != NULL && strncasecmp(cases[c].name, only, strlen(only)) != 0)
             continue;
-        for (int t = tmin; t <= tmax; t++) {
-            if (run_case(&cases[c], t, secs, &rows[nrows]) != 0) {
-                fprintf(stderr, "bench: preparing '%s' failed\n", cases[c].name);
-                return 1;
+        /* beside a cluster: the cases that go to Redis, each on both, one after the other */
+        if (cluster != NULL && (cases[c].kind == CASE_L1 || cases[c].tagged > 10))
+            continue;
+        for (int t = tmin; t <= tmax; t++)
+            for (int w = 0; w < (cluster != NULL ? 2 : 1); w++) {
+                g_cache = on[w];
+                if (run_case(&cases[c], t, secs, &rows[nrows]) != 0) {
+                    fprintf(stderr, "bench: preparing '%s' on the %s failed\n", cases[c].name,
+                            where[w]);
+                    return 1;
+                }
+                rows[nrows++].where = where[w];
             }
-            nrows++;
-        }
     }
 
-    printf("%-32s %7s %12s %12s %11s %11s\n", "case", "threads", "ops", "ops/s", "p50", "p99");
+    printf("%-32s %-8s %7s %12s %12s %11s %11s\n", "case", "on", "threads", "ops", "ops/s", "p50",
+           "p99");
     for (int i = 0; i < nrows; i++) {
         row *r = &rows[i];
         char rate[32], p50[32], p99[32];
-        printf("%-32s %7d %12llu %12s %11s %11s", r->name, r->threads, (unsigned long long)r->ops,
-               fmt_rate((double)r->ops / r->secs, rate, sizeof(rate)),
+        printf("%-32s %-8s %7d %12llu %12s %11s %11s", r->name, r->where, r->threads,
+               (unsigned long long)r->ops, fmt_rate((double)r->ops / r->secs, rate, sizeof(rate)),
                fmt_ns(r->p50_ns, p50, sizeof(p50)), fmt_ns(r->p99_ns, p99, sizeof(p99)));
         if (r->errors || r->wrong)
             printf("   (errors %llu, answered from another tier %llu)",
                    (unsigned long long)r->errors, (unsigned long long)r->wrong);
         printf("\n");
     }
-    tc_metrics m;
-    tc_metrics_snapshot(g_cache, &m);
-    printf("\nredis errors %llu, breaker opens %llu, l1 entries %llu, l1 evictions %llu; "
-           "load average at end %s\n",
-           (unsigned long long)m.redis_errors, (unsigned long long)m.breaker_opens,
-           (unsigned long long)m.l1_entries, (unsigned long long)m.l1_evictions,
-           loadavg(load, sizeof(load)));
-
-    tc_cache_destroy(g_cache);
+    printf("\n");
+    for (int w = 0; w < 2 && on[w] != NULL; w++) {
+        tc_metrics m;
+        tc_metrics_snapshot(on[w], &m);
+        printf("%s: redis errors %llu, breaker opens %llu, l1 entries %llu, l1 evictions %llu\n",
+               where[w], (unsigned long long)m.redis_errors, (unsigned long long)m.breaker_opens,
+               (unsigned long long)m.l1_entries, (unsigned long long)m.l1_evictions);
+        tc_cache_destroy(on[w]);
+    }
+    printf("load average at end %s\n", loadavg(load, sizeof(load)));
     if (srv.pid > 0)
         tct_redis_stop(&srv);
     return 0;
