@@ -81,7 +81,9 @@
  * a read is sent only once all the connections it uses are made (and so
  * checked), so no read pairs a counter from a rolled-back master with a
  * global version from before the bump. Cost: one full reload of the L2 after
- * a failover, as on one Redis. (Bumping only the counters the master holds
+ * a failover, as on one Redis. L1 is emptied (the engine's on_incarnation)
+ * only when the master restarted in place serves the meta slot: L1 rests on
+ * the bus, which lives there (node_incarnation). (Bumping only the counters the master holds
  * would need a SCAN of it before any read may use it.)
  *
  * Threads: commands on any thread; the map is read by the map thread
@@ -314,6 +316,7 @@ static void masters_locked(const tc__cluster *cl, bool *owns)
 
 static int dialed(void *dctx, struct redisContext *conn, char *run_id, size_t idn, char *why,
                   size_t wn);
+static void node_incarnation(void *ctx, const char *run_id);
 
 /* The node the cluster names host:port (as this process reaches it:
  * cluster_address), made if it is new: its index, or -1 (the table is full, or
@@ -338,9 +341,7 @@ static int node_at_locked(tc__cluster *cl, const char *named, int port)
     tc_config cfg = cl->cfg;
     cfg.redis_host = nd->host;
     cfg.redis_port = port;
-    tc__redis_events ev = cl->ev;
-    ev.dialed = dialed;
-    ev.dctx = nd;
+    tc__redis_events ev = {.incarnation = node_incarnation, .ctx = nd, .dialed = dialed, .dctx = nd};
     if ((nd->r = tc__redis_new(&cfg, cl->m, ev)) == NULL) {
         free(nd);
         return -1;
@@ -1049,6 +1050,35 @@ redisReply *tc__cluster_script(tc__cluster *cl, int sc, int nkeys, int argc, con
 }
 
 /* ---- a master's new connection: the incarnation check ----------------------------- */
+
+/*
+ * redis.c calls this when a master answers at its address with another process
+ * than before (restarted in place). The records it holds are already born
+ * invalid (dialed() moved the global tag). The engine is told (its L1 emptied,
+ * its generations moved, as on one Redis) only when that master serves the
+ * meta slot: the bus and the members live there, and until the bus notices the
+ * new process a write may not wait for this instance. Another master's restart
+ * touches no bus message, which is what L1 rests on; emptying L1 then would
+ * only make loads running across it born invalid.
+ */
+static void node_incarnation(void *ctx, const char *run_id)
+{
+    cnode *nd = ctx;
+    tc__cluster *cl = nd->cl;
+    pthread_rwlock_rdlock(&cl->lock);
+    int o = cl->owner[cl->meta_slot];
+    bool meta = o >= 0 && cl->nodes[o] == nd;
+    pthread_rwlock_unlock(&cl->lock);
+    if (meta && cl->ev.incarnation != NULL) {
+        cl->ev.incarnation(cl->ev.ctx, run_id);
+        return;
+    }
+    TC__INC(cl->m->incarnations);
+    say(cl, TC_LOG_WARN, "redis",
+        "a different Redis process answers on the master %s:%d (run_id %.12s): restarted or "
+        "restored; its records from before are not trusted",
+        nd->host, nd->port, run_id);
+}
 
 /*
  * redis.c calls this on every new connection to a master, after the scripts
