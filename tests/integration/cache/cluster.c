@@ -105,6 +105,29 @@ static void name_on(char *out, size_t n, const char *fmt, const char *infix, int
     REQUIRE(!"no name found on that master");
 }
 
+/* A master that serves neither the meta slot nor the global tag (the one a test breaks). */
+static int master_apart(void)
+{
+    char meta[256], global[256];
+    snprintf(meta, sizeof(meta), "%s~{%smeta}seq", prefix, prefix);
+    snprintf(global, sizeof(global), "%s~t:*", prefix);
+    return master_other_than(master_of(meta), master_of(global));
+}
+
+/* "<fmt with %d>" for the first d whose record and own counter are both away from master x. */
+static void key_away_from(char *out, size_t n, const char *fmt, int x)
+{
+    for (int d = 0; d < 100000; d++) {
+        char rkey[256], own[256];
+        snprintf(out, n, fmt, d);
+        snprintf(rkey, sizeof(rkey), "%s%s", prefix, out);
+        snprintf(own, sizeof(own), "%s~t:#%s", prefix, out);
+        if (master_of(rkey) != x && master_of(own) != x)
+            return;
+    }
+    REQUIRE(!"no key found away from that master");
+}
+
 /* ---- MOVED ------------------------------------------------------------------------------- */
 
 static void test_moved_is_followed_and_the_map_updated(void)
@@ -260,22 +283,12 @@ static void test_restored_master_does_not_revive_records_elsewhere(void)
     static it_source src;
     it_source_init(&src, "v1");
     /* the tag on master x, the record (and its own counter) on another */
-    char meta[256], global[256];
-    snprintf(meta, sizeof(meta), "%s~{%smeta}seq", prefix, prefix);
-    snprintf(global, sizeof(global), "%s~t:*", prefix);
-    int x = master_other_than(master_of(meta), master_of(global));
+    int x = master_apart();
     REQUIRE(x >= 0);
     char tag[32], key[32];
     int avoid[3] = {x, -1, -1};
     name_on(tag, sizeof(tag), "grp:%d", "~t:", x, avoid);
-    for (int d = 0;; d++) { /* the value and its own counter away from x */
-        char rkey[256], own[256];
-        snprintf(key, sizeof(key), "doc:r%d", d);
-        snprintf(rkey, sizeof(rkey), "%s%s", prefix, key);
-        snprintf(own, sizeof(own), "%s~t:#%s", prefix, key);
-        if (master_of(rkey) != x && master_of(own) != x)
-            break;
-    }
+    key_away_from(key, sizeof(key), "doc:r%d", x);
     tc_policy p = it_policy(&src, FRESH_MS, 0, tag);
     tc_cache *a = cl_cache(0, 1000);
     CHECK_EQ_INT(it_get_or_load(a, key, &p).source, TC_SRC_LOADER);
@@ -310,23 +323,13 @@ static void test_a_dead_master_costs_only_its_keys(void)
 {
     static it_source src;
     it_source_init(&src, "v1");
-    char meta[256], global[256];
-    snprintf(meta, sizeof(meta), "%s~{%smeta}seq", prefix, prefix);
-    snprintf(global, sizeof(global), "%s~t:*", prefix);
-    int x = master_other_than(master_of(meta), master_of(global));
+    int x = master_apart();
     REQUIRE(x >= 0);
     /* a key whose record and counters are all away from x, and one whose record is on x */
     char away[32], there[32], tag[32];
     int avoid[3] = {x, -1, -1};
     name_on(tag, sizeof(tag), "grp:b%d", "~t:", -1, avoid);
-    for (int d = 0;; d++) {
-        char rkey[256], own[256];
-        snprintf(away, sizeof(away), "doc:b%d", d);
-        snprintf(rkey, sizeof(rkey), "%s%s", prefix, away);
-        snprintf(own, sizeof(own), "%s~t:#%s", prefix, away);
-        if (master_of(rkey) != x && master_of(own) != x)
-            break;
-    }
+    key_away_from(away, sizeof(away), "doc:b%d", x);
     name_on(there, sizeof(there), "doc:t%d", "", x, avoid);
     tc_policy p = it_policy(&src, FRESH_MS, 0, tag);
     p.flags = TC_POLICY_NO_L1;
