@@ -1519,9 +1519,11 @@ void tc_cache_destroy(tc_cache *c)
     if (c->bus != NULL)
         tc__fleet_leave(c->fleet); /* at once, so writers stop waiting for us */
     tc__bus_stop(c->bus);
+    /* finishes or cancels every refresh, so no flight is left; before what a refresh
+     * uses (the fleet's lease, the budget, L1, Redis) is freed */
+    tc__pool_free(c->pool);
     tc__fleet_free(c->fleet);
     tc__budget_free(c->budget);
-    tc__pool_free(c->pool); /* finishes or cancels every refresh, so no flight is left */
     tc__l1_free(c->l1);
     tc__tag_put(c->global);
     tc__tags_free(c->tags);
