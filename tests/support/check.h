@@ -2,15 +2,17 @@
  * the test (exit 1). End main() with `return check_report();`, which prints
  * "N passed, M failed" and returns the exit code. Not a framework: no registration.
  * TC_CHECK_FAIL_FAST=1 in the environment stops at the first failed CHECK as well (the
- * mutation run, scripts/mutants.sh: it needs to know that a test fails, not how often). */
+ * mutation run, scripts/mutants.sh: it needs to know that a test fails, not how often).
+ * Any thread may CHECK (the counts are atomic). */
 #ifndef TC_TEST_CHECK_H
 #define TC_TEST_CHECK_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int check__passed, check__failed;
+static _Atomic int check__passed, check__failed;
 
 static inline int check__note(int ok, const char *file, int line, const char *expr)
 {
@@ -58,9 +60,9 @@ static inline int check__note(int ok, const char *file, int line, const char *ex
 /* Prints the totals; returns 0 if every check passed (and at least one ran), else 1. */
 static inline int check_report(void)
 {
-    printf("%d passed, %d failed\n", check__passed, check__failed);
+    printf("%d passed, %d failed\n", atomic_load(&check__passed), atomic_load(&check__failed));
     fflush(stdout);
-    return (check__failed == 0 && check__passed > 0) ? 0 : 1;
+    return (atomic_load(&check__failed) == 0 && atomic_load(&check__passed) > 0) ? 0 : 1;
 }
 
 #endif
