@@ -195,7 +195,7 @@ static void parse_redis(options *o, char *rhost, size_t cap, char *nodes)
             die("--redis: a Redis Cluster has no database %s (--redis-db must be 0, in '%s')", db,
                 v);
         }
-        snprintf(nodes, strlen(list) + 1, "%s", list);
+        memcpy(nodes, list, strlen(list) + 1); /* nodes holds what o->redis holds */
         check_nodes(v, nodes, "cluster node");
         o->app.cluster_nodes = nodes;
         return;
