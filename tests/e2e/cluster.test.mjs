@@ -4,11 +4,13 @@
 // other is served from L2) and a write on one is read at once on the other (its L1 entry
 // dropped over the sharded bus); the environment variable works as the flag does; a malformed
 // cluster address, or a database other than 0, stops the server at start with a message that
-// says why.
+// says why. And e2e/fleet's read-your-writes checker (fleet.mjs) over three instances on the
+// cluster, with no fault: zero stale reads, zero errors.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { BIN, startServer, login, call } from './lib.mjs';
+import { startFleet, checkReadYourWrites, stopAll } from './fleet.mjs';
 
 const NODES = process.env.TC_CLUSTER_NODES;
 
@@ -58,6 +60,25 @@ describe('the server on a Redis Cluster', { skip: NODES ? false : 'TC_CLUSTER_NO
         { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 10000 });
       assert.notEqual(r.status, 0, `${args.join(' ')} ${JSON.stringify(env ?? {})}: refused`);
       assert.match(r.stderr, want, `${args.join(' ')}: ${r.stderr}`);
+    }
+  });
+});
+
+describe('a fleet on a Redis Cluster', { skip: NODES ? false : 'TC_CLUSTER_NODES is not set (run through scripts/test.sh)' }, () => {
+  after(stopAll);
+  it('no fault: zero stale reads across three instances', async () => {
+    const fleet = await startFleet({ redis: `cluster://${NODES}` });
+    try {
+      const s = await checkReadYourWrites(fleet);
+      console.log(`no fault, cluster: ${s.reads} reads (${s.blogReads} anonymous), ${s.stale} stale, ` +
+        `${s.readErrors} read errors, ${s.writes} writes, ${s.writeErrors} write errors`);
+      for (const x of [...s.samples, ...s.errorSamples]) console.log(`  ${x}`);
+      assert.ok(s.reads > 200, `too few reads to tell: ${s.reads}`);
+      assert.ok(s.writes > 20, `too few writes to tell: ${s.writes}`);
+      assert.equal(s.stale, 0);
+      assert.equal(s.readErrors + s.writeErrors, 0);
+    } finally {
+      await fleet.stop();
     }
   });
 });
