@@ -84,7 +84,7 @@ int tc_app__inval_commit(tc_app *app, tc_inval *inv)
                 tc_app__monitor_tag_invalidated(app->monitor, tags[i]);
     }
     if (err != 0)
-        tc_app__log(TC_LOG_ERROR, "cache", NULL,
+        tc_app__log(TC_LOG_ERROR, "cache",
                     "invalidation of %s%s not taken by Redis within %d ms (%s): the write is "
                     "made and answered 503; the invalidation is applied here, kept, and replayed "
                     "when Redis answers",

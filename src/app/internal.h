@@ -234,17 +234,17 @@ int tc_app__write_ready(tc_app *app);
 int tc_app__inval_commit(tc_app *app, tc_inval *inv);
 /* log.c: the operator's log (stderr), rate-limited per call site. level is
  * TC_LOG_INFO/WARN/ERROR; component names the part ("db", "billing", ...);
- * request is the request's id, or NULL. */
-void tc_app__log(int level, const char *component, const char *request, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+ * a line written while this thread runs a request ends in "(request <id>)"
+ * (tc_http_current_request_id). */
+void tc_app__log(int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* health.c: after a use of the database that succeeded; after one that failed
  * with err (a tc_db code), cause (tc_db_errmsg), what ("load user:42"): logs
  * it (unavailable: once per outage; else rate-limited) and returns err. */
 void tc_app__db_ok(tc_app *app);
-int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
-                     const char *request);
+int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what);
 /* No pooled connection was free in time (the pool exhausted): logged. */
-void tc_app__db_busy(tc_app *app, const char *what, const char *request);
+void tc_app__db_busy(tc_app *app, const char *what);
 /* The answer to a failed database call: 503 + Retry-After when it is
  * unavailable, 500 otherwise; logged through tc_app__db_error. */
 tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what);

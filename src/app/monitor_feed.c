@@ -109,7 +109,7 @@ static void *sampler_main(void *arg)
     if (s == NULL || cm == NULL) {
         free(s);
         free(cm);
-        tc_app__log(TC_LOG_ERROR, "app", NULL, "monitor: out of memory: the monitoring page will stay empty");
+        tc_app__log(TC_LOG_ERROR, "app", "monitor: out of memory: the monitoring page will stay empty");
         return NULL;
     }
     pthread_mutex_lock(&sp->ring_lock);

@@ -327,9 +327,13 @@ static void render_http(tc_monitor *m, tc_buf *b)
     series(b, "tiercache_http_rejected_total", "reason=\"too_large\"", st.rejected_large);
     series(b, "tiercache_http_rejected_total", "reason=\"bad_request\"", st.rejected_bad);
     family(b, "tiercache_http_closed_total", "counter",
-           "Connections the server closed: deadline (request too slow), idle (keep-alive idle).");
+           "Connections the server closed: deadline (request too slow), idle (keep-alive "
+           "idle), shed (idle, closed to keep room near --max-connections), per_address (at "
+           "accept: the client's address already had --max-connections-per-addr open).");
     series(b, "tiercache_http_closed_total", "reason=\"deadline\"", st.closed_deadline);
     series(b, "tiercache_http_closed_total", "reason=\"idle\"", st.closed_idle);
+    series(b, "tiercache_http_closed_total", "reason=\"shed\"", st.closed_shed);
+    series(b, "tiercache_http_closed_total", "reason=\"per_address\"", st.refused_addr);
 }
 
 static void render_db(tc_buf *b)

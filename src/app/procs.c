@@ -77,7 +77,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
     char what[TC_KEY_MAX + 8];
     if (tc_app__db_acquire(app, &db) != 0) {
         snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
-        tc_app__db_busy(app, what, NULL);
+        tc_app__db_busy(app, what);
         return APP_EDOWN;
     }
     int err = fn(db, key, out);
@@ -85,7 +85,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
         int code = tc_db_errcode(db);
         /* a session's key names its token's hash: not for a log */
         snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
-        tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what, NULL);
+        tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what);
         if (tc_db_unavailable(code))
             err = APP_EDOWN;
     } else {
@@ -97,7 +97,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
 
 tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what)
 {
-    tc_app__db_error(c->app, err, db != NULL ? tc_db_errmsg(db) : NULL, what, NULL);
+    tc_app__db_error(c->app, err, db != NULL ? tc_db_errmsg(db) : NULL, what);
     if (tc_db_unavailable(err)) {
         tc_http_add_header(c->x, "Retry-After", "1");
         return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
@@ -792,7 +792,7 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
                                  c->path);
     }
     if (err != APP_EDB) /* APP_EDB is logged where it happened, with its cause */
-        tc_app__log(TC_LOG_ERROR, "app", NULL, "load %s failed: %s", key, tc_strerror(err));
+        tc_app__log(TC_LOG_ERROR, "app", "load %s failed: %s", key, tc_strerror(err));
     return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
 }
 
@@ -819,7 +819,7 @@ tc_call_status tc_app__call_run(tc_call *c, const tc_proc *p)
     }
     tc_db *db;
     if (tc_app__db_acquire(c->app, &db) != 0) {
-        tc_app__db_busy(c->app, p->path, NULL);
+        tc_app__db_busy(c->app, p->path);
         tc_http_add_header(c->x, "Retry-After", "1");
         return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
     }

@@ -290,6 +290,8 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
     assert.match(hit.duration_ms, /^\d+\.\d{3}$/);
     assert.match(hit.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.equal(hit.client, '127.0.0.1');
+    for (const l of [nf, miss, hit]) assert.match(l.request_id, /^[0-9a-f]{16}$/, why);
+    assert.equal(new Set([nf, miss, hit].map((l) => l.request_id)).size, 3, 'an id per request');
     const m = await scrape(D, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.equal(value(m.samples, 'tiercache_access_log_dropped_total'), 0);
     assert.ok(value(m.samples, 'tiercache_access_log_lines_total') >= 3);
