@@ -331,6 +331,10 @@ typedef struct tc_metrics {
     uint64_t l2_budget_refusals;              /* records not written: over the budget */
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
+    /* The bus delivery lag: from another instance sending an invalidation (its wall
+     * clock) to this one applying it (ours), once per invalidation; a clock skew
+     * between hosts adds to it (a negative difference counts as 0). */
+    tc_histogram bus_lag;
 } tc_metrics;
 
 /* Copies the current counters into *m (no allocation). */

@@ -1274,32 +1274,22 @@ static void bus_pong(void *ctx, uint64_t sent_us)
     tc__fleet_pong(c->fleet, sent_us);
 }
 
-/* "<seq> <writer id> <tag>": apply it, and acknowledge it to its writer. */
+/* "<seq> <writer id>[@<sent>] <tag>": apply it, and acknowledge it to its writer. */
 static void bus_message(void *ctx, const char *msg, size_t len)
 {
     tc_cache *c = ctx;
-    const char *end = msg + len, *sp1 = memchr(msg, ' ', len);
-    const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
-    if (sp2 == NULL || sp2 + 1 == end)
+    tc__bus_msg m;
+    if (tc__bus_msg_parse(msg, len, &m) != 0)
         return;
-    uint64_t seq = 0;
-    for (const char *p = msg; p < sp1; p++) {
-        if (*p < '0' || *p > '9')
-            return;
-        seq = seq * 10 + (uint64_t)(*p - '0');
-    }
-    const char *writer = sp1 + 1;
-    size_t wlen = (size_t)(sp2 - writer);
-    if (wlen == strlen(c->instance) && memcmp(writer, c->instance, wlen) == 0)
+    if (m.wlen == strlen(c->instance) && memcmp(m.writer, c->instance, m.wlen) == 0)
         return; /* our own: already applied */
     char tag[TC_KEY_MAX + 2];
-    size_t n = (size_t)(end - (sp2 + 1));
-    if (n >= sizeof(tag))
+    if (m.taglen >= sizeof(tag))
         return;
-    memcpy(tag, sp2 + 1, n);
-    tag[n] = '\0';
+    memcpy(tag, m.tag, m.taglen);
+    tag[m.taglen] = '\0';
     apply_local(c, tag);
-    tc__fleet_saw(c->fleet, writer, wlen, seq); /* acknowledged after the batch */
+    tc__fleet_saw(c->fleet, &m); /* acknowledged after the batch */
 }
 
 static void bus_batch_done(void *ctx)
@@ -1558,4 +1548,5 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
         tc__budget_read(c->budget, tc_mono_ms(), &m->l2_budget_bytes, &m->l2_budget_keys);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
     tc__hist_copy(&c->metrics.invalidate_latency, &m->invalidate_latency);
+    tc__hist_copy(&c->metrics.bus_lag, &m->bus_lag);
 }

@@ -119,6 +119,7 @@ typedef struct tc__metrics {
     _Atomic uint64_t redis_errors, breaker_opens;
     _Atomic uint64_t lease_lapses, incarnations, ack_timeouts, budget_refusals;
     tc__hist redis_latency, invalidate_latency;
+    tc__hist bus_lag; /* another instance's invalidation: sent (its clock) to applied here */
 } tc__metrics;
 
 void tc__metrics_init(tc__metrics *m);
@@ -286,6 +287,20 @@ void tc__budget_read(tc__budget *b, uint64_t now, uint64_t *bytes, uint64_t *key
 typedef struct tc__fleet tc__fleet;
 typedef struct tc__fleet_wait tc__fleet_wait;
 
+/* An invalidation message on the bus, "<seq> <writer>[@<sent>] <tag>" (published by the
+ * INVALIDATE script, redis.c): sent is the writer's wall clock, in µs since the epoch,
+ * when it sent it; messages of builds before it carry none. */
+typedef struct tc__bus_msg {
+    uint64_t seq;
+    const char *writer; /* points into the message; wlen bytes */
+    size_t wlen;
+    int64_t sent_us; /* 0: not given, or not a number (the tag still counts) */
+    const char *tag; /* points into the message; taglen bytes, at least one */
+    size_t taglen;
+} tc__bus_msg;
+/* Parses one message: 0, or TC_EINVAL when it is not one. Pure (fuzz/busmsg.c). */
+int tc__bus_msg_parse(const char *msg, size_t len, tc__bus_msg *m);
+
 /* The lease, membership and acknowledgements of this instance (cfg: lease_ms,
  * prefix, redis_db, log). NULL on ENOMEM. */
 tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, const char *instance,
@@ -296,12 +311,13 @@ const char *tc__fleet_direct(const tc__fleet *f); /* our own channel, for the bu
 bool tc__fleet_trusted(tc__fleet *f);
 /* Bus thread: the pong of a ping sent at sent_us; the subscription lost
  * (returns whether L1 was trusted); at least every ping interval; another
- * instance's invalidation seq applied (acknowledged at the next flush); the
- * end of a batch of messages; an acknowledgement on our own channel. */
+ * instance's invalidation applied (acknowledged at the next flush; its delivery
+ * lag recorded in bus_lag, once per invalidation); the end of a batch of
+ * messages; an acknowledgement on our own channel. */
 void tc__fleet_pong(tc__fleet *f, uint64_t sent_us);
 bool tc__fleet_lost(tc__fleet *f);
 void tc__fleet_tick(tc__fleet *f, bool subscribed);
-void tc__fleet_saw(tc__fleet *f, const char *writer, size_t wlen, uint64_t seq);
+void tc__fleet_saw(tc__fleet *f, const tc__bus_msg *msg);
 void tc__fleet_flush_acks(tc__fleet *f);
 void tc__fleet_acked(tc__fleet *f, const char *msg, size_t len);
 /* Leaves the members (a clean stop). */
