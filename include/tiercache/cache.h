@@ -125,6 +125,13 @@ typedef struct tc_config {
      * it. Default 250 ms. */
     int lease_ms;
 
+    /* Values of at least this many bytes are stored in Redis compressed (zstd),
+     * when that makes them an eighth smaller or more (0: never). L1 keeps them
+     * uncompressed; hashes and bytes handed out are the same either way.
+     * Default 1024: below it the bytes saved are few and the decompression
+     * (a microsecond or two on every L2 hit) is not paid back (docs/cache.md). */
+    size_t l2_compress_min_bytes;
+
     tc_clock_fn clock; /* NULL: CLOCK_REALTIME */
     void *clock_ctx;
 
@@ -329,6 +336,10 @@ typedef struct tc_metrics {
     uint64_t ack_timeouts;       /* invalidations that waited out the lease for an instance */
     uint64_t l2_budget_bytes, l2_budget_keys; /* what the budget counts now (0: no budget) */
     uint64_t l2_budget_refusals;              /* records not written: over the budget */
+    uint64_t l2_decode_errors;          /* records read from Redis that were no record, or
+                                           whose compressed value did not decode: misses */
+    uint64_t l2_compressed_writes;      /* records written with their value compressed */
+    uint64_t l2_compressed_saved_bytes; /* what compression took off those records' values */
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
     /* The bus delivery lag: from another instance sending an invalidation (its wall

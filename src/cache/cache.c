@@ -450,8 +450,13 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     state = L2_MISS;
     redisReply *val = rep->element[0];
     tc__record r;
-    if (val->type != REDIS_REPLY_STRING || tc__record_decode(val->str, val->len, &r) != 0 ||
-        r.ntags != ntags || now >= r.stale_until)
+    if (val->type != REDIS_REPLY_STRING)
+        goto done;
+    if (tc__record_decode(val->str, val->len, &r) != 0) { /* not a record: a miss */
+        TC__INC(c->metrics.l2_decode_errors);
+        goto done;
+    }
+    if (r.ntags != ntags || now >= r.stale_until)
         goto done;
     for (int i = 0; i < ntags; i++)
         if (r.taglen[i] != strlen(p->tags[i]) || memcmp(r.tags[i], p->tags[i], r.taglen[i]) != 0)
@@ -459,8 +464,10 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     for (int i = 0; i < out->nversions; i++)
         if (r.versions[i] != current[i])
             goto done;
-    if ((out->value = tc__value_new(r.data, r.len, r.hash)) == NULL)
+    if (tc__record_value(&r, &out->value) != 0) { /* a frame that is not its value: a miss */
+        TC__INC(c->metrics.l2_decode_errors);
         goto done;
+    }
     out->t = (times){r.created_ms, r.fresh_until, r.stale_until, r.load_ms};
     state = now < r.fresh_until ? L2_FRESH : L2_STALE;
 done:
@@ -517,8 +524,15 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
         r.tags[i] = p->tags[i];
         r.taglen[i] = (uint8_t)strlen(p->tags[i]);
     }
-    tc_buf rec = {0};
-    if (tc__record_encode(&r, &rec) != 0) {
+    tc_buf rec = {0}, z = {0};
+    if (tc__record_compress(&r, c->cfg.l2_compress_min_bytes, &z) == 1) {
+        TC__INC(c->metrics.l2_compressed);
+        atomic_fetch_add_explicit(&c->metrics.l2_compress_saved, r.raw_len - r.len,
+                                  memory_order_relaxed);
+    }
+    int err = tc__record_encode(&r, &rec);
+    free(z.data);
+    if (err != 0) {
         free(rec.data);
         return;
     }
@@ -1368,6 +1382,7 @@ void tc_config_init(tc_config *cfg)
     cfg->wait_timeout_ms = 5000;
     cfg->pending_invalidations_max = 4096;
     cfg->lease_ms = 250;
+    cfg->l2_compress_min_bytes = 1024;
 }
 
 tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
@@ -1544,6 +1559,9 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->incarnations = atomic_load(&c->metrics.incarnations);
     m->ack_timeouts = atomic_load(&c->metrics.ack_timeouts);
     m->l2_budget_refusals = atomic_load(&c->metrics.budget_refusals);
+    m->l2_decode_errors = atomic_load(&c->metrics.l2_decode_errors);
+    m->l2_compressed_writes = atomic_load(&c->metrics.l2_compressed);
+    m->l2_compressed_saved_bytes = atomic_load(&c->metrics.l2_compress_saved);
     if (c->budget != NULL)
         tc__budget_read(c->budget, tc_mono_ms(), &m->l2_budget_bytes, &m->l2_budget_keys);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);

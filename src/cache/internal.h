@@ -5,6 +5,7 @@
  *
  *   value.c    reference-counted values, output buffers, hashing, errors
  *   codec.c    the L2 record format (a pure parser: fuzz/codec.c)
+ *   compress.c values stored compressed in L2 (zstd)
  *   tags.c     interned tags with their local generation counters
  *   l1.c       the sharded in-process table with its byte limit
  *   metrics.c  per-namespace counters and histograms
@@ -32,6 +33,9 @@
 uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
+/* A new value (refcount 1) of len bytes that the caller writes, through *bytes,
+ * and hashes (->hash) before anyone else sees it. NULL on ENOMEM. */
+tc_value *tc__value_alloc(size_t len, char **bytes);
 
 /* Where the engine's modules report a change of state (tc_config.log). */
 typedef struct tc__logger {
@@ -64,14 +68,33 @@ typedef struct tc__record {
     int ntags;                     /* policy tags */
     const char *tags[TC_TAGS_MAX]; /* point into the decoded bytes, not NUL-terminated */
     uint8_t taglen[TC_TAGS_MAX];
+    unsigned flags; /* 0, or TC__REC_ZSTD: data is a zstd frame of raw_len bytes */
+    size_t raw_len;
     const char *data; /* points into the decoded bytes */
     size_t len;
 } tc__record;
+
+#define TC__REC_ZSTD 0x1u
+/* The largest value stored compressed: a record never claims more, so a hostile
+ * or corrupt one cannot make a reader allocate more than this. */
+#define TC__RAW_MAX (16u << 20)
 
 /* Appends the encoding of r to out. */
 int tc__record_encode(const tc__record *r, tc_buf *out);
 /* Parses buf; pointers in *r point into buf. Returns 0 or TC_EINVAL. Pure. */
 int tc__record_decode(const char *buf, size_t len, tc__record *r);
+
+/* ---- compress.c --------------------------------------------------------- */
+
+/* Before r is written: when r->len >= min_bytes (min_bytes > 0), at most
+ * TC__RAW_MAX, and zstd makes it at least an eighth smaller, puts the frame in
+ * *z (the caller frees z->data) and points r at it (flags, raw_len, data, len):
+ * 1. 0: r is left as it was. */
+int tc__record_compress(tc__record *r, size_t min_bytes, tc_buf *z);
+/* The value of a decoded record, a new reference: its bytes, or for a
+ * compressed one the frame's content, which must be exactly raw_len bytes
+ * with the record's hash. TC_EINVAL (a corrupt record: a miss), TC_ENOMEM. */
+int tc__record_value(const tc__record *r, const tc_value **out);
 
 /* ---- tags.c ------------------------------------------------------------- */
 
@@ -118,6 +141,7 @@ typedef struct tc__metrics {
     _Atomic uint64_t tag_invalidations, clears, bus_messages, bus_reconnects;
     _Atomic uint64_t redis_errors, breaker_opens;
     _Atomic uint64_t lease_lapses, incarnations, ack_timeouts, budget_refusals;
+    _Atomic uint64_t l2_decode_errors, l2_compressed, l2_compress_saved;
     tc__hist redis_latency, invalidate_latency;
     tc__hist bus_lag; /* another instance's invalidation: sent (its clock) to applied here */
 } tc__metrics;
