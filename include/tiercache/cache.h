@@ -91,6 +91,11 @@ typedef struct tc_config {
 
     size_t l1_max_bytes; /* L1 memory limit; default 64 MiB; 0 disables L1 */
     int l1_shards;       /* power of two; default 16 */
+    /* Admission (TinyLFU): a new entry that needs room enters L1 only if its key
+     * was looked up at least as often, lately, as each entry it would evict, so
+     * a scan over many cold keys does not push the hot set out. 0: plain LRU.
+     * Default 1. Only what L1 keeps changes: no guarantee depends on it. */
+    int l1_admission;
 
     int redis_timeout_ms;   /* per command; default 50 */
     int connect_timeout_ms; /* default 100 */
@@ -327,6 +332,7 @@ typedef struct tc_metrics {
     tc_ns_metrics ns[TC_NS_MAX];
     uint64_t tag_invalidations, clears, bus_messages, bus_reconnects, pending_invalidations;
     uint64_t l1_entries, l1_bytes, l1_evictions;
+    uint64_t l1_rejections; /* new entries admission kept out of L1 (l1_admission) */
     uint64_t redis_errors, breaker_opens;
     int breaker_open; /* 1 while L2 is skipped */
     int bus_connected;

@@ -1372,6 +1372,7 @@ void tc_config_init(tc_config *cfg)
     cfg->prefix = "tc:";
     cfg->l1_max_bytes = 64u << 20;
     cfg->l1_shards = 16;
+    cfg->l1_admission = 1;
     cfg->redis_timeout_ms = 50;
     cfg->connect_timeout_ms = 100;
     cfg->redis_pool_max = 16;
@@ -1416,7 +1417,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg.prefix = c->prefix;
     tc_hash_hex(random_u64(), c->instance);
     snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
-    if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
+    if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards,
+                                                   cfg->l1_admission != 0)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
         goto fail;
@@ -1548,8 +1550,10 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->bus_messages = atomic_load(&c->metrics.bus_messages);
     m->bus_reconnects = atomic_load(&c->metrics.bus_reconnects);
     m->pending_invalidations = (uint64_t)atomic_load(&c->pending_count);
-    if (c->l1 != NULL)
+    if (c->l1 != NULL) {
         tc__l1_stats(c->l1, &m->l1_entries, &m->l1_bytes, &m->l1_evictions);
+        m->l1_rejections = tc__l1_rejections(c->l1);
+    }
     m->redis_errors = atomic_load(&c->metrics.redis_errors);
     m->breaker_opens = atomic_load(&c->metrics.breaker_opens);
     m->breaker_open = c->redis != NULL && tc__redis_breaker_open(c->redis);

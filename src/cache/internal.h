@@ -8,6 +8,7 @@
  *   compress.c values stored compressed in L2 (zstd)
  *   tags.c     interned tags with their local generation counters
  *   l1.c       the sharded in-process table with its byte limit
+ *   admit.c    the frequency sketch of L1's admission policy (TinyLFU)
  *   metrics.c  per-namespace counters and histograms
  *   pool.c     a fixed set of threads over a bounded queue
  *   redis.c    pooled hiredis connections, timeouts, circuit breaker
@@ -156,6 +157,24 @@ void tc__hist_copy(const tc__hist *h, tc_histogram *out);
 
 #define TC__INC(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
 
+/* ---- admit.c ------------------------------------------------------------ */
+
+/* How often a key hash was seen lately: a count-min sketch of 4-bit counters
+ * that halves itself every 10 additions per entry of its table (admit.c's
+ * DESIGN). Not thread-safe: l1.c keeps one per shard, under the shard's lock. */
+typedef struct tc__sketch {
+    uint64_t *table;
+    uint32_t mask, words; /* counters per row - 1; 64-bit words per row */
+    uint32_t additions;   /* since the last halving */
+} tc__sketch;
+
+/* Sized for a table of at most `entries` entries: 0 or TC_ENOMEM. */
+int tc__sketch_init(tc__sketch *s, size_t entries);
+void tc__sketch_free(tc__sketch *s);
+/* Counts h once; entries: what the table holds now (how often it halves). */
+void tc__sketch_add(tc__sketch *s, uint64_t h, size_t entries);
+unsigned tc__sketch_freq(const tc__sketch *s, uint64_t h); /* 0..15 */
+
 /* ---- l1.c --------------------------------------------------------------- */
 
 typedef struct tc__lru {
@@ -187,7 +206,9 @@ typedef struct tc__entry {
 
 typedef struct tc__l1 tc__l1;
 
-tc__l1 *tc__l1_new(size_t max_bytes, int nshards);
+/* admission: a new key displaces the least recently used entries only if the
+ * shard's sketch has seen it at least as often as each of them (TinyLFU). */
+tc__l1 *tc__l1_new(size_t max_bytes, int nshards, bool admission);
 void tc__l1_free(tc__l1 *l1);
 /* A new unlinked entry (refs 1) taking over one reference to value and to each tag. */
 tc__entry *tc__entry_new(const char *key, size_t klen, uint64_t khash, const tc_value *value);
@@ -195,12 +216,16 @@ void tc__entry_release(tc__entry *e); /* NULL is a no-op */
 /* The entry under key with a reference for the caller, or NULL. */
 tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash);
 /* Inserts e (the table takes its own reference), replacing any entry under
- * the same key, then evicts from the least recently used end to fit. */
-void tc__l1_put(tc__l1 *l1, tc__entry *e);
+ * the same key, then evicts from the least recently used end to fit. With
+ * admission, a key not in the table that would have to evict an entry seen
+ * more often than itself is not inserted (counted); returns whether e is in. */
+bool tc__l1_put(tc__l1 *l1, tc__entry *e);
 /* Unlinks the entry under key; if only is not NULL, only when it is that entry. */
 void tc__l1_remove(tc__l1 *l1, const char *key, size_t klen, uint64_t khash, tc__entry *only);
 void tc__l1_clear(tc__l1 *l1);
 void tc__l1_stats(tc__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+/* New entries admission kept out (they were not seen as often as what they would evict). */
+uint64_t tc__l1_rejections(tc__l1 *l1);
 
 /* ---- pool.c ------------------------------------------------------------- */
 
