@@ -92,7 +92,7 @@ typedef struct tc_config {
     size_t l1_max_bytes; /* L1 memory limit; default 64 MiB; 0 disables L1 */
     int l1_shards;       /* power of two; default 16 */
     /* Admission (TinyLFU): a new entry that needs room enters L1 only if its key
-     * was looked up at least as often, lately, as each entry it would evict, so
+     * was looked up more often, lately, than each entry it would evict, so
      * a scan over many cold keys does not push the hot set out. 0: plain LRU.
      * Default 1. Only what L1 keeps changes: no guarantee depends on it. */
     int l1_admission;

@@ -3,8 +3,8 @@
  * Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy",
  * ACM ToS 2017). l1.c keeps one per shard, under the shard's lock, counts
  * every lookup of a key in it (hit or miss), and lets a new entry displace the
- * least recently used ones only if it has been asked for at least as often as
- * each of them (tc__sketch_admits).
+ * least recently used ones only if it has been asked for more often than each
+ * of them.
  *
  * It is for: estimating how often a key hash was seen lately, in a few bytes a
  * key. It is not for: deciding validity or anything a guarantee rests on — a

@@ -207,7 +207,7 @@ typedef struct tc__entry {
 typedef struct tc__l1 tc__l1;
 
 /* admission: a new key displaces the least recently used entries only if the
- * shard's sketch has seen it at least as often as each of them (TinyLFU). */
+ * shard's sketch has seen it more often than each of them (TinyLFU). */
 tc__l1 *tc__l1_new(size_t max_bytes, int nshards, bool admission);
 void tc__l1_free(tc__l1 *l1);
 /* A new unlinked entry (refs 1) taking over one reference to value and to each tag. */

@@ -15,10 +15,10 @@
  * (a crawler, a report, an export) push the whole hot set out. With admission
  * on, each shard counts every lookup of a key in a small frequency sketch
  * (admit.c), and a key not yet in the table that needs room is let in only
- * if it was looked up at least as often as each entry it would evict; else it
+ * if it was looked up more often than each entry it would evict; else it
  * is not inserted (the caller still has its value; the next read finds it in
- * L2). A scan's keys are seen once and the hot set many times, so the scan
- * evicts only the cold tail. Replacing an entry under the same key (a
+ * L2). A scan's keys are seen once: they displace only entries the sketch
+ * has seen less than once lately (forgotten by its halving), never the hot set. Replacing an entry under the same key (a
  * refresh, a new value after an invalidation) is always admitted, and nothing
  * else changes: validity, invalidation, single-flight and the times are
  * cache.c's, and an entry kept out is only a later L2 read.
@@ -191,7 +191,8 @@ tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash)
 }
 
 /* Whether the new entry e may evict the least recently used entries it needs
- * the room of: it was seen at least as often as each of them. The caller
+ * the room of: it was seen more often than each of them (a tie keeps what is
+ * there: a scan's key, seen once, does not displace another seen once). The caller
  * holds the shard lock. */
 static bool admits(shard *s, const tc__entry *e)
 {
@@ -199,7 +200,7 @@ static bool admits(shard *s, const tc__entry *e)
     unsigned freq = tc__sketch_freq(&s->sketch, e->khash);
     for (tc__lru *n = s->lru.prev; need > 0 && n != &s->lru; n = n->prev) {
         const tc__entry *victim = LRU_ENTRY(n);
-        if (tc__sketch_freq(&s->sketch, victim->khash) > freq)
+        if (tc__sketch_freq(&s->sketch, victim->khash) >= freq)
             return false;
         need -= victim->charge < need ? victim->charge : need;
     }
