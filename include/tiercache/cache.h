@@ -357,6 +357,36 @@ typedef struct tc_metrics {
 /* Copies the current counters into *m (no allocation). */
 void tc_metrics_snapshot(tc_cache *c, tc_metrics *m);
 
+/* --------------------------------------------------------------------------
+ * Hot keys and hot tags: the keys read most and the tags invalidated most by
+ * this process, lately (counts are halved as they age), estimated in fixed
+ * memory (Space-Saving; src/cache/topk.c says how, and what it costs a read).
+ * A read counts once when it is answered (tc_get_or_load, tc_get, tc_peek);
+ * an invalidation counts each of its tags ("#<key>" for a key, "*" for
+ * tc_clear) where it is made, not where it is applied from the bus.
+ */
+#define TC_HOT_MAX 16       /* names in each list */
+#define TC_HOT_NAME_MAX 96  /* bytes of a name with its NUL: longer ones are cut */
+
+typedef struct tc_hot_item {
+    char name[TC_HOT_NAME_MAX];
+    uint64_t count; /* counted lately: an estimate, never below the true count by more */
+    uint64_t error; /* than it is above it by at most this (other names' counts in it) */
+} tc_hot_item;
+
+typedef struct tc_hot {
+    int nkeys, ntags;
+    tc_hot_item keys[TC_HOT_MAX]; /* the most read first */
+    tc_hot_item tags[TC_HOT_MAX]; /* the most invalidated first */
+    uint64_t key_reads;           /* reads counted lately (what keys' counts are out of) */
+    uint64_t tag_invalidations;   /* the same for tags */
+    uint64_t skipped;             /* reads not counted: their thread's counter was busy */
+} tc_hot;
+
+/* Copies the current top lists into *h (a few microseconds: it locks each
+ * counter in turn, and reads counted meanwhile are skipped). */
+void tc_hot_snapshot(tc_cache *c, tc_hot *h);
+
 /* Estimated percentile (0..100) of a histogram, in microseconds. */
 double tc_histogram_percentile(const tc_histogram *h, double pct);
 

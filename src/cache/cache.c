@@ -112,6 +112,7 @@ struct tc_cache {
     int npending;
     _Atomic int pending_count;
 
+    tc__topk *hot_keys, *hot_tags; /* the most read keys, the most invalidated tags */
     tc__fleet *fleet; /* with a bus: the lease and the acknowledgements */
     tc__budget *budget; /* or NULL: no limit on what we hold in Redis */
     tc__logger log;     /* cfg.log */
@@ -966,6 +967,14 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     return 1;
 }
 
+/* A read answered: counted among the hot keys (topk.c). Returns err. */
+static int answered(tc_cache *c, const char *key, uint64_t khash, int err)
+{
+    if (err == 0)
+        tc__topk_add(c->hot_keys, key, strlen(key), khash);
+    return err;
+}
+
 int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
 {
     memset(res, 0, sizeof(*res));
@@ -973,8 +982,8 @@ int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *
         return TC_EINVAL;
     uint64_t khash = tc__hash(key, strlen(key));
     if (l1_lookup(c, key, khash, p, true, res))
-        return 0;
-    return load_through(c, key, khash, p, res);
+        return answered(c, key, khash, 0);
+    return answered(c, key, khash, load_through(c, key, khash, p, res));
 }
 
 int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
@@ -983,7 +992,10 @@ int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
     if (!key_ok(key) || !policy_ok(p, false))
         return TC_EINVAL;
     bool may_refresh = p != NULL && p->loader != NULL;
-    return l1_lookup(c, key, tc__hash(key, strlen(key)), p, may_refresh, res) ? 0 : TC_ENOTFOUND;
+    uint64_t khash = tc__hash(key, strlen(key));
+    if (l1_lookup(c, key, khash, p, may_refresh, res))
+        return answered(c, key, khash, 0);
+    return TC_ENOTFOUND;
 }
 
 int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
@@ -993,8 +1005,8 @@ int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
         return TC_EINVAL;
     uint64_t khash = tc__hash(key, strlen(key));
     if (l1_lookup(c, key, khash, p, false, res))
-        return 0;
-    return l2_answer(c, key, khash, p, res);
+        return answered(c, key, khash, 0);
+    return answered(c, key, khash, l2_answer(c, key, khash, p, res));
 }
 
 int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p)
@@ -1112,8 +1124,11 @@ static bool flush_pending(tc_cache *c)
 
 static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(tags[i]);
+        tc__topk_add(c->hot_tags, tags[i], len, tc__hash(tags[i], len));
         apply_local(c, tags[i]);
+    }
     if (c->redis == NULL)
         return 0;
     uint64_t t0 = tc_mono_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
@@ -1409,6 +1424,9 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         pthread_mutex_init(&c->flights[i].lock, NULL);
     c->prefix = strdup(cfg->prefix);
     c->prefix_len = strlen(cfg->prefix);
+    /* a stripe for each of the server's threads, about; writers are few */
+    if ((c->hot_keys = tc__topk_new(16)) == NULL || (c->hot_tags = tc__topk_new(2)) == NULL)
+        goto fail;
     c->pending = calloc((size_t)cfg->pending_invalidations_max, sizeof(char *));
     c->tags = tc__tags_new();
     if (c->prefix == NULL || c->pending == NULL || c->tags == NULL ||
@@ -1510,6 +1528,8 @@ void tc_cache_destroy(tc_cache *c)
         pthread_mutex_destroy(&c->flights[i].lock);
     pthread_mutex_destroy(&c->pending_lock);
     tc__metrics_destroy(&c->metrics);
+    tc__topk_free(c->hot_keys);
+    tc__topk_free(c->hot_tags);
     free(c->prefix);
     free(c);
 }
@@ -1571,4 +1591,14 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
     tc__hist_copy(&c->metrics.invalidate_latency, &m->invalidate_latency);
     tc__hist_copy(&c->metrics.bus_lag, &m->bus_lag);
+}
+
+void tc_hot_snapshot(tc_cache *c, tc_hot *h)
+{
+    uint64_t skipped_tags;
+    memset(h, 0, sizeof(*h));
+    h->nkeys = tc__topk_read(c->hot_keys, h->keys, TC_HOT_MAX, &h->key_reads, &h->skipped);
+    h->ntags =
+        tc__topk_read(c->hot_tags, h->tags, TC_HOT_MAX, &h->tag_invalidations, &skipped_tags);
+    h->skipped += skipped_tags;
 }

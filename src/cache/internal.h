@@ -9,6 +9,7 @@
  *   tags.c     interned tags with their local generation counters
  *   l1.c       the sharded in-process table with its byte limit
  *   admit.c    the frequency sketch of L1's admission policy (TinyLFU)
+ *   topk.c     hot keys and hot tags (Space-Saving, striped)
  *   metrics.c  per-namespace counters and histograms
  *   pool.c     a fixed set of threads over a bounded queue
  *   redis.c    pooled hiredis connections, timeouts, circuit breaker
@@ -174,6 +175,20 @@ void tc__sketch_free(tc__sketch *s);
 /* Counts h once; entries: what the table holds now (how often it halves). */
 void tc__sketch_add(tc__sketch *s, uint64_t h, size_t entries);
 unsigned tc__sketch_freq(const tc__sketch *s, uint64_t h); /* 0..15 */
+
+/* ---- topk.c ------------------------------------------------------------- */
+
+/* The most counted names, lately (Space-Saving, striped: topk.c's DESIGN). */
+typedef struct tc__topk tc__topk;
+
+tc__topk *tc__topk_new(int nstripes); /* NULL on ENOMEM */
+void tc__topk_free(tc__topk *t);      /* NULL is a no-op */
+/* Counts name (len bytes, hash its 64-bit hash) once, on this thread's stripe;
+ * never waits: skipped (and counted as skipped) when the stripe is busy. */
+void tc__topk_add(tc__topk *t, const char *name, size_t len, uint64_t hash);
+/* The top max names into out, most counted first; returns how many. *total:
+ * the counts they are out of; *skipped: counts skipped since the start. */
+int tc__topk_read(tc__topk *t, tc_hot_item *out, int max, uint64_t *total, uint64_t *skipped);
 
 /* ---- l1.c --------------------------------------------------------------- */
 
