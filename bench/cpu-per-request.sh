@@ -4,18 +4,18 @@
 # busy the machine is — the comparison for "no regression on the hot path" that wall-clock
 # benchmarks on this noisy machine cannot give. Runs the server under callgrind twice, with
 # N1 and N2 requests (sequential, one keep-alive connection), and divides the difference in
-# instructions by N2 - N1, so start-up and shutdown cancel out. With --baseline REF, the same
-# for a build of REF, side by side.
-#   bench/cpu-per-request.sh [--baseline REF] [--n1 N] [--n2 N]
+# instructions by N2 - N1, so start-up and shutdown cancel out. With --baseline REF (one or
+# more), the same for a build of each REF, side by side.
+#   bench/cpu-per-request.sh [--baseline REF]... [--n1 N] [--n2 N]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-n1=1000 n2=6000 baseline=""
+n1=1000 n2=6000 baselines=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --baseline) baseline=$2; shift ;;
+        --baseline) baselines+=("$2"); shift ;;
         --n1) n1=$2; shift ;;
         --n2) n2=$2; shift ;;
-        *) echo "usage: $0 [--baseline REF] [--n1 N] [--n2 N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--baseline REF]... [--n1 N] [--n2 N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -28,18 +28,20 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    [[ -n "$baseline" && -d "$work/base-src" ]] && git -C "$root" worktree remove --force "$work/base-src" 2>/dev/null
+    for i in "${!baselines[@]}"; do
+        [[ -d "$work/base-src$i" ]] && git -C "$root" worktree remove --force "$work/base-src$i" 2>/dev/null
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 bins=("this build|$root/build/tiercache")
-if [[ -n "$baseline" ]]; then
-    git -C "$root" worktree add --detach -q "$work/base-src" "$baseline"
-    cmake -S "$work/base-src" -B "$work/base-build" >/dev/null
-    cmake --build "$work/base-build" -j"$(nproc)" --target tiercache >/dev/null
-    bins+=("$baseline|$work/base-build/tiercache")
-fi
+for i in "${!baselines[@]}"; do
+    git -C "$root" worktree add --detach -q "$work/base-src$i" "${baselines[$i]}"
+    cmake -S "$work/base-src$i" -B "$work/base-build$i" >/dev/null
+    cmake --build "$work/base-build$i" -j"$(nproc)" --target tiercache >/dev/null
+    bins+=("${baselines[$i]}|$work/base-build$i/tiercache")
+done
 source "$root/scripts/redis.sh"
 start_redis "$work" || { echo "cpu-per-request: no redis" >&2; exit 1; }
 pids+=("$redis_pid")
