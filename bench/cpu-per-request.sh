@@ -5,17 +5,20 @@
 # benchmarks on this noisy machine cannot give. Runs the server under callgrind twice, with
 # N1 and N2 requests (sequential, one keep-alive connection), and divides the difference in
 # instructions by N2 - N1, so start-up and shutdown cancel out. With --baseline REF (one or
-# more), the same for a build of each REF, side by side.
-#   bench/cpu-per-request.sh [--baseline REF]... [--n1 N] [--n2 N]
+# more), the same for a build of each REF, side by side. With --only FN, only the
+# instructions inside calls of the function FN count (callgrind's --toggle-collect): e.g.
+# tc_peek, the cache's part of a hit, free of the other threads' timer-driven work.
+#   bench/cpu-per-request.sh [--baseline REF]... [--only FN] [--n1 N] [--n2 N]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-n1=1000 n2=6000 baselines=()
+n1=1000 n2=6000 baselines=() only=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --baseline) baselines+=("$2"); shift ;;
+        --only) only=(--collect-atstart=no "--toggle-collect=$2"); shift ;;
         --n1) n1=$2; shift ;;
         --n2) n2=$2; shift ;;
-        *) echo "usage: $0 [--baseline REF]... [--n1 N] [--n2 N]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--baseline REF]... [--only FN] [--n1 N] [--n2 N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -51,7 +54,7 @@ pids+=("$redis_pid")
 # instructions of one run with n requests
 run() { # bin n -> prints Ir
     local bin=$1 n=$2 port=$((21000 + RANDOM % 9000)) out="$work/cg.$RANDOM"
-    valgrind --tool=callgrind --callgrind-out-file="$out" --trace-children=no \
+    valgrind --tool=callgrind --callgrind-out-file="$out" --trace-children=no "${only[@]}" \
         "$bin" serve --listen "127.0.0.1:$port" --db "sqlite:$work/app.db" \
         --redis "127.0.0.1:$redis_port" --prefix "cpu$port:" --access-log off \
         --fast-password-hash --workers 2 >"$work/server.log" 2>&1 &
@@ -78,7 +81,7 @@ run() { # bin n -> prints Ir
     callgrind_annotate "$out" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
 }
 
-echo "instructions per cached user.me (callgrind, all threads; ($n2 - $n1) requests)"
+echo "instructions per cached user.me (callgrind, all threads${only:+, inside ${only[1]#--toggle-collect=}}; ($n2 - $n1) requests)"
 for entry in "${bins[@]}"; do
     name=${entry%%|*} bin=${entry#*|}
     a=$(run "$bin" "$n1")

@@ -17,7 +17,9 @@
  * each is printed (a shared machine's noise only adds time). Usage:
  *   bench_l1-trace [-n Zipf reads (2000000)] [-k keys (100000)] [-s exponent (0.99)]
  *                  [-c percent in L1 (5)] [-e scan every (200000)] [-l scan length (50000)]
- *                  [-r rounds (3)]
+ *                  [-r rounds (3)] [-H hit-loop gets (2000000)] [-a on|off: that mode only]
+ * On a busy machine the times say little: bench/l1-trace-cpu.sh counts instructions
+ * instead (callgrind), with -a and -H to run one mode and one part at a time.
  */
 #include <math.h>
 #include <stdint.h>
@@ -83,8 +85,8 @@ static int zipf_draw(const double *cdf, int n)
 #define AFTER 5000 /* Zipf reads after a scan whose hit ratio is shown apart */
 
 typedef struct params {
-    long reads, scan_every, scan_len;
-    int keys, rounds;
+    long reads, scan_every, scan_len, hit_loop;
+    int keys, rounds, only; /* only: -1 both modes, else that one */
     double s, pct;
 } params;
 
@@ -151,7 +153,7 @@ static result run(const params *pa, const double *cdf, int admission)
     }
     double took = now_s() - t0;
     /* the hit path alone: the 100 hottest keys, in L1 by now, round and round */
-    long hits = 0, loops = 2000000;
+    long hits = 0, loops = pa->hit_loop;
     double h0 = now_s();
     for (long i = 0; i < loops; i++) {
         snprintf(key, sizeof(key), "k:%07ld", i % 100);
@@ -170,7 +172,7 @@ static result run(const params *pa, const double *cdf, int admission)
                     .after_hit = after_reads > 0 ? (double)after_hits / (double)after_reads : 0,
                     .all_hit = (double)all_hits / (double)all_reads,
                     .ns_per_get = took * 1e9 / (double)all_reads,
-                    .ns_per_hit = hit_took * 1e9 / (double)loops,
+                    .ns_per_hit = loops > 0 ? hit_took * 1e9 / (double)loops : 0,
                     .rejections = m.l1_rejections,
                     .evictions = m.l1_evictions};
 }
@@ -183,9 +185,11 @@ int main(int argc, char **argv)
                  .pct = 5,
                  .scan_every = 200000,
                  .scan_len = 50000,
-                 .rounds = 3};
+                 .rounds = 3,
+                 .hit_loop = 2000000,
+                 .only = -1};
     int opt;
-    while ((opt = getopt(argc, argv, "n:k:s:c:e:l:r:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:k:s:c:e:l:r:H:a:")) != -1) {
         switch (opt) {
         case 'n': pa.reads = atol(optarg); break;
         case 'k': pa.keys = atoi(optarg); break;
@@ -194,14 +198,17 @@ int main(int argc, char **argv)
         case 'e': pa.scan_every = atol(optarg); break;
         case 'l': pa.scan_len = atol(optarg); break;
         case 'r': pa.rounds = atoi(optarg); break;
+        case 'H': pa.hit_loop = atol(optarg); break;
+        case 'a': pa.only = strcmp(optarg, "on") == 0 ? 1 : strcmp(optarg, "off") == 0 ? 0 : -2; break;
         default:
             fprintf(stderr, "usage: %s [-n reads] [-k keys] [-s exponent] [-c percent] "
-                            "[-e scan every] [-l scan length] [-r rounds]\n", argv[0]);
+                            "[-e scan every] [-l scan length] [-r rounds] [-H hit loop] "
+                            "[-a on|off]\n", argv[0]);
             return 2;
         }
     }
     if (pa.reads < 1 || pa.keys < 100 || pa.pct <= 0 || pa.scan_every < 1 || pa.scan_len < 0 ||
-        pa.rounds < 1)
+        pa.rounds < 1 || pa.hit_loop < 0 || pa.only == -2)
         return 2;
     double *cdf = zipf_cdf(pa.keys, pa.s);
     printf("trace: %ld Zipf reads over %d keys (s=%.2f), a scan of %ld new keys every %ld; "
@@ -209,9 +216,11 @@ int main(int argc, char **argv)
            pa.reads, pa.keys, pa.s, pa.scan_len, pa.scan_every, pa.pct);
     printf("%-10s %11s %13s %10s %9s %9s %10s %10s\n", "L1", "zipf hit %", "after scan %",
            "all hit %", "ns/get", "ns/hit", "kept out", "evictions");
-    result res[2];
+    result res[2] = {{0}};
     for (int round = 0; round < pa.rounds; round++)
         for (int a = 1; a >= 0; a--) {
+            if (pa.only >= 0 && a != pa.only)
+                continue;
             result one = run(&pa, cdf, a);
             if (round == 0 || one.ns_per_get < res[a].ns_per_get)
                 res[a].ns_per_get = one.ns_per_get;
@@ -224,15 +233,17 @@ int main(int argc, char **argv)
             }
         }
     for (int a = 1; a >= 0; a--)
-        printf("%-10s %11.2f %13.2f %10.2f %9.0f %9.0f %10llu %10llu\n",
-               a ? "admission" : "LRU only", 100 * res[a].zipf_hit, 100 * res[a].after_hit,
-               100 * res[a].all_hit, res[a].ns_per_get, res[a].ns_per_hit,
-               (unsigned long long)res[a].rejections, (unsigned long long)res[a].evictions);
-    printf("admission / LRU: zipf hit ratio %.2fx, after a scan %.2fx, ns/get %.2fx, "
-           "ns/hit %.2fx (fastest of %d rounds each)\n",
-           res[1].zipf_hit / res[0].zipf_hit, res[1].after_hit / res[0].after_hit,
-           res[1].ns_per_get / res[0].ns_per_get, res[1].ns_per_hit / res[0].ns_per_hit,
-           pa.rounds);
+        if (pa.only < 0 || a == pa.only)
+            printf("%-10s %11.2f %13.2f %10.2f %9.0f %9.0f %10llu %10llu\n",
+                   a ? "admission" : "LRU only", 100 * res[a].zipf_hit, 100 * res[a].after_hit,
+                   100 * res[a].all_hit, res[a].ns_per_get, res[a].ns_per_hit,
+                   (unsigned long long)res[a].rejections, (unsigned long long)res[a].evictions);
+    if (pa.only < 0)
+        printf("admission / LRU: zipf hit ratio %.2fx, after a scan %.2fx, ns/get %.2fx, "
+               "ns/hit %.2fx (fastest of %d rounds each)\n",
+               res[1].zipf_hit / res[0].zipf_hit, res[1].after_hit / res[0].after_hit,
+               res[1].ns_per_get / res[0].ns_per_get, res[1].ns_per_hit / res[0].ns_per_hit,
+               pa.rounds);
     free(cdf);
     return 0;
 }
