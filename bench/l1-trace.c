@@ -191,19 +191,39 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "n:k:s:c:e:l:r:H:a:")) != -1) {
         switch (opt) {
-        case 'n': pa.reads = atol(optarg); break;
-        case 'k': pa.keys = atoi(optarg); break;
-        case 's': pa.s = atof(optarg); break;
-        case 'c': pa.pct = atof(optarg); break;
-        case 'e': pa.scan_every = atol(optarg); break;
-        case 'l': pa.scan_len = atol(optarg); break;
-        case 'r': pa.rounds = atoi(optarg); break;
-        case 'H': pa.hit_loop = atol(optarg); break;
-        case 'a': pa.only = strcmp(optarg, "on") == 0 ? 1 : strcmp(optarg, "off") == 0 ? 0 : -2; break;
+        case 'n':
+            pa.reads = atol(optarg);
+            break;
+        case 'k':
+            pa.keys = atoi(optarg);
+            break;
+        case 's':
+            pa.s = atof(optarg);
+            break;
+        case 'c':
+            pa.pct = atof(optarg);
+            break;
+        case 'e':
+            pa.scan_every = atol(optarg);
+            break;
+        case 'l':
+            pa.scan_len = atol(optarg);
+            break;
+        case 'r':
+            pa.rounds = atoi(optarg);
+            break;
+        case 'H':
+            pa.hit_loop = atol(optarg);
+            break;
+        case 'a':
+            pa.only = strcmp(optarg, "on") == 0 ? 1 : strcmp(optarg, "off") == 0 ? 0 : -2;
+            break;
         default:
-            fprintf(stderr, "usage: %s [-n reads] [-k keys] [-s exponent] [-c percent] "
-                            "[-e scan every] [-l scan length] [-r rounds] [-H hit loop] "
-                            "[-a on|off]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-n reads] [-k keys] [-s exponent] [-c percent] "
+                    "[-e scan every] [-l scan length] [-r rounds] [-H hit loop] "
+                    "[-a on|off]\n",
+                    argv[0]);
             return 2;
         }
     }

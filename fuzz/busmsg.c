@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tc__bus_msg m;
     if (tc__bus_msg_parse(msg, size, &m) != 0)
         return 0;
-    if (m.writer <= msg || m.writer + m.wlen > end || m.tag <= m.writer + m.wlen ||
-        m.taglen == 0 || m.tag + m.taglen != end)
+    if (m.writer <= msg || m.writer + m.wlen > end || m.tag <= m.writer + m.wlen || m.taglen == 0 ||
+        m.tag + m.taglen != end)
         abort(); /* fields outside the message, or not in order */
     if (memchr(m.writer, ' ', m.wlen) != NULL || memchr(m.writer, '@', m.wlen) != NULL ||
         m.writer[-1] != ' ' || m.tag[-1] != ' ')

@@ -342,10 +342,10 @@ typedef struct tc_metrics {
     uint64_t ack_timeouts;       /* invalidations that waited out the lease for an instance */
     uint64_t l2_budget_bytes, l2_budget_keys; /* what the budget counts now (0: no budget) */
     uint64_t l2_budget_refusals;              /* records not written: over the budget */
-    uint64_t l2_decode_errors;          /* records read from Redis that were no record, or
-                                           whose compressed value did not decode: misses */
-    uint64_t l2_compressed_writes;      /* records written with their value compressed */
-    uint64_t l2_compressed_saved_bytes; /* what compression took off those records' values */
+    uint64_t l2_decode_errors;                /* records read from Redis that were no record, or
+                                                 whose compressed value did not decode: misses */
+    uint64_t l2_compressed_writes;            /* records written with their value compressed */
+    uint64_t l2_compressed_saved_bytes;       /* what compression took off those records' values */
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
     /* The bus delivery lag: from another instance sending an invalidation (its wall
@@ -365,8 +365,8 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m);
  * an invalidation counts each of its tags ("#<key>" for a key, "*" for
  * tc_clear) where it is made, not where it is applied from the bus.
  */
-#define TC_HOT_MAX 16       /* names in each list */
-#define TC_HOT_NAME_MAX 96  /* bytes of a name with its NUL: longer ones are cut */
+#define TC_HOT_MAX 16      /* names in each list */
+#define TC_HOT_NAME_MAX 96 /* bytes of a name with its NUL: longer ones are cut */
 
 typedef struct tc_hot_item {
     char name[TC_HOT_NAME_MAX];

@@ -228,8 +228,7 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
          "Records written to Redis with their value compressed (--l2-compress-min-bytes).",
          cm->l2_compressed_writes},
         {"tiercache_cache_l2_compressed_saved_bytes_total", "counter",
-         "Bytes compression took off the values of those records.",
-         cm->l2_compressed_saved_bytes},
+         "Bytes compression took off the values of those records.", cm->l2_compressed_saved_bytes},
         {"tiercache_cache_l2_decode_errors_total", "counter",
          "Records read from Redis that were no record of ours or whose compressed value did "
          "not decode: treated as misses.",

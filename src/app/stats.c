@@ -346,8 +346,8 @@ static void print_engine(const json_t *s)
         print_hot("hot tags", json_object_get(hot, "tags"), 3);
     }
     if (lag != NULL)
-        printf("  %-11s p50 %-10s p99 %-10s (%lld invalidations from other instances)\n",
-               "bus lag", ms(lag, "p50_ms", a, sizeof(a)), ms(lag, "p99_ms", b, sizeof(b)),
+        printf("  %-11s p50 %-10s p99 %-10s (%lld invalidations from other instances)\n", "bus lag",
+               ms(lag, "p50_ms", a, sizeof(a)), ms(lag, "p99_ms", b, sizeof(b)),
                integer(lag, "count"));
     if (eng != NULL)
         printf("  %-11s admission %s (%lld kept out)   compression %s (%lld records, %s saved, "

@@ -22,7 +22,7 @@
  * table holds now (at least 160), every counter is halved: the sketch
  * forgets, so what was popular an hour ago does not keep today's keys out,
  * and a key read a few times per such period keeps a count well above a
- * scan's 1. 64 MiB of L1 has about 1 MiB of sketch.
+ * scan's 1. 64 MiB of L1 has 2 MiB of sketch (16 shards of 11,650 entries at most).
  */
 #include <stdlib.h>
 

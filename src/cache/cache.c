@@ -1435,8 +1435,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
     c->cfg.prefix = c->prefix;
     tc_hash_hex(random_u64(), c->instance);
     snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
-    if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards,
-                                                   cfg->l1_admission != 0)) == NULL)
+    if (cfg->l1_max_bytes > 0 &&
+        (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards, cfg->l1_admission != 0)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
         goto fail;

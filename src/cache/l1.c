@@ -18,10 +18,10 @@
  * if it was looked up more often than each entry it would evict; else it
  * is not inserted (the caller still has its value; the next read finds it in
  * L2). A scan's keys are seen once: they displace only entries the sketch
- * has seen less than once lately (forgotten by its halving), never the hot set. Replacing an entry under the same key (a
- * refresh, a new value after an invalidation) is always admitted, and nothing
- * else changes: validity, invalidation, single-flight and the times are
- * cache.c's, and an entry kept out is only a later L2 read.
+ * has forgotten (halved to 0), never the hot set. Replacing an entry under
+ * the same key (a refresh, a new value after an invalidation) is always
+ * admitted, and nothing else changes: validity, invalidation, single-flight
+ * and the times are cache.c's, and an entry kept out is only a later L2 read.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -158,7 +158,7 @@ int tc__topk_read(tc__topk *t, tc_hot_item *out, int max, uint64_t *total, uint6
     *total = *skipped = 0;
     size_t cap = (size_t)t->nstripes * SLOTS;
     merged *m = malloc(sizeof(*m) * cap);
-    char (*names)[TC_HOT_NAME_MAX] = malloc(TC_HOT_NAME_MAX * cap);
+    char(*names)[TC_HOT_NAME_MAX] = malloc(TC_HOT_NAME_MAX * cap);
     if (m == NULL || names == NULL) {
         free(m);
         free(names);

@@ -213,8 +213,7 @@ static void set(options *o, const char *name, const char *v)
             die("--l1-admission: expected on or off, got '%s'%s", v, "");
         o->app.l1_admission = strcmp(v, "on") == 0;
     } else if (strcmp(name, "l2-compress-min-bytes") == 0)
-        o->app.l2_compress_min_bytes =
-            (size_t)to_int("--l2-compress-min-bytes", v, 0, 16 << 20);
+        o->app.l2_compress_min_bytes = (size_t)to_int("--l2-compress-min-bytes", v, 0, 16 << 20);
     else if (strcmp(name, "lease-ms") == 0)
         o->app.lease_ms = to_int("--lease-ms", v, 5, 60000);
     else if (strcmp(name, "invalidate-wait-ms") == 0)

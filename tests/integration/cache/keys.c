@@ -488,7 +488,8 @@ static void test_large_values_stored_compressed(void)
     tc_result rb;
     REQUIRE(tc_get_or_load(b, "post:1", &p, &rb) == 0);
     CHECK_EQ_INT(rb.source, TC_SRC_L2);
-    CHECK(rb.value->len == ra.value->len && memcmp(rb.value->data, ra.value->data, ra.value->len) == 0);
+    CHECK(rb.value->len == ra.value->len &&
+          memcmp(rb.value->data, ra.value->data, ra.value->len) == 0);
     CHECK(rb.value->hash == ra.value->hash); /* the ETag is the same */
     CHECK_EQ_INT(atomic_load(&big_loads), loads);
     tc_value_release(rb.value);

@@ -41,7 +41,7 @@ typedef struct raw {
     size_t len;
     long len_delta;  /* added to the length field only (not to the bytes written) */
     size_t trailing; /* junk bytes appended after the record */
-    bool tc2;         /* "TC2\0", the flags byte and raw_len (a compressed value) */
+    bool tc2;        /* "TC2\0", the flags byte and raw_len (a compressed value) */
     unsigned flags;
     uint32_t raw_len;
 } raw;

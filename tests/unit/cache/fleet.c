@@ -60,9 +60,8 @@ static void test_old_format_and_bad_times(void)
 static void test_not_messages(void)
 {
     tc__bus_msg m;
-    static const char *const bad[] = {"",          "7",          "7 w",     "7 w ",
-                                      " w t",      "x7 w t",     "7x w t", "-1 w t",
-                                      "12345678901234567890 w t"};
+    static const char *const bad[] = {
+        "", "7", "7 w", "7 w ", " w t", "x7 w t", "7x w t", "-1 w t", "12345678901234567890 w t"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (!CHECK(parse(bad[i], &m) != 0))
             fprintf(stderr, "    accepted '%s'\n", bad[i]);

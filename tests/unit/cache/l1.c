@@ -465,12 +465,12 @@ static void test_admission_lets_frequent_and_replaced_keys_in(void)
             snprintf(k, sizeof(k), "hot:%03d", i);
             read_through(l1, k); /* each looked up 3 times */
         }
-    CHECK(!has(l1, "new:000"));        /* looked up: 1 */
+    CHECK(!has(l1, "new:000")); /* looked up: 1 */
     put(l1, "new:000", "value-0123456789");
-    CHECK(!has(l1, "new:000"));        /* 2: kept out, hot:000 was seen 3 times */
+    CHECK(!has(l1, "new:000")); /* 2: kept out, hot:000 was seen 3 times */
     CHECK_EQ_INT(tc__l1_rejections(l1), 1);
     for (int i = 0; i < 3; i++)
-        CHECK(!has(l1, "new:000"));    /* 5 now: more than any entry here */
+        CHECK(!has(l1, "new:000")); /* 5 now: more than any entry here */
     put(l1, "new:000", "value-0123456789");
     CHECK(holds(l1, "new:000", "value-0123456789"));
     CHECK_EQ_INT(stats_of(l1).entries, 4);

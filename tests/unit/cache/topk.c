@@ -4,8 +4,8 @@
  * 1500, 800, 400 and 200 times among 5,000 names counted once, in a shuffled order — the
  * top five are exactly the heavy names, in order, and each count is within its error of
  * the truth (never below it): Space-Saving's promise for every name counted more than
- * total / slots times (10,900 / 64 = 170 here). Four threads counting at once, each on a stripe of its own,
- * add up exactly (nothing skipped). A stripe halves its counts after 2^16 counts. A long
+ * total / slots times (10,900 / 64 = 170 here). Four threads counting at once, each on a stripe of
+ * its own, add up exactly (nothing skipped). A stripe halves its counts after 2^16 counts. A long
  * name is cut, not overrun. Through the engine: the keys read most (mostly L1 hits, via
  * tc_get_or_load and tc_peek) and the tags invalidated most come first, with their counts.
  */
