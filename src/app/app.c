@@ -557,6 +557,8 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->l2_budget_bytes = 256u << 20;
     cfg->l2_budget_keys = 500000;
     cfg->invalidate_wait_ms = 5000;
+    cfg->l1_admission = true;
+    cfg->l2_compress_min_bytes = 1024;
     cfg->webhook_tolerance_s = 300;
     cfg->session_ttl_s = 30 * 24 * 3600;
     cfg->login_burst = 10;
@@ -638,6 +640,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         cc.lease_ms = cfg->lease_ms;
         cc.l2_budget_bytes = cfg->l2_budget_bytes;
         cc.l2_budget_keys = cfg->l2_budget_keys;
+        cc.l1_admission = cfg->l1_admission;
+        cc.l2_compress_min_bytes = cfg->l2_compress_min_bytes;
         cc.log = cache_log;
         int cerr;
         if ((app->cache = tc_cache_create(&cc, &cerr)) == NULL) {

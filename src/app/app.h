@@ -32,6 +32,10 @@ typedef struct tc_app_config {
                                                  default 256 MiB, 500,000 keys; 0: no limit */
     int invalidate_wait_ms; /* how long a write waits for Redis to take its
                                invalidations (a stall, a failover); default 5000 */
+    bool l1_admission;      /* TinyLFU admission in front of L1 (tc_config.l1_admission);
+                               default true */
+    size_t l2_compress_min_bytes; /* values this large or larger stored compressed in
+                                     Redis (tc_config); default 1024; 0: never */
 
     const char *webhook_secret;        /* NULL: /webhooks/billing answers 503 */
     int webhook_tolerance_s;           /* default 300 */

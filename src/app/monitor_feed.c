@@ -45,6 +45,8 @@ typedef struct sample {
     int ntags; /* tag invalidations by the tag's namespace; clears */
     char tag_name[MON_TAGNS_MAX][TC_NS_NAME_MAX];
     uint64_t tag_n[MON_TAGNS_MAX], clears;
+    /* the bus delivery lag; admission; compression */
+    uint64_t bus_lag[TC_HIST_BUCKETS], l1_rejections, l2_compressed, l2_saved, l2_decode_errors;
 } sample;
 
 struct mon_sampler {
@@ -82,6 +84,9 @@ static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
         s->bus_connected = cm->bus_connected;
         memcpy(s->redis, cm->redis_latency.buckets, sizeof(s->redis));
         s->clears = cm->clears;
+        memcpy(s->bus_lag, cm->bus_lag.buckets, sizeof(s->bus_lag));
+        s->l1_rejections = cm->l1_rejections, s->l2_compressed = cm->l2_compressed_writes;
+        s->l2_saved = cm->l2_compressed_saved_bytes, s->l2_decode_errors = cm->l2_decode_errors;
     }
     s->ntags = atomic_load_explicit(&m->ntags, memory_order_acquire);
     for (int i = 0; i < s->ntags; i++) {
@@ -474,6 +479,54 @@ static void summary_layers(tc_monitor *m, json_t *sum, const sample *a, const sa
                                   (json_int_t)ls.lines, "dropped", (json_int_t)ls.dropped));
 }
 
+/* A top list of the engine's (tc_hot_snapshot) as [{name, count, error, share}]. */
+static json_t *hot_list(const tc_hot_item *it, int n, uint64_t total)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("{s:s,s:I,s:I,s:o}", "name", it[i].name, "count", (json_int_t)it[i].count,
+                         "error", (json_int_t)it[i].error, "share",
+                         total > 0 ? json_real((double)it[i].count / (double)total) : json_null()));
+    return a;
+}
+
+/* The engine's hot keys and tags (now), the bus delivery lag, admission and compression
+ * (over the window a..b, and since the start). */
+static void summary_engine(tc_monitor *m, json_t *sum, const sample *a, const sample *b)
+{
+    tc_hot *h = malloc(sizeof(*h));
+    if (h != NULL && m->app->cache != NULL) {
+        tc_hot_snapshot(m->app->cache, h);
+        json_object_set_new(
+            sum, "hot",
+            json_pack("{s:o,s:o,s:I,s:I,s:I}", "keys", hot_list(h->keys, h->nkeys, h->key_reads),
+                      "tags", hot_list(h->tags, h->ntags, h->tag_invalidations), "key_reads",
+                      (json_int_t)h->key_reads, "tag_invalidations",
+                      (json_int_t)h->tag_invalidations, "skipped", (json_int_t)h->skipped));
+    }
+    free(h);
+    uint64_t lag[TC_HIST_BUCKETS], n = 0, all = 0;
+    sub_hist(b->bus_lag, a->bus_lag, lag, TC_HIST_BUCKETS);
+    for (int i = 0; i < TC_HIST_BUCKETS; i++)
+        n += lag[i], all += b->bus_lag[i];
+    double l50 = tc_app__mon_percentile(lag, TC_HIST_BUCKETS, 1, 50);
+    double l99 = tc_app__mon_percentile(lag, TC_HIST_BUCKETS, 1, 99);
+    json_object_set_new(sum, "bus_lag",
+                        json_pack("{s:I,s:I,s:o,s:o}", "count", (json_int_t)n, "total",
+                                  (json_int_t)all, "p50_ms", num_or_null(l50 / 1000.0, l50 >= 0),
+                                  "p99_ms", num_or_null(l99 / 1000.0, l99 >= 0)));
+    json_object_set_new(
+        sum, "engine",
+        json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "admission", m->app->cfg.l1_admission,
+                  "admission_rejections", (json_int_t)b->l1_rejections,
+                  "admission_rejections_window",
+                  (json_int_t)dsub(b->l1_rejections, a->l1_rejections), "compress_min_bytes",
+                  (json_int_t)m->app->cfg.l2_compress_min_bytes, "compressed_writes",
+                  (json_int_t)b->l2_compressed, "compressed_saved_bytes", (json_int_t)b->l2_saved,
+                  "decode_errors", (json_int_t)b->l2_decode_errors));
+}
+
 static json_t *build_feed(tc_monitor *m)
 {
     sample *r = malloc(sizeof(sample) * RING);
@@ -505,6 +558,7 @@ static json_t *build_feed(tc_monitor *m)
         summary_requests(sum, a, b, per);
         summary_cache(sum, a, b, per);
         summary_layers(m, sum, a, b);
+        summary_engine(m, sum, a, b);
     }
     free(r);
     return feed;

@@ -220,6 +220,19 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
          "Records not written to Redis: the L2 budget was full (they are served from L1 and the "
          "loader).",
          cm->l2_budget_refusals},
+        {"tiercache_cache_l1_admission_rejections_total", "counter",
+         "New entries kept out of a full L1 by admission: asked for less often than what "
+         "they would evict (--l1-admission).",
+         cm->l1_rejections},
+        {"tiercache_cache_l2_compressed_writes_total", "counter",
+         "Records written to Redis with their value compressed (--l2-compress-min-bytes).",
+         cm->l2_compressed_writes},
+        {"tiercache_cache_l2_compressed_saved_bytes_total", "counter",
+         "Bytes compression took off the values of those records.", cm->l2_compressed_saved_bytes},
+        {"tiercache_cache_l2_decode_errors_total", "counter",
+         "Records read from Redis that were no record of ours or whose compressed value did "
+         "not decode: treated as misses.",
+         cm->l2_decode_errors},
     };
     SINGLES(b, l1_redis);
     family(b, "tiercache_redis_command_duration_seconds", "histogram",
@@ -255,6 +268,49 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
            "out).");
     hist_log2(b, "tiercache_cache_invalidate_duration_seconds", "", cm->invalidate_latency.buckets,
               TC_HIST_BUCKETS, cm->invalidate_latency.sum_us);
+    family(b, "tiercache_bus_lag_seconds", "histogram",
+           "Another instance's invalidation, from its sending (its clock) to its application "
+           "here: the bus delivery lag, once per invalidation.");
+    hist_log2(b, "tiercache_bus_lag_seconds", "", cm->bus_lag.buckets, TC_HIST_BUCKETS,
+              cm->bus_lag.sum_us);
+}
+
+#define HOT_LABELS 10 /* series of the hot key and tag families: the top 10 only */
+
+/* A name as a label value: escaped, and any byte that is not printable ASCII as '?'
+ * (a name cut at TC_HOT_NAME_MAX may end inside a UTF-8 sequence). */
+static void hot_label(const char *name, char *out, size_t cap)
+{
+    char clean[TC_HOT_NAME_MAX];
+    size_t n = 0;
+    for (; name[n] != '\0' && n < sizeof(clean) - 1; n++)
+        clean[n] = name[n] >= 0x20 && name[n] < 0x7f ? name[n] : '?';
+    clean[n] = '\0';
+    tc_app__mon_label_escape(clean, out, cap);
+}
+
+/* The hot keys and tags (tc_hot_snapshot): the top HOT_LABELS of each, no more. */
+static void render_hot(tc_buf *b, const tc_hot *h)
+{
+    char lab[2 * TC_HOT_NAME_MAX + 16], esc[2 * TC_HOT_NAME_MAX + 4];
+    family(b, "tiercache_cache_hot_key_reads", "gauge",
+           "Reads of the most read keys lately, estimated (counts halve as they age): the top "
+           "10 keys only.");
+    for (int i = 0; i < h->nkeys && i < HOT_LABELS; i++) {
+        hot_label(h->keys[i].name, esc, sizeof(esc));
+        snprintf(lab, sizeof(lab), "key=\"%s\"", esc);
+        series(b, "tiercache_cache_hot_key_reads", lab, h->keys[i].count);
+    }
+    family(b, "tiercache_cache_hot_tag_invalidations", "gauge",
+           "Invalidations made here of the most invalidated tags lately (\"#<key>\": a key), "
+           "estimated: the top 10 tags only.");
+    for (int i = 0; i < h->ntags && i < HOT_LABELS; i++) {
+        hot_label(h->tags[i].name, esc, sizeof(esc));
+        snprintf(lab, sizeof(lab), "tag=\"%s\"", esc);
+        series(b, "tiercache_cache_hot_tag_invalidations", lab, h->tags[i].count);
+    }
+    single(b, "tiercache_cache_hot_skipped_total", "counter",
+           "Reads not counted among the hot keys: their thread's counter was busy.", h->skipped);
 }
 
 static void render_http(tc_monitor *m, tc_buf *b)
@@ -389,6 +445,12 @@ static char *render_metrics(tc_monitor *m, size_t *len)
         tc_metrics_snapshot(m->app->cache, cm);
         render_namespaces(m, b, cm);
         render_layers(m, b, cm);
+        tc_hot *h = malloc(sizeof(*h));
+        if (h != NULL) {
+            tc_hot_snapshot(m->app->cache, h);
+            render_hot(b, h);
+        }
+        free(h);
     }
     free(cm);
     render_http(m, b);

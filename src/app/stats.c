@@ -316,6 +316,50 @@ static const char *bytes(double b, char *out, size_t cap)
     return out;
 }
 
+/* One line of a top list: the first n names with their share. */
+static void print_hot(const char *label, const json_t *list, size_t n)
+{
+    printf("  %-11s", label);
+    if (json_array_size(list) == 0)
+        printf(" %s-%s", DIM, RESET);
+    size_t i;
+    const json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        if (i == n)
+            break;
+        printf(" %s%.40s%s (%.1f %%)", i == 0 ? BOLD : "",
+               json_string_value(json_object_get(it, "name")), i == 0 ? RESET : "",
+               100.0 * dbl(it, "share"));
+    }
+    printf("\n");
+}
+
+/* The engine's lines: hot keys and tags, the bus delivery lag, admission, compression. */
+static void print_engine(const json_t *s)
+{
+    char a[32], b[32];
+    const json_t *hot = json_object_get(s, "hot"), *lag = json_object_get(s, "bus_lag");
+    const json_t *eng = json_object_get(s, "engine");
+    if (hot != NULL) {
+        print_hot("hot keys", json_object_get(hot, "keys"), 5);
+        print_hot("hot tags", json_object_get(hot, "tags"), 3);
+    }
+    if (lag != NULL)
+        printf("  %-11s p50 %-10s p99 %-10s (%lld invalidations from other instances)\n", "bus lag",
+               ms(lag, "p50_ms", a, sizeof(a)), ms(lag, "p99_ms", b, sizeof(b)),
+               integer(lag, "count"));
+    if (eng != NULL)
+        printf("  %-11s admission %s (%lld kept out)   compression %s (%lld records, %s saved, "
+               "%lld undecodable)\n",
+               "engine", json_is_true(json_object_get(eng, "admission")) ? "on" : "off",
+               integer(eng, "admission_rejections_window"),
+               integer(eng, "compress_min_bytes") > 0 ? "on" : "off",
+               integer(eng, "compressed_writes"),
+               bytes(dbl(eng, "compressed_saved_bytes"), a, sizeof(a)),
+               integer(eng, "decode_errors"));
+}
+
 static void print_summary(const json_t *feed, const char *server)
 {
     const json_t *s = json_object_get(feed, "summary");
@@ -378,6 +422,8 @@ static void print_summary(const json_t *feed, const char *server)
     printf("  %-11s %s   %lld queries   p50 %s   p99 %s\n", "database",
            json_string_value(json_object_get(db, "dialect")), integer(db, "queries"),
            ms(db, "p50_ms", a, sizeof(a)), ms(db, "p99_ms", b, sizeof(b)));
+
+    print_engine(s);
 
     const json_t *nss = json_object_get(s, "namespaces");
     if (json_array_size(nss) == 0)

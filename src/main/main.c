@@ -65,6 +65,11 @@ static const char USAGE[] =
     "  --l2-budget-mb N       what this instance may hold in Redis, in MiB; past it, new\n"
     "                         entries are not stored there [TIERCACHE_L2_BUDGET_MB] (256; 0: none)\n"
     "  --l2-budget-keys N     the same in keys [TIERCACHE_L2_BUDGET_KEYS] (500000; 0: none)\n"
+    "  --l1-admission on|off  let a new entry into a full L1 only if it was asked for more\n"
+    "                         often than what it would evict, so a scan does not flush\n"
+    "                         the hot set (TinyLFU) [TIERCACHE_L1_ADMISSION] (on)\n"
+    "  --l2-compress-min-bytes N  store values of N bytes or more compressed in Redis\n"
+    "                         (zstd) [TIERCACHE_L2_COMPRESS_MIN_BYTES] (1024; 0: never)\n"
     "  --lease-ms N           an instance trusts its L1 this long after the invalidation bus\n"
     "                         last proved it had every invalidation [TIERCACHE_LEASE_MS] (250)\n"
     "  --invalidate-wait-ms N how long a write waits for Redis to take its invalidations\n"
@@ -203,6 +208,12 @@ static void set(options *o, const char *name, const char *v)
         o->app.l2_budget_bytes = (uint64_t)to_int("--l2-budget-mb", v, 0, 1 << 20) << 20;
     else if (strcmp(name, "l2-budget-keys") == 0)
         o->app.l2_budget_keys = (uint64_t)to_int("--l2-budget-keys", v, 0, 1000000000);
+    else if (strcmp(name, "l1-admission") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            die("--l1-admission: expected on or off, got '%s'%s", v, "");
+        o->app.l1_admission = strcmp(v, "on") == 0;
+    } else if (strcmp(name, "l2-compress-min-bytes") == 0)
+        o->app.l2_compress_min_bytes = (size_t)to_int("--l2-compress-min-bytes", v, 0, 16 << 20);
     else if (strcmp(name, "lease-ms") == 0)
         o->app.lease_ms = to_int("--lease-ms", v, 5, 60000);
     else if (strcmp(name, "invalidate-wait-ms") == 0)
@@ -286,6 +297,8 @@ static void from_env(options *o)
         {"TIERCACHE_LEASE_MS", "lease-ms"},
         {"TIERCACHE_L2_BUDGET_MB", "l2-budget-mb"},
         {"TIERCACHE_L2_BUDGET_KEYS", "l2-budget-keys"},
+        {"TIERCACHE_L1_ADMISSION", "l1-admission"},
+        {"TIERCACHE_L2_COMPRESS_MIN_BYTES", "l2-compress-min-bytes"},
         {"TIERCACHE_INVALIDATE_WAIT_MS", "invalidate-wait-ms"},
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},

@@ -141,6 +141,23 @@ describe('the monitoring page under load', () => {
     assert.ok(view.feed.stale_served > 0 && view.feed.refreshes > 0, 'stale reads and refreshes in the last minute');
     assert.ok(view.feed.hits > view.feed.misses, 'mostly hits');
 
+    // the hot keys table: the latest feed's top list, redrawn with every poll
+    const hot = () => page.evaluate(() => ({
+      rows: [...document.querySelectorAll('#hot-keys tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent)),
+      keys: window.tcMonitor.feed.summary.hot.keys,
+      updates: window.tcMonitor.updates,
+    }));
+    const h0 = await hot();
+    assert.ok(h0.rows.length >= 5 && h0.rows.length <= 16, `${h0.rows.length} hot key rows`);
+    assert.deepEqual(h0.rows.map((r) => r[0]), h0.keys.map((k) => k.name));
+    assert.deepEqual(h0.rows.map((r) => Number(r[2].replace(/\D/g, ''))), h0.keys.map((k) => k.count));
+    for (const r of h0.rows) assert.match(r[1], /^\d+\.\d %$/);
+    await sleep(2500);
+    const h1 = await hot();
+    assert.ok(h1.updates >= h0.updates + 2, 'polled again');
+    assert.deepEqual(h1.rows.map((r) => Number(r[2].replace(/\D/g, ''))), h1.keys.map((k) => k.count), 'redrawn from the latest feed');
+    assert.notDeepEqual(h1.keys, h0.keys, 'the counts moved under the load');
+
     // a hover shows the read-out
     const box = await page.locator('#c-rps').boundingBox();
     await page.mouse.move(box.x + box.width - 30, box.y + box.height / 2);

@@ -111,6 +111,11 @@ describe('monitoring: counters, labels, format', () => {
       const b2 = await scrape(B);
       assert.equal(delta(b1, b2, 'tiercache_cache_misses_total', { namespace: 'user' }), 1, 'B reloaded once');
       assert.equal(delta(b1, b2, 'tiercache_bus_messages_total'), 1, 'exactly one message');
+      // the bus delivery lag: B timed the one invalidation it applied, A its own none
+      assert.equal(delta(b0, b2, 'tiercache_bus_lag_seconds_count'), 1, 'one lag on B');
+      assert.equal(delta(a0, await scrape(A), 'tiercache_bus_lag_seconds_count'), 0, 'none on A');
+      const lagTotal = async () => (await (await fetch(`${B.base}/admin/cache.json`)).json()).summary.bus_lag.total;
+      assert.ok(await until(async () => await lagTotal() === 1, 5000), 'the feed shows it (sampled once a second)');
     } finally {
       assert.equal(await B.stop(), 0);
     }
@@ -174,6 +179,31 @@ describe('monitoring: counters, labels, format', () => {
     assert.ok(f.summary.l1.bytes > 0 && f.summary.l1.max_bytes === 64 * 1024 * 1024);
     // and the access log is on by default, on stderr
     assert.match(A.log(), /method=GET path=\/trpc\/user.me status=200 duration_ms=[\d.]+ cache=hit cache_detail=l1 bytes=\d+ route=user.me/);
+  });
+
+  it('hot keys: the key read most is on the feed, on /metrics (the top 10 only) and in tiercache stats', async () => {
+    const me = await call(A, 'user.me', { token: demo.token });
+    const key = `user:${me.body.result.data.id}`;
+    const countOf = (f) => (f.summary.hot.keys.find((k) => k.name === key) || { count: 0 }).count;
+    const feed = async () => (await fetch(`${A.base}/admin/cache.json`)).json();
+    const before = countOf(await feed());
+    for (let i = 0; i < 300; i++) await call(A, 'user.me', { token: demo.token }); // L1 hits
+    const f = await feed();
+    assert.ok(countOf(f) - before >= 300, `${key}: ${before} -> ${countOf(f)}`);
+    const top = f.summary.hot.keys;
+    assert.ok(top.length >= 2 && top.length <= 16);
+    // the user and the session it is read with are the two most read keys now
+    assert.deepEqual(top.slice(0, 2).map((k) => k.name.split(':')[0]).sort(), ['session', 'user']);
+    assert.ok(top[0].share > 0 && top[0].share <= 1);
+    assert.ok(f.summary.hot.key_reads >= top[0].count);
+    const m = await scrape(A);
+    const hot = m.samples.filter((x) => x.name === 'tiercache_cache_hot_key_reads');
+    assert.ok(hot.length >= 2 && hot.length <= 10, `${hot.length} series`);
+    assert.ok(hot.find((x) => x.labels.key === key).value >= 300);
+    assert.ok(m.type.has('tiercache_cache_hot_tag_invalidations'));
+    assert.ok(m.type.has('tiercache_cache_hot_skipped_total'));
+    const out = await run(BIN, ['stats', '--url', A.base], { timeout: 20000 });
+    assert.match(out.stdout, /hot keys\s+(session|user):\S+ \(\d+\.\d %\)/);
   });
 
   it('tiercache stats: the same numbers in a terminal, once, as JSON, and --watch', async () => {

@@ -479,10 +479,40 @@
     }
   }
 
+  // The engine's top lists (summary.hot): one row per name, most counted first.
+  function renderHot(id, list, empty) {
+    const body = $(id).tBodies[0];
+    body.replaceChildren();
+    if (!list || !list.length) {
+      const tr = el('tr');
+      const td = el('td', 'empty', empty);
+      td.colSpan = 4;
+      tr.appendChild(td);
+      body.appendChild(tr);
+      return;
+    }
+    for (const it of list) {
+      const tr = el('tr');
+      const name = el('td', 'l', it.name);
+      name.title = it.name;
+      const ratio = el('td', 'ratio');
+      const bar = el('span', 'rbar');
+      const track = el('span', 'track');
+      const fill = el('span', 'fill');
+      fill.style.width = finite(it.share) ? `${Math.min(100, it.share * 100).toFixed(1)}%` : '0';
+      track.appendChild(fill);
+      bar.append(el('span', '', finite(it.share) ? `${fmtPct(it.share)} %` : '–'), track);
+      ratio.appendChild(bar);
+      tr.append(name, ratio, cell(group(it.count || 0)), cell(group(it.error || 0), it.error ? '' : 'zero'));
+      body.appendChild(tr);
+    }
+  }
+
   function renderHealth(f) {
     const s = f.summary || {};
     const rd = s.redis || {}, http = s.http || {}, db = s.db || {}, log = s.access_log || {};
     const inv = s.invalidations || { tag: 0, key: 0, clear: 0 };
+    const lag = s.bus_lag || {}, eng = s.engine || {};
     const items = [
       ['Circuit breaker', !rd.configured ? 'no Redis' : rd.breaker_open ? 'OPEN' : 'closed', !rd.configured ? '' : rd.breaker_open ? 'bad' : 'good',
         `${group(rd.breaker_opens || 0)} opens since start`],
@@ -496,6 +526,12 @@
       ['HTTP', `${group(http.connections || 0)} conn · ${group(http.in_flight || 0)} in flight`, http.queued > 0 ? 'warn' : '',
         `${group(http.queued || 0)} queued · ${group(http.rejected || 0)} rejected`],
       ['Access log', log.on ? `${group(log.lines || 0)} lines` : 'off', log.dropped ? 'warn' : '', `${group(log.dropped || 0)} dropped`],
+      ['Bus delivery lag', lag.count ? `p50 ${fmtMs(lag.p50_ms)} · p99 ${fmtMs(lag.p99_ms)} ms` : 'none last min', '',
+        `${group(lag.count || 0)} invalidations from other instances last min · ${group(lag.total || 0)} since start`],
+      ['L1 admission', eng.admission ? 'on' : 'off', '',
+        `${group(eng.admission_rejections_window || 0)} kept out last min · ${group(eng.admission_rejections || 0)} since start`],
+      ['L2 compression', eng.compress_min_bytes ? `≥ ${group(eng.compress_min_bytes)} B` : 'off', eng.decode_errors ? 'warn' : '',
+        `${group(eng.compressed_writes || 0)} records · ${fmtBytes(eng.compressed_saved_bytes || 0).join(' ')} saved · ${group(eng.decode_errors || 0)} undecodable`],
     ];
     const dl = $('health');
     dl.replaceChildren();
@@ -510,6 +546,9 @@
     renderKpis(f);
     renderCharts(f);
     renderTable(f);
+    const hot = (f.summary || {}).hot || {};
+    renderHot('hot-keys', hot.keys, f.cache ? 'No reads yet.' : 'The cache is turned off.');
+    renderHot('hot-tags', hot.tags, 'No invalidations made here yet.');
     renderHealth(f);
     $('uptime').textContent = `up ${fmtAge((f.time - f.started) / 1000)}`;
   }
