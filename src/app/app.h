@@ -49,6 +49,8 @@ typedef struct tc_app_config {
     const char *purge_url;  /* shared cache to purge by tag ("http://127.0.0.1:6081/"), or NULL */
     const char *tag_header; /* response header carrying a public response's tags; default "xkey" */
     const char *tag_sep;    /* between tags; default " " */
+    int cdn_max_age_s;      /* CDN-Cache-Control's max-age on public responses (seconds);
+                               0: none; -1 (default): TC_CDN_MAX_AGE with purge_url, else 0 */
 } tc_app_config;
 
 void tc_app_config_init(tc_app_config *cfg);

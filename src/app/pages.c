@@ -540,6 +540,8 @@ static tc_step page_validators(page_cycle *t)
         for (int j = 0; j < n && t->h.ntags < TC_TAGS_MAX; j++)
             t->tagv[t->h.ntags++] = t->tags[j];
     }
+    if (t->h.cls == TC_ROUTE_PAGE && t->h.ntags < TC_TAGS_MAX)
+        t->tagv[t->h.ntags++] = TC_APP_PAGE_TAG; /* purged at start-up: a deploy changes it */
     t->h.tags = t->tagv;
     security_headers(t->x);
     t->sec = true;
@@ -622,7 +624,10 @@ tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_blo
         .p = app->pages,
         .x = x,
         .may_block = may_block,
-        .h = {.cls = TC_ROUTE_PAGE, .last_modified = -1, .tag_header = &app->tag_header}};
+        .h = {.cls = TC_ROUTE_PAGE,
+              .last_modified = -1,
+              .tag_header = &app->tag_header,
+              .cdn_max_age_s = app->cdn_max_age_s}};
     tc_step step = page_resolve(&t);
     if (step == STEP_NEXT)
         step = page_run(&t);

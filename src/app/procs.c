@@ -608,7 +608,8 @@ static const tc_in_field BLOG_UPDATE_IN[] = {
 
 static const tc_proc PROCS[] = {
     {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc_app__auth_login},
-    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true},
+    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true,
+     .clears_site = true},
     {"user.me", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "user:{uid}", .tags = {"user:{uid}"},
      .fresh_ms = 5 * MIN_MS, .grace_ms = GRACE_MS, .load = load_user},
     {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update, .invalidates = true},

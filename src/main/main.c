@@ -103,6 +103,9 @@ static const char USAGE[] =
     "                         purges [TIERCACHE_TAG_HEADER] (xkey; or Surrogate-Key, Cache-Tag)\n"
     "  --tag-separator SEP    between tags: space, comma or the characters\n"
     "                         [TIERCACHE_TAG_SEPARATOR] (space)\n"
+    "  --cdn-max-age N        CDN-Cache-Control max-age (seconds) on public responses and\n"
+    "                         pages, for a CDN that is purged by tag [TIERCACHE_CDN_MAX_AGE]\n"
+    "                         (3600 with --purge-url, else 0: none)\n"
     "  --help                 this text\n";
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -265,7 +268,9 @@ static void set(options *o, const char *name, const char *v)
         if (sep[0] == '\0' || strlen(sep) > 3 || strspn(sep, " ,;|") != strlen(sep))
             die("--tag-separator: space, comma, or up to 3 of ' ,;|', got '%s'%s", v, "");
         o->app.tag_sep = sep;
-    } else if (strcmp(name, "seed-users") == 0)
+    } else if (strcmp(name, "cdn-max-age") == 0)
+        o->app.cdn_max_age_s = to_int("--cdn-max-age", v, 0, 31536000);
+    else if (strcmp(name, "seed-users") == 0)
         o->seed_users = to_int("--seed-users", v, 1, 10000000);
     else if (strcmp(name, "seed-activity") == 0)
         o->seed_activity = to_int("--seed-activity", v, 1, 100000);
@@ -301,6 +306,7 @@ static void from_env(options *o)
         {"TIERCACHE_PURGE_URL", "purge-url"},
         {"TIERCACHE_TAG_HEADER", "tag-header"},
         {"TIERCACHE_TAG_SEPARATOR", "tag-separator"},
+        {"TIERCACHE_CDN_MAX_AGE", "cdn-max-age"},
         {"TIERCACHE_ACCESS_LOG", "access-log"},
         {"TIERCACHE_METRICS_TOKEN", "metrics-token"},
         {"TIERCACHE_TEST_FRESH_MS", "test-fresh-ms"},
