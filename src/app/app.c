@@ -566,6 +566,7 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->redis_port = 6379;
     cfg->prefix = "tc:";
     cfg->l1_bytes = 64u << 20;
+    cfg->page_cache_bytes = 16u << 20;
     cfg->lease_ms = 250;
     cfg->l2_budget_bytes = 256u << 20;
     cfg->l2_budget_keys = 500000;
@@ -599,7 +600,9 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         goto fail;
     }
     if ((app->assets = tc_app__assets_load(cfg->web_dir, err, errlen)) == NULL ||
-        (app->pages = tc_app__pages_load(cfg->web_dir, app->assets, err, errlen)) == NULL)
+        (app->pages = tc_app__pages_load(cfg->web_dir, app->assets,
+                                         cfg->cache ? cfg->page_cache_bytes : 0, err, errlen)) ==
+            NULL)
         goto fail;
     if (cfg->purge_url != NULL) {
         tc_purge_config pc;

@@ -27,6 +27,7 @@ typedef struct tc_app_config {
     const char *redis_password;
     const char *prefix; /* Redis key prefix; default "tc:" */
     size_t l1_bytes;    /* default 64 MiB */
+    size_t page_cache_bytes; /* the rendered pages' store (pages.c); default 16 MiB; 0: none */
     int lease_ms;           /* L1 trust lease (tc_config.lease_ms); default 250 */
     uint64_t l2_budget_bytes, l2_budget_keys; /* what this instance may hold in Redis;
                                                  default 256 MiB, 500,000 keys; 0: no limit */

@@ -24,6 +24,7 @@
 #include "app/app.h"
 #include "app/input.h"
 #include "app/monitor.h"
+#include "app/pagecache.h"
 #include "app/ratelimit.h"
 #include "base/time.h"
 #include "db/db.h"
@@ -200,8 +201,19 @@ tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x);
  * instance purges it when it starts (app.c). */
 #define TC_APP_PAGE_TAG "page"
 typedef struct tc_pages tc_pages;
-tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
+/* store_bytes: the page store's budget (pagecache.h); 0: none, every 200 is rendered. */
+tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, size_t store_bytes,
+                             char *err, size_t errlen);
 void tc_app__pages_free(tc_pages *p); /* NULL is a no-op */
+/* Renders by page (indexed by tc_page_kind, paths.h: home, login, dashboard,
+ * post; [0] unused) and the page store's counters, for the monitor. */
+#define TC_APP_PAGE_KINDS 5
+typedef struct tc_app__page_stats {
+    uint64_t renders[TC_APP_PAGE_KINDS];
+    tc_pagecache_stats store;
+} tc_app__page_stats;
+void tc_app__pages_stats(tc_pages *p, tc_app__page_stats *out);
+const char *tc_app__page_name(int kind); /* "home", "login", "dashboard", "post"; NULL else */
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c: what every request cycle shares (tRPC, pages, the monitor) */

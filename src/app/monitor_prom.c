@@ -332,6 +332,39 @@ static void render_http(tc_monitor *m, tc_buf *b)
     series(b, "tiercache_http_closed_total", "reason=\"idle\"", st.closed_idle);
 }
 
+/* The server-rendered pages: renders by page, and the store of their bytes. */
+static void render_pages(tc_monitor *m, tc_buf *b)
+{
+    tc_app__page_stats ps;
+    tc_app__pages_stats(m->app->pages, &ps);
+    family(b, "tiercache_page_renders_total", "counter",
+           "Page bodies built from their values and templates, by page; a page answered from "
+           "the page store builds none.");
+    for (int k = 0; k < TC_APP_PAGE_KINDS; k++) {
+        const char *name = tc_app__page_name(k);
+        char lab[48];
+        if (name == NULL)
+            continue;
+        snprintf(lab, sizeof(lab), "page=\"%s\"", name);
+        series(b, "tiercache_page_renders_total", lab, ps.renders[k]);
+    }
+    const one_series store[] = {
+        {"tiercache_page_cache_hits_total", "counter",
+         "Pages answered from the bytes stored under their ETag (no JSON parsed, no template run).",
+         ps.store.hits},
+        {"tiercache_page_cache_misses_total", "counter",
+         "Pages whose ETag found no stored bytes: rendered, then stored.", ps.store.misses},
+        {"tiercache_page_cache_stores_total", "counter", "Rendered pages stored.", ps.store.stores},
+        {"tiercache_page_cache_evictions_total", "counter",
+         "Stored pages dropped to stay under the page store's limit.", ps.store.evictions},
+        {"tiercache_page_cache_entries", "gauge", "Pages in the page store.", ps.store.entries},
+        {"tiercache_page_cache_bytes", "gauge", "Bytes held by the page store.", ps.store.bytes},
+        {"tiercache_page_cache_max_bytes", "gauge",
+         "The page store's limit (--page-cache-mb; 0: no store).", ps.store.max_bytes},
+    };
+    SINGLES(b, store);
+}
+
 static void render_db(tc_buf *b)
 {
     /* Every dialect and operation, read once with its labels; the three families
@@ -388,6 +421,7 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     }
     free(cm);
     render_http(m, b);
+    render_pages(m, b);
     single(b, "tiercache_db_available", "gauge",
            "0 while the database is unavailable as the calls see it (from the first failure to "
            "connect or to answer in time until the next success), else 1.",

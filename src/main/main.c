@@ -62,6 +62,8 @@ static const char USAGE[] =
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
     "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --page-cache-mb N      rendered pages kept by their ETag, in MiB\n"
+    "                         [TIERCACHE_PAGE_CACHE_MB] (16; 0: render every page)\n"
     "  --l2-budget-mb N       what this instance may hold in Redis, in MiB; past it, new\n"
     "                         entries are not stored there [TIERCACHE_L2_BUDGET_MB] (256; 0: none)\n"
     "  --l2-budget-keys N     the same in keys [TIERCACHE_L2_BUDGET_KEYS] (500000; 0: none)\n"
@@ -202,6 +204,8 @@ static void set(options *o, const char *name, const char *v)
         o->app.prefix = v;
     } else if (strcmp(name, "l1-mb") == 0)
         o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "page-cache-mb") == 0)
+        o->app.page_cache_bytes = (size_t)to_int("--page-cache-mb", v, 0, 1 << 16) << 20;
     else if (strcmp(name, "l2-budget-mb") == 0)
         o->app.l2_budget_bytes = (uint64_t)to_int("--l2-budget-mb", v, 0, 1 << 20) << 20;
     else if (strcmp(name, "l2-budget-keys") == 0)
@@ -288,6 +292,7 @@ static void from_env(options *o)
         {"TIERCACHE_REDIS_PASSWORD", "redis-password"},
         {"TIERCACHE_PREFIX", "prefix"},
         {"TIERCACHE_L1_MB", "l1-mb"},
+        {"TIERCACHE_PAGE_CACHE_MB", "page-cache-mb"},
         {"TIERCACHE_LEASE_MS", "lease-ms"},
         {"TIERCACHE_L2_BUDGET_MB", "l2-budget-mb"},
         {"TIERCACHE_L2_BUDGET_KEYS", "l2-budget-keys"},
