@@ -332,6 +332,46 @@ static void render_http(tc_monitor *m, tc_buf *b)
     series(b, "tiercache_http_closed_total", "reason=\"idle\"", st.closed_idle);
 }
 
+/* The hit ratios: responses by route and Cache-Status, cached queries by tag
+ * family. Both label sets are bounded (monitor.h); all-zero series are left out. */
+static void render_ratios(tc_monitor *m, tc_buf *b)
+{
+    char lab[200], esc[140];
+    family(b, "tiercache_route_cache_total", "counter",
+           "Responses by route and by their Cache-Status: hit, stale (a hit past its fresh "
+           "time) or miss; responses without one (mutations, static files, errors) are not "
+           "counted.");
+    int nr = atomic_load_explicit(&m->nroutes, memory_order_acquire);
+    for (int i = 0; i < nr; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        tc_app__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "route=\"%s\",cache=\"%s\"", esc, OUTCOME_NAMES[k]);
+            series(b, "tiercache_route_cache_total", lab, v[k]);
+        }
+    }
+    family(b, "tiercache_tag_family_lookups_total", "counter",
+           "Cached queries answered, by the family of the entry's tags (the text before ':', "
+           "once per family) and by outcome: hit, stale or miss (the loader ran).");
+    int nt = atomic_load_explicit(&m->ntags, memory_order_acquire);
+    for (int i = 0; i < nt; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "family=\"%s\",cache=\"%s\"", m->tags[i].name,
+                     OUTCOME_NAMES[k]);
+            series(b, "tiercache_tag_family_lookups_total", lab, v[k]);
+        }
+    }
+}
+
 /* The server-rendered pages: renders by page, and the store of their bytes. */
 static void render_pages(tc_monitor *m, tc_buf *b)
 {
@@ -421,6 +461,7 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     }
     free(cm);
     render_http(m, b);
+    render_ratios(m, b);
     render_pages(m, b);
     single(b, "tiercache_db_available", "gauge",
            "0 while the database is unavailable as the calls see it (from the first failure to "

@@ -779,6 +779,8 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     if (err == 0) {
         c->from_cache = c->app->cache != NULL;
         c->value = c->cache.value;
+        if (c->from_cache) /* the hit ratio by tag family */
+            tc_app__monitor_lookup(c->app->monitor, pol.tags, pol.ntags, &c->cache);
         return CALL_OK;
     }
     if (err == APP_ENOTFOUND)
