@@ -445,16 +445,15 @@ static void blocking_trpc(void *ctx, tc_http_exchange *x);
 
 static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    trpc_cycle t = {
-        .app = app,
-        .x = x,
-        .may_block = may_block,
-        .a = {.ttl_ms = INT64_MAX},
-        .h = {.cls = TC_ROUTE_ERROR,
-              .last_modified = -1,
-              .tag_header = &app->tag_header,
-              .cdn_max_age_s = app->cdn_max_age_s},
-        .status = 500};
+    trpc_cycle t = {.app = app,
+                    .x = x,
+                    .may_block = may_block,
+                    .a = {.ttl_ms = INT64_MAX},
+                    .h = {.cls = TC_ROUTE_ERROR,
+                          .last_modified = -1,
+                          .tag_header = &app->tag_header,
+                          .cdn_max_age_s = app->cdn_max_age_s},
+                    .status = 500};
     t.h.tags = t.tagv;
     tc_step step = trpc_resolve(&t);
     if (step == STEP_NEXT)
@@ -592,7 +591,7 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&app->health_lock, NULL);
     app->tag_header = (tc_tag_header){.name = cfg->tag_header, .sep = cfg->tag_sep};
     /* a CDN may keep public responses longer than Cache-Control says only when it is purged */
-    app->cdn_max_age_s = cfg->cdn_max_age_s >= 0    ? (uint32_t)cfg->cdn_max_age_s
+    app->cdn_max_age_s = cfg->cdn_max_age_s >= 0  ? (uint32_t)cfg->cdn_max_age_s
                          : cfg->purge_url != NULL ? TC_CDN_MAX_AGE
                                                   : 0;
     if (cfg->web_dir == NULL) {

@@ -150,8 +150,7 @@ void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag)
     atomic_fetch_add_explicit(&tagns_get(m, tag, tagns_len(tag))->n, 1, memory_order_relaxed);
 }
 
-void tc_app__monitor_lookup(tc_monitor *m, const char *const *tags, int ntags,
-                            const tc_result *r)
+void tc_app__monitor_lookup(tc_monitor *m, const char *const *tags, int ntags, const tc_result *r)
 {
     if (m == NULL)
         return;

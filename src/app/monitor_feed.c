@@ -70,11 +70,13 @@ static void take_ratios(tc_monitor *m, sample *s)
     for (int i = 0; i < s->nroutes; i++) {
         s->route_name[i] = m->routes[i].name;
         for (int k = 0; k < MON_OUTCOMES; k++)
-            s->route_cache[i][k] = atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
+            s->route_cache[i][k] =
+                atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
     }
     for (int i = 0; i < s->ntags; i++)
         for (int k = 0; k < MON_OUTCOMES; k++)
-            s->tag_lookups[i][k] = atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
+            s->tag_lookups[i][k] =
+                atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
 }
 
 static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
@@ -471,14 +473,14 @@ static json_t *ratio_table(ratio_row *rows, int n, const char *key, bool inval)
         const ratio_row *r = &rows[i];
         if (row_sum(r->tot) == 0)
             continue;
-        json_t *o = json_pack(
-            "{s:s,s:o,s:I,s:I,s:I,s:{s:o,s:I,s:I,s:I}}", key, r->name, "hit_ratio",
-            ratio(r->w[MON_HIT] + r->w[MON_STALE], row_sum(r->w)), "hits",
-            (json_int_t)r->w[MON_HIT], "stale", (json_int_t)r->w[MON_STALE], "misses",
-            (json_int_t)r->w[MON_MISS], "totals", "hit_ratio",
-            ratio(r->tot[MON_HIT] + r->tot[MON_STALE], row_sum(r->tot)), "hits",
-            (json_int_t)r->tot[MON_HIT], "stale", (json_int_t)r->tot[MON_STALE], "misses",
-            (json_int_t)r->tot[MON_MISS]);
+        json_t *o =
+            json_pack("{s:s,s:o,s:I,s:I,s:I,s:{s:o,s:I,s:I,s:I}}", key, r->name, "hit_ratio",
+                      ratio(r->w[MON_HIT] + r->w[MON_STALE], row_sum(r->w)), "hits",
+                      (json_int_t)r->w[MON_HIT], "stale", (json_int_t)r->w[MON_STALE], "misses",
+                      (json_int_t)r->w[MON_MISS], "totals", "hit_ratio",
+                      ratio(r->tot[MON_HIT] + r->tot[MON_STALE], row_sum(r->tot)), "hits",
+                      (json_int_t)r->tot[MON_HIT], "stale", (json_int_t)r->tot[MON_STALE], "misses",
+                      (json_int_t)r->tot[MON_MISS]);
         if (o != NULL && inval)
             json_object_set_new(o, "invalidations", json_integer((json_int_t)r->inval));
         if (o != NULL)

@@ -34,11 +34,11 @@ typedef struct body {
 } body;
 
 typedef struct entry {
-    struct entry *next;              /* in its bucket */
-    struct entry *newer, *older;     /* the shard's LRU list */
+    struct entry *next;          /* in its bucket */
+    struct entry *newer, *older; /* the shard's LRU list */
     uint64_t h;
-    size_t charge;                   /* bytes counted against the budget */
-    body *b;                         /* the store's reference */
+    size_t charge; /* bytes counted against the budget */
+    body *b;       /* the store's reference */
     char etag[TC_ETAG_MAX];
     size_t klen;
     char key[];

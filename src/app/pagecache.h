@@ -52,8 +52,8 @@ void tc_page_body_release(const tc_page_body *b); /* NULL is a no-op */
 void tc_page_body_release_cb(void *arg);
 
 typedef struct tc_pagecache_stats {
-    uint64_t hits, misses;         /* lookups */
-    uint64_t stores, evictions;    /* bytes kept; entries dropped to stay under the limit */
+    uint64_t hits, misses;      /* lookups */
+    uint64_t stores, evictions; /* bytes kept; entries dropped to stay under the limit */
     uint64_t entries, bytes, max_bytes;
 } tc_pagecache_stats;
 

@@ -56,8 +56,8 @@ struct tc_pages {
     char *t[T_COUNT];
     size_t tlen[T_COUNT];
     const tc_assets *assets;
-    uint64_t build;       /* templates + asset names: part of every page's ETag */
-    tc_pagecache *store;  /* rendered bytes by (key, ETag); NULL: none */
+    uint64_t build;      /* templates + asset names: part of every page's ETag */
+    tc_pagecache *store; /* rendered bytes by (key, ETag); NULL: none */
     _Atomic uint64_t renders[TC_APP_PAGE_KINDS]; /* 200 bodies rendered, by tc_page_kind */
 };
 
@@ -658,9 +658,9 @@ static char *page_render(page_cycle *t, size_t *len)
     json_decref(d0);
     json_decref(d1);
     tc_buf b = {.max = PAGE_BYTES_MAX};
-    int err = content == NULL ? TC_ENOMEM
-                              : render_page(t->p, &b, title, content, script,
-                                            who[0] != '\0' ? who : NULL);
+    int err = content == NULL
+                  ? TC_ENOMEM
+                  : render_page(t->p, &b, title, content, script, who[0] != '\0' ? who : NULL);
     free(content);
     if (err != 0) {
         free(b.data);
@@ -687,7 +687,8 @@ static void page_body(page_cycle *t)
     }
     if (t->h.etag == NULL) /* no cached values: the body is the validator */
         t->h.etag = tc_cachehdr_etag(XXH3_64bits(data, len), NULL, t->etag);
-    if (pb == NULL && klen > 0 && (pb = tc_pagecache_put(store, key, klen, t->h.etag, data, len)) != NULL)
+    if (pb == NULL && klen > 0 &&
+        (pb = tc_pagecache_put(store, key, klen, t->h.etag, data, len)) != NULL)
         data = NULL; /* the store's now */
     if (tc_cachehdr_respond(t->x, &t->h) != 200) {
         free(data);
@@ -708,15 +709,14 @@ static void blocking_page(void *ctx, tc_http_exchange *x)
 
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    page_cycle t = {
-        .app = app,
-        .p = app->pages,
-        .x = x,
-        .may_block = may_block,
-        .h = {.cls = TC_ROUTE_PAGE,
-              .last_modified = -1,
-              .tag_header = &app->tag_header,
-              .cdn_max_age_s = app->cdn_max_age_s}};
+    page_cycle t = {.app = app,
+                    .p = app->pages,
+                    .x = x,
+                    .may_block = may_block,
+                    .h = {.cls = TC_ROUTE_PAGE,
+                          .last_modified = -1,
+                          .tag_header = &app->tag_header,
+                          .cdn_max_age_s = app->cdn_max_age_s}};
     tc_step step = page_resolve(&t);
     if (step == STEP_NEXT)
         step = page_run(&t);

@@ -423,7 +423,8 @@ static void print_ratios(const json_t *feed)
                 break;
             }
             char p[32];
-            printf("  %-20.20s %8s %10lld %9lld %9lld", json_string_value(json_object_get(r, tables[t].name)),
+            printf("  %-20.20s %8s %10lld %9lld %9lld",
+                   json_string_value(json_object_get(r, tables[t].name)),
                    pct(json_object_get(r, "hit_ratio"), p, sizeof(p)), integer(r, "hits"),
                    integer(r, "stale"), integer(r, "misses"));
             if (fam)

@@ -58,8 +58,9 @@ typedef enum tc_route_class {
 #define TC_PUBLIC_MAX_AGE 60       /* public queries in browsers: an edit shows within a minute */
 #define TC_PUBLIC_S_MAXAGE 300     /* in shared caches, purged by tag on every change */
 #define TC_PUBLIC_SWR 600          /* serve stale while one refresh runs */
-#define TC_CDN_MAX_AGE 3600        /* public responses in a CDN that is purged by tag (the
-                                      default with --purge-url): a lost purge heals in an hour */
+#define TC_CDN_MAX_AGE                                                                             \
+    3600 /* public responses in a CDN that is purged by tag (the                                   \
+            default with --purge-url): a lost purge heals in an hour */
 
 const char *tc_route_class_name(tc_route_class cls); /* "static", "query-private", ... */
 

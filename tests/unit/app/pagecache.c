@@ -54,7 +54,7 @@ static void test_etag_rules(void)
     CHECK(same(r, "<p>one</p>"));
     const tc_page_body *h = get(pc, "post:a:0", "\"1\"");
     CHECK(same(h, "<p>one</p>"));
-    CHECK(h == r); /* the stored bytes themselves, not a copy */
+    CHECK(h == r);                                /* the stored bytes themselves, not a copy */
     CHECK(get(pc, "post:a:0", "\"2\"") == NULL);  /* another ETag: a miss */
     CHECK(get(pc, "post:b:0", "\"1\"") == NULL);  /* another key: a miss */
     CHECK(get(pc, "post:a:00", "\"1\"") == NULL); /* a longer key */
@@ -108,7 +108,7 @@ static void test_budget(void)
     CHECK_EQ_INT(st.entries + st.evictions, N + 2);
     CHECK(st.entries < N / 2);
     const tc_page_body *hot = get(pc, "hot", "\"h\"");
-    CHECK(same(hot, page)); /* the most recently used stays */
+    CHECK(same(hot, page));                   /* the most recently used stays */
     CHECK(get(pc, "first", "\"f\"") == NULL); /* the least recently used went */
     CHECK(same(held, page));                  /* while a response still holds its bytes */
     CHECK(get(pc, "post:p0:0", "\"e\"") == NULL);
@@ -163,8 +163,8 @@ static void *worker(void *arg)
             char *copy = malloc((size_t)n);
             if (copy != NULL)
                 memcpy(copy, text, (size_t)n);
-            if (copy == NULL || (b = tc_pagecache_put(shared, key, strlen(key), etag, copy,
-                                                      (size_t)n)) == NULL)
+            if (copy == NULL ||
+                (b = tc_pagecache_put(shared, key, strlen(key), etag, copy, (size_t)n)) == NULL)
                 free(copy), wrong++;
         }
         if (b != NULL && !same(b, text))
