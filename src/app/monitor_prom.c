@@ -392,6 +392,79 @@ static void render_http(tc_monitor *m, tc_buf *b)
     series(b, "tiercache_http_closed_total", "reason=\"per_address\"", st.refused_addr);
 }
 
+/* The hit ratios: responses by route and Cache-Status, cached queries by tag
+ * family. Both label sets are bounded (monitor.h); all-zero series are left out. */
+static void render_ratios(tc_monitor *m, tc_buf *b)
+{
+    char lab[200], esc[140];
+    family(b, "tiercache_route_cache_total", "counter",
+           "Responses by route and by their Cache-Status: hit, stale (a hit past its fresh "
+           "time) or miss; responses without one (mutations, static files, errors) are not "
+           "counted.");
+    int nr = atomic_load_explicit(&m->nroutes, memory_order_acquire);
+    for (int i = 0; i < nr; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        tc_app__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "route=\"%s\",cache=\"%s\"", esc, OUTCOME_NAMES[k]);
+            series(b, "tiercache_route_cache_total", lab, v[k]);
+        }
+    }
+    family(b, "tiercache_tag_family_lookups_total", "counter",
+           "Cached queries answered, by the family of the entry's tags (the text before ':', "
+           "once per family) and by outcome: hit, stale or miss (the loader ran).");
+    int nt = atomic_load_explicit(&m->ntags, memory_order_acquire);
+    for (int i = 0; i < nt; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "family=\"%s\",cache=\"%s\"", m->tags[i].name,
+                     OUTCOME_NAMES[k]);
+            series(b, "tiercache_tag_family_lookups_total", lab, v[k]);
+        }
+    }
+}
+
+/* The server-rendered pages: renders by page, and the store of their bytes. */
+static void render_pages(tc_monitor *m, tc_buf *b)
+{
+    tc_app__page_stats ps;
+    tc_app__pages_stats(m->app->pages, &ps);
+    family(b, "tiercache_page_renders_total", "counter",
+           "Page bodies built from their values and templates, by page; a page answered from "
+           "the page store builds none.");
+    for (int k = 0; k < TC_APP_PAGE_KINDS; k++) {
+        const char *name = tc_app__page_name(k);
+        char lab[48];
+        if (name == NULL)
+            continue;
+        snprintf(lab, sizeof(lab), "page=\"%s\"", name);
+        series(b, "tiercache_page_renders_total", lab, ps.renders[k]);
+    }
+    const one_series store[] = {
+        {"tiercache_page_cache_hits_total", "counter",
+         "Pages answered from the bytes stored under their ETag (no JSON parsed, no template run).",
+         ps.store.hits},
+        {"tiercache_page_cache_misses_total", "counter",
+         "Pages whose ETag found no stored bytes: rendered, then stored.", ps.store.misses},
+        {"tiercache_page_cache_stores_total", "counter", "Rendered pages stored.", ps.store.stores},
+        {"tiercache_page_cache_evictions_total", "counter",
+         "Stored pages dropped to stay under the page store's limit.", ps.store.evictions},
+        {"tiercache_page_cache_entries", "gauge", "Pages in the page store.", ps.store.entries},
+        {"tiercache_page_cache_bytes", "gauge", "Bytes held by the page store.", ps.store.bytes},
+        {"tiercache_page_cache_max_bytes", "gauge",
+         "The page store's limit (--page-cache-mb; 0: no store).", ps.store.max_bytes},
+    };
+    SINGLES(b, store);
+}
+
 static void render_db(tc_buf *b)
 {
     /* Every dialect and operation, read once with its labels; the three families
@@ -454,6 +527,8 @@ static char *render_metrics(tc_monitor *m, size_t *len)
     }
     free(cm);
     render_http(m, b);
+    render_ratios(m, b);
+    render_pages(m, b);
     single(b, "tiercache_db_available", "gauge",
            "0 while the database is unavailable as the calls see it (from the first failure to "
            "connect or to answer in time until the next success), else 1.",

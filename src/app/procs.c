@@ -608,7 +608,8 @@ static const tc_in_field BLOG_UPDATE_IN[] = {
 
 static const tc_proc PROCS[] = {
     {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc_app__auth_login},
-    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true},
+    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true,
+     .clears_site = true},
     {"user.me", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "user:{uid}", .tags = {"user:{uid}"},
      .fresh_ms = 5 * MIN_MS, .grace_ms = GRACE_MS, .load = load_user},
     {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update, .invalidates = true},
@@ -778,6 +779,8 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     if (err == 0) {
         c->from_cache = c->app->cache != NULL;
         c->value = c->cache.value;
+        if (c->from_cache) /* the hit ratio by tag family */
+            tc_app__monitor_lookup(c->app->monitor, pol.tags, pol.ntags, &c->cache);
         return CALL_OK;
     }
     if (err == APP_ENOTFOUND)

@@ -5,7 +5,8 @@
  * over plain HTTP/1.1 and prints its summary: the last minute of requests,
  * hit ratio, cached and uncached latency percentiles, L1 memory,
  * stale-while-revalidate activity, Redis and the database, then one line per
- * cache namespace. --watch redraws every --interval seconds.
+ * cache namespace, and the hit ratios of the busiest routes and tag families.
+ * --watch redraws every --interval seconds.
  *
  * It is a client: no TLS (reach a remote server through an SSH tunnel, or
  * run it on the server's host), one request per redraw, bounded waits
@@ -444,6 +445,41 @@ static void print_summary(const json_t *feed, const char *server)
     }
 }
 
+/* The hit ratios by route and by tag family, the busiest ten of each (the feed
+ * sorts them). */
+static void print_ratios(const json_t *feed)
+{
+    const json_t *s = json_object_get(feed, "summary");
+    static const struct {
+        const char *key, *name, *title;
+    } tables[] = {{"routes", "route", "route"}, {"tag_families", "family", "tag family"}};
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        const json_t *rows = json_object_get(s, tables[t].key);
+        if (json_array_size(rows) == 0)
+            continue;
+        bool fam = t == 1;
+        printf("\n  %s%-20s %8s %10s %9s %9s%s%s\n", DIM, tables[t].title, "hit %", "hits", "stale",
+               "misses", fam ? "     inval" : "", RESET);
+        size_t i;
+        const json_t *r;
+        json_array_foreach(rows, i, r)
+        {
+            if (i == 10) {
+                printf("  %s... %zu more%s\n", DIM, json_array_size(rows) - 10, RESET);
+                break;
+            }
+            char p[32];
+            printf("  %-20.20s %8s %10lld %9lld %9lld",
+                   json_string_value(json_object_get(r, tables[t].name)),
+                   pct(json_object_get(r, "hit_ratio"), p, sizeof(p)), integer(r, "hits"),
+                   integer(r, "stale"), integer(r, "misses"));
+            if (fam)
+                printf(" %9lld", integer(r, "invalidations"));
+            printf("\n");
+        }
+    }
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
 static int once(const url *u, const char *server, const char *token, bool as_json, bool clear)
@@ -479,6 +515,7 @@ static int once(const url *u, const char *server, const char *token, bool as_jso
     if (clear)
         fputs("\033[H\033[2J", stdout);
     print_summary(feed, server);
+    print_ratios(feed);
     fflush(stdout);
     json_decref(feed);
     return 0;

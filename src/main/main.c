@@ -62,6 +62,8 @@ static const char USAGE[] =
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
     "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --page-cache-mb N      rendered pages kept by their ETag, in MiB\n"
+    "                         [TIERCACHE_PAGE_CACHE_MB] (16; 0: render every page)\n"
     "  --l2-budget-mb N       what this instance may hold in Redis, in MiB; past it, new\n"
     "                         entries are not stored there [TIERCACHE_L2_BUDGET_MB] (256; 0: none)\n"
     "  --l2-budget-keys N     the same in keys [TIERCACHE_L2_BUDGET_KEYS] (500000; 0: none)\n"
@@ -108,6 +110,9 @@ static const char USAGE[] =
     "                         purges [TIERCACHE_TAG_HEADER] (xkey; or Surrogate-Key, Cache-Tag)\n"
     "  --tag-separator SEP    between tags: space, comma or the characters\n"
     "                         [TIERCACHE_TAG_SEPARATOR] (space)\n"
+    "  --cdn-max-age N        CDN-Cache-Control max-age (seconds) on public responses and\n"
+    "                         pages, for a CDN that is purged by tag [TIERCACHE_CDN_MAX_AGE]\n"
+    "                         (3600 with --purge-url, else 0: none)\n"
     "  --help                 this text\n";
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -204,6 +209,8 @@ static void set(options *o, const char *name, const char *v)
         o->app.prefix = v;
     } else if (strcmp(name, "l1-mb") == 0)
         o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "page-cache-mb") == 0)
+        o->app.page_cache_bytes = (size_t)to_int("--page-cache-mb", v, 0, 1 << 16) << 20;
     else if (strcmp(name, "l2-budget-mb") == 0)
         o->app.l2_budget_bytes = (uint64_t)to_int("--l2-budget-mb", v, 0, 1 << 20) << 20;
     else if (strcmp(name, "l2-budget-keys") == 0)
@@ -276,7 +283,9 @@ static void set(options *o, const char *name, const char *v)
         if (sep[0] == '\0' || strlen(sep) > 3 || strspn(sep, " ,;|") != strlen(sep))
             die("--tag-separator: space, comma, or up to 3 of ' ,;|', got '%s'%s", v, "");
         o->app.tag_sep = sep;
-    } else if (strcmp(name, "seed-users") == 0)
+    } else if (strcmp(name, "cdn-max-age") == 0)
+        o->app.cdn_max_age_s = to_int("--cdn-max-age", v, 0, 31536000);
+    else if (strcmp(name, "seed-users") == 0)
         o->seed_users = to_int("--seed-users", v, 1, 10000000);
     else if (strcmp(name, "seed-activity") == 0)
         o->seed_activity = to_int("--seed-activity", v, 1, 100000);
@@ -294,6 +303,7 @@ static void from_env(options *o)
         {"TIERCACHE_REDIS_PASSWORD", "redis-password"},
         {"TIERCACHE_PREFIX", "prefix"},
         {"TIERCACHE_L1_MB", "l1-mb"},
+        {"TIERCACHE_PAGE_CACHE_MB", "page-cache-mb"},
         {"TIERCACHE_LEASE_MS", "lease-ms"},
         {"TIERCACHE_L2_BUDGET_MB", "l2-budget-mb"},
         {"TIERCACHE_L2_BUDGET_KEYS", "l2-budget-keys"},
@@ -314,6 +324,7 @@ static void from_env(options *o)
         {"TIERCACHE_PURGE_URL", "purge-url"},
         {"TIERCACHE_TAG_HEADER", "tag-header"},
         {"TIERCACHE_TAG_SEPARATOR", "tag-separator"},
+        {"TIERCACHE_CDN_MAX_AGE", "cdn-max-age"},
         {"TIERCACHE_ACCESS_LOG", "access-log"},
         {"TIERCACHE_METRICS_TOKEN", "metrics-token"},
         {"TIERCACHE_TEST_FRESH_MS", "test-fresh-ms"},

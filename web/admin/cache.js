@@ -442,6 +442,46 @@
     return el('td', cls, text);
   }
 
+  // A hit ratio as a number and a bar.
+  function ratioCell(r, color) {
+    const td = el('td', 'ratio');
+    const bar = el('span', 'rbar');
+    const track = el('span', 'track');
+    const fill = el('span', 'fill');
+    fill.style.width = finite(r) ? `${(r * 100).toFixed(1)}%` : '0';
+    fill.style.background = color;
+    track.appendChild(fill);
+    bar.append(el('span', '', finite(r) ? `${fmtPct(r)} %` : '–'), track);
+    td.appendChild(bar);
+    return td;
+  }
+
+  // Hit ratio by route and by tag family: the feed's rows, busiest first (it sorts them).
+  function renderRatios(f) {
+    const s = f.summary || {};
+    for (const [id, rows, key, inval] of [['routes', s.routes, 'route', false], ['families', s.tag_families, 'family', true]]) {
+      const body = $(id).tBodies[0];
+      body.replaceChildren();
+      if (!rows || !rows.length) {
+        const tr = el('tr');
+        const td = el('td', 'empty', f.cache ? 'No cached answers yet.' : 'The cache is turned off.');
+        td.colSpan = inval ? 6 : 5;
+        tr.appendChild(td);
+        body.appendChild(tr);
+        continue;
+      }
+      for (const r of rows) {
+        const tr = el('tr');
+        const t = r.totals || {};
+        tr.title = `since start: ${t.hit_ratio == null ? '–' : `${fmtPct(t.hit_ratio)} %`} of ${group((t.hits || 0) + (t.stale || 0) + (t.misses || 0))} (${group(t.hits || 0)} hits, ${group(t.stale || 0)} stale, ${group(t.misses || 0)} misses)`;
+        const num = (v) => cell(group(v || 0), v ? '' : 'zero');
+        tr.append(cell(r[key], 'l'), ratioCell(r.hit_ratio, colorOf(r[key])), num(r.hits), num(r.stale), num(r.misses));
+        if (inval) tr.append(num(r.invalidations));
+        body.appendChild(tr);
+      }
+    }
+  }
+
   function renderTable(f) {
     const body = $('ns').tBodies[0];
     const rows = ((f.summary || {}).namespaces || []).slice().sort((a, b) => b.lookups_ps - a.lookups_ps || a.name.localeCompare(b.name));
@@ -462,17 +502,8 @@
       const sw = el('span', 'sw');
       sw.style.background = colorOf(n.name);
       name.append(sw, document.createTextNode(n.name));
-      const ratio = el('td', 'ratio');
-      const bar = el('span', 'rbar');
-      const track = el('span', 'track');
-      const fill = el('span', 'fill');
-      fill.style.width = finite(n.hit_ratio) ? `${(n.hit_ratio * 100).toFixed(1)}%` : '0';
-      fill.style.background = colorOf(n.name);
-      track.appendChild(fill);
-      bar.append(el('span', '', finite(n.hit_ratio) ? `${fmtPct(n.hit_ratio)} %` : '–'), track);
-      ratio.appendChild(bar);
       const num = (v, alert) => cell(group(v || 0), v ? (alert ? 'alert' : '') : 'zero');
-      tr.append(name, ratio, num(n.l1_hits), num(n.l2_hits), num(n.misses), num(n.coalesced),
+      tr.append(name, ratioCell(n.hit_ratio, colorOf(n.name)), num(n.l1_hits), num(n.l2_hits), num(n.misses), num(n.coalesced),
         num(n.stale_served), num(n.refreshes), num(n.load_errors, true), num(n.invalidations),
         cell(fmt(n.lookups_ps), n.lookups_ps ? '' : 'zero'));
       body.appendChild(tr);
@@ -549,6 +580,7 @@
     const hot = (f.summary || {}).hot || {};
     renderHot('hot-keys', hot.keys, f.cache ? 'No reads yet.' : 'The cache is turned off.');
     renderHot('hot-tags', hot.tags, 'No invalidations made here yet.');
+    renderRatios(f);
     renderHealth(f);
     $('uptime').textContent = `up ${fmtAge((f.time - f.started) / 1000)}`;
   }
