@@ -69,7 +69,8 @@ unsigned tc__sketch_freq(const tc__sketch *s, uint64_t h)
     unsigned least = 15;
     for (int r = 0; r < ROWS; r++) {
         unsigned sh;
-        unsigned v = (unsigned)(*counter(s, h, r, &sh) >> sh) & 15u;
+        const uint64_t *w = counter(s, h, r, &sh); /* sets sh: not in the same expression */
+        unsigned v = (unsigned)(*w >> sh) & 15u;
         if (v < least)
             least = v;
     }
