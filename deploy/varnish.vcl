@@ -6,6 +6,10 @@
 # What is shared is decided by the server's Cache-Control, never guessed here:
 #   - only a response marked `public` is stored (blog queries, fingerprinted assets);
 #     anything private, no-cache or no-store is passed (hit-for-miss), whoever asked;
+#   - CDN-Cache-Control (RFC 9213), which the server sends on public responses and public
+#     pages when it purges this cache (--purge-url), replaces Cache-Control here: its
+#     max-age is the ttl and its stale-while-revalidate the grace, so pages (no-cache for
+#     browsers) are kept too, until a purge drops them (docs/http-caching.md);
 #   - so requests with Authorization or Cookie are looked up too (unlike the builtin VCL,
 #     which passes them all): a stored object is public by construction, and a public
 #     blog post is the same for a signed-in reader;
@@ -15,6 +19,7 @@
 # With --tag-header Surrogate-Key, copy it to xkey in vcl_backend_response (see there).
 vcl 4.1;
 
+import std;
 import xkey;
 
 backend tiercache {
@@ -54,6 +59,22 @@ sub vcl_recv {
 
 sub vcl_backend_response {
     # With --tag-header Surrogate-Key: set beresp.http.xkey = beresp.http.Surrogate-Key;
+    if (beresp.http.CDN-Cache-Control) {
+        # Targeted at this cache: it wins over Cache-Control (RFC 9213), and is forwarded
+        # as it is for a CDN in front of this one.
+        if (beresp.http.CDN-Cache-Control !~ "(?i)(^|,)\s*public\s*(,|$)" ||
+            beresp.http.CDN-Cache-Control !~ "(?i)(^|,)\s*max-age=[0-9]+" || beresp.http.Set-Cookie) {
+            set beresp.uncacheable = true;
+            set beresp.ttl = 120s;
+            return (deliver);
+        }
+        set beresp.ttl = std.duration(regsub(beresp.http.CDN-Cache-Control,
+            "(?i)^.*(^|,)\s*max-age=([0-9]+).*$", "\2") + "s", 0s);
+        set beresp.grace = std.duration(regsub(beresp.http.CDN-Cache-Control,
+            "(?i)^.*(^|,)\s*stale-while-revalidate=([0-9]+).*$", "\2") + "s", 0s);
+        set beresp.keep = 10m;
+        return (deliver);
+    }
     if (beresp.http.Cache-Control !~ "(?i)(^|,)\s*public\s*(,|$)" || beresp.http.Set-Cookie) {
         # Not for sharing: remember that for 2 minutes (hit-for-miss) and pass.
         set beresp.uncacheable = true;

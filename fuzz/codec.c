@@ -3,7 +3,10 @@
  * from Redis (bytes another process, or anyone with access to that Redis, may
  * have written). Decode must never read out of bounds or crash; and whatever
  * it accepts must be exactly one well-formed record: re-encoding the decoded
- * record gives back the input, byte for byte.
+ * record gives back the input, byte for byte. Both formats: TC1, and TC2 (a
+ * value stored as a zstd frame, src/cache/compress.c), whose value is then
+ * decompressed: never more than the record's bounded raw_len allocated, and a
+ * value only when it is exactly raw_len bytes with the record's hash.
  *
  * Build: CC=clang cmake -S . -B build-fuzz -DTC_FUZZ=ON && cmake --build build-fuzz
  *        --target fuzz_codec;  run: build-fuzz/fuzz_codec -max_total_time=60 CORPUS_DIR
@@ -27,6 +30,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < r.ntags; i++)
         if (r.taglen[i] == 0)
             abort();
+    if ((r.flags != 0 && r.flags != TC__REC_ZSTD) ||
+        (r.flags != 0 && (r.raw_len == 0 || r.raw_len > TC__RAW_MAX)))
+        abort(); /* a flag or a size the format forbids */
+    const tc_value *v;
+    int err = tc__record_value(&r, &v);
+    if (err == 0) {
+        /* (a TC1 record's hash 0 means "compute it", as tc__value_new does) */
+        if (v->len != (r.flags != 0 ? r.raw_len : r.len) || (r.hash != 0 && v->hash != r.hash))
+            abort(); /* a value that is not the record's */
+        tc_value_release(v);
+    } else if (err != TC_EINVAL || r.flags == 0) {
+        abort(); /* an uncompressed value always decodes (no allocation fails here) */
+    }
     tc_buf out = {0};
     if (tc__record_encode(&r, &out) != 0 || out.len != size ||
         (size > 0 && memcmp(out.data, data, size) != 0))

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config gcc clang clang-format
     libclang-rt-dev llvm   # libFuzzer and clang's sanitizer runtimes; llvm-symbolizer (fuzz.sh)
-    libhiredis-dev libxxhash-dev redis-server
+    libhiredis-dev libxxhash-dev libzstd-dev redis-server
     libsqlite3-dev libpq-dev libsodium-dev libjansson-dev libmicrohttpd-dev postgresql wrk
     zlib1g-dev chromium nginx varnish varnish-modules
     prometheus

@@ -106,6 +106,11 @@ typedef struct tc_config {
 
     size_t l1_max_bytes; /* L1 memory limit; default 64 MiB; 0 disables L1 */
     int l1_shards;       /* power of two; default 16 */
+    /* Admission (TinyLFU): a new entry that needs room enters L1 only if its key
+     * was looked up more often, lately, than each entry it would evict, so
+     * a scan over many cold keys does not push the hot set out. 0: plain LRU.
+     * Default 1. Only what L1 keeps changes: no guarantee depends on it. */
+    int l1_admission;
 
     int redis_timeout_ms;   /* per command; default 50 */
     int connect_timeout_ms; /* default 100 */
@@ -139,6 +144,13 @@ typedef struct tc_config {
      * invalidation that a live instance does not acknowledge returns after
      * it. Default 250 ms. */
     int lease_ms;
+
+    /* Values of at least this many bytes are stored in Redis compressed (zstd),
+     * when that makes them an eighth smaller or more (0: never). L1 keeps them
+     * uncompressed; hashes and bytes handed out are the same either way.
+     * Default 1024: below it the bytes saved are few and the decompression
+     * (a microsecond or two on every L2 hit) is not paid back (docs/cache.md). */
+    size_t l2_compress_min_bytes;
 
     tc_clock_fn clock; /* NULL: CLOCK_REALTIME */
     void *clock_ctx;
@@ -335,6 +347,7 @@ typedef struct tc_metrics {
     tc_ns_metrics ns[TC_NS_MAX];
     uint64_t tag_invalidations, clears, bus_messages, bus_reconnects, pending_invalidations;
     uint64_t l1_entries, l1_bytes, l1_evictions;
+    uint64_t l1_rejections; /* new entries admission kept out of L1 (l1_admission) */
     uint64_t redis_errors, breaker_opens;
     int breaker_open; /* 1 while L2 is skipped */
     int bus_connected;
@@ -349,12 +362,50 @@ typedef struct tc_metrics {
      * commands failed because their slot had no master (CLUSTERDOWN), slot
      * maps read. 0 on one Redis. */
     uint64_t cluster_moved, cluster_ask, cluster_retries, cluster_down, cluster_refreshes;
+    uint64_t l2_decode_errors;                /* records read from Redis that were no record, or
+                                                 whose compressed value did not decode: misses */
+    uint64_t l2_compressed_writes;            /* records written with their value compressed */
+    uint64_t l2_compressed_saved_bytes;       /* what compression took off those records' values */
     tc_histogram redis_latency;
     tc_histogram invalidate_latency; /* until applied fleet-wide (sent and acknowledged) */
+    /* The bus delivery lag: from another instance sending an invalidation (its wall
+     * clock) to this one applying it (ours), once per invalidation; a clock skew
+     * between hosts adds to it (a negative difference counts as 0). */
+    tc_histogram bus_lag;
 } tc_metrics;
 
 /* Copies the current counters into *m (no allocation). */
 void tc_metrics_snapshot(tc_cache *c, tc_metrics *m);
+
+/* --------------------------------------------------------------------------
+ * Hot keys and hot tags: the keys read most and the tags invalidated most by
+ * this process, lately (counts are halved as they age), estimated in fixed
+ * memory (Space-Saving; src/cache/topk.c says how, and what it costs a read).
+ * A read counts once when it is answered (tc_get_or_load, tc_get, tc_peek);
+ * an invalidation counts each of its tags ("#<key>" for a key, "*" for
+ * tc_clear) where it is made, not where it is applied from the bus.
+ */
+#define TC_HOT_MAX 16      /* names in each list */
+#define TC_HOT_NAME_MAX 96 /* bytes of a name with its NUL: longer ones are cut */
+
+typedef struct tc_hot_item {
+    char name[TC_HOT_NAME_MAX];
+    uint64_t count; /* counted lately: an estimate, never below the true count by more */
+    uint64_t error; /* than it is above it by at most this (other names' counts in it) */
+} tc_hot_item;
+
+typedef struct tc_hot {
+    int nkeys, ntags;
+    tc_hot_item keys[TC_HOT_MAX]; /* the most read first */
+    tc_hot_item tags[TC_HOT_MAX]; /* the most invalidated first */
+    uint64_t key_reads;           /* reads counted lately (what keys' counts are out of) */
+    uint64_t tag_invalidations;   /* the same for tags */
+    uint64_t skipped;             /* reads not counted: their thread's counter was busy */
+} tc_hot;
+
+/* Copies the current top lists into *h (a few microseconds: it locks each
+ * counter in turn, and reads counted meanwhile are skipped). */
+void tc_hot_snapshot(tc_cache *c, tc_hot *h);
 
 /* Estimated percentile (0..100) of a histogram, in microseconds. */
 double tc_histogram_percentile(const tc_histogram *h, double pct);

@@ -84,7 +84,7 @@ int tc_app__inval_commit(tc_app *app, tc_inval *inv)
                 tc_app__monitor_tag_invalidated(app->monitor, tags[i]);
     }
     if (err != 0)
-        tc_app__log(TC_LOG_ERROR, "cache", NULL,
+        tc_app__log(TC_LOG_ERROR, "cache",
                     "invalidation of %s%s not taken by Redis within %d ms (%s): the write is "
                     "made and answered 503; the invalidation is applied here, kept, and replayed "
                     "when Redis answers",
@@ -405,9 +405,19 @@ static tc_step trpc_body(trpc_cycle *t)
         if (tc_trpc_out_finish(&w, &t->out, &t->olen, &t->status) != 0)
             return answer_error(t, TC_TRPC_INTERNAL_SERVER_ERROR, "out of memory");
     }
-    for (size_t i = 0; i < t->req.ncalls; i++)
-        if (t->calls[i].set_cookie[0] != '\0')
-            tc_http_add_header(t->x, "Set-Cookie", t->calls[i].set_cookie);
+    bool session_set = false;
+    for (size_t i = 0; i < t->req.ncalls; i++) {
+        const tc_call *c = &t->calls[i];
+        const tc_proc *p = t->procs[i];
+        bool clears = p != NULL && p->clears_site &&
+                      (c->code == TC_TRPC_OK || c->code == TC_TRPC_UNAUTHORIZED);
+        t->h.clear_site_data |= clears;
+        session_set |= !clears && c->set_cookie[0] != '\0';
+        if (c->set_cookie[0] != '\0')
+            tc_http_add_header(t->x, "Set-Cookie", c->set_cookie);
+    }
+    /* a batch that signs out and in again: clearing the cookies could drop the new one */
+    t->h.keep_cookies = session_set;
     if (t->allow_hdr)
         tc_http_add_header(t->x, "Allow", tc_trpc_allow(t->kinds[0]));
     if (cacheable(t->h.cls) && t->h.etag == NULL) {
@@ -435,13 +445,15 @@ static void blocking_trpc(void *ctx, tc_http_exchange *x);
 
 static tc_http_action serve_trpc(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    trpc_cycle t = {
-        .app = app,
-        .x = x,
-        .may_block = may_block,
-        .a = {.ttl_ms = INT64_MAX},
-        .h = {.cls = TC_ROUTE_ERROR, .last_modified = -1, .tag_header = &app->tag_header},
-        .status = 500};
+    trpc_cycle t = {.app = app,
+                    .x = x,
+                    .may_block = may_block,
+                    .a = {.ttl_ms = INT64_MAX},
+                    .h = {.cls = TC_ROUTE_ERROR,
+                          .last_modified = -1,
+                          .tag_header = &app->tag_header,
+                          .cdn_max_age_s = app->cdn_max_age_s},
+                    .status = 500};
     t.h.tags = t.tagv;
     tc_step step = trpc_resolve(&t);
     if (step == STEP_NEXT)
@@ -553,10 +565,13 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->redis_port = 6379;
     cfg->prefix = "tc:";
     cfg->l1_bytes = 64u << 20;
+    cfg->page_cache_bytes = 16u << 20;
     cfg->lease_ms = 250;
     cfg->l2_budget_bytes = 256u << 20;
     cfg->l2_budget_keys = 500000;
     cfg->invalidate_wait_ms = 5000;
+    cfg->l1_admission = true;
+    cfg->l2_compress_min_bytes = 1024;
     cfg->webhook_tolerance_s = 300;
     cfg->session_ttl_s = 30 * 24 * 3600;
     cfg->login_burst = 10;
@@ -564,6 +579,7 @@ void tc_app_config_init(tc_app_config *cfg)
     cfg->access_log = "stderr";
     cfg->tag_header = "xkey";
     cfg->tag_sep = " ";
+    cfg->cdn_max_age_s = -1;
 }
 
 tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
@@ -576,12 +592,18 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
     app->cfg = *cfg;
     pthread_mutex_init(&app->health_lock, NULL);
     app->tag_header = (tc_tag_header){.name = cfg->tag_header, .sep = cfg->tag_sep};
+    /* a CDN may keep public responses longer than Cache-Control says only when it is purged */
+    app->cdn_max_age_s = cfg->cdn_max_age_s >= 0  ? (uint32_t)cfg->cdn_max_age_s
+                         : cfg->purge_url != NULL ? TC_CDN_MAX_AGE
+                                                  : 0;
     if (cfg->web_dir == NULL) {
         snprintf(err, errlen, "no web directory (templates and static files)");
         goto fail;
     }
     if ((app->assets = tc_app__assets_load(cfg->web_dir, err, errlen)) == NULL ||
-        (app->pages = tc_app__pages_load(cfg->web_dir, app->assets, err, errlen)) == NULL)
+        (app->pages = tc_app__pages_load(cfg->web_dir, app->assets,
+                                         cfg->cache ? cfg->page_cache_bytes : 0, err, errlen)) ==
+            NULL)
         goto fail;
     if (cfg->purge_url != NULL) {
         tc_purge_config pc;
@@ -597,6 +619,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "purge %s: %s", cfg->purge_url, tc_http_strerror(perr));
             goto fail;
         }
+        /* pages stored before this start may name other templates and assets (a deploy) */
+        tc_purger_tag(app->purger, TC_APP_PAGE_TAG);
     }
     if (tc_app__auth_init(app) != 0) {
         snprintf(err, errlen, "libsodium failed to start");
@@ -639,6 +663,8 @@ tc_app *tc_app_new(const tc_app_config *cfg, char *err, size_t errlen)
         cc.lease_ms = cfg->lease_ms;
         cc.l2_budget_bytes = cfg->l2_budget_bytes;
         cc.l2_budget_keys = cfg->l2_budget_keys;
+        cc.l1_admission = cfg->l1_admission;
+        cc.l2_compress_min_bytes = cfg->l2_compress_min_bytes;
         cc.log = cache_log;
         int cerr;
         if ((app->cache = tc_cache_create(&cc, &cerr)) == NULL) {

@@ -28,11 +28,16 @@ typedef struct tc_app_config {
     const char *redis_password;
     const char *prefix; /* Redis key prefix; default "tc:" */
     size_t l1_bytes;    /* default 64 MiB */
+    size_t page_cache_bytes; /* the rendered pages' store (pages.c); default 16 MiB; 0: none */
     int lease_ms;           /* L1 trust lease (tc_config.lease_ms); default 250 */
     uint64_t l2_budget_bytes, l2_budget_keys; /* what this instance may hold in Redis;
                                                  default 256 MiB, 500,000 keys; 0: no limit */
     int invalidate_wait_ms; /* how long a write waits for Redis to take its
                                invalidations (a stall, a failover); default 5000 */
+    bool l1_admission;      /* TinyLFU admission in front of L1 (tc_config.l1_admission);
+                               default true */
+    size_t l2_compress_min_bytes; /* values this large or larger stored compressed in
+                                     Redis (tc_config); default 1024; 0: never */
 
     const char *webhook_secret;        /* NULL: /webhooks/billing answers 503 */
     int webhook_tolerance_s;           /* default 300 */
@@ -50,6 +55,8 @@ typedef struct tc_app_config {
     const char *purge_url;  /* shared cache to purge by tag ("http://127.0.0.1:6081/"), or NULL */
     const char *tag_header; /* response header carrying a public response's tags; default "xkey" */
     const char *tag_sep;    /* between tags; default " " */
+    int cdn_max_age_s;      /* CDN-Cache-Control's max-age on public responses (seconds);
+                               0: none; -1 (default): TC_CDN_MAX_AGE with purge_url, else 0 */
 } tc_app_config;
 
 void tc_app_config_init(tc_app_config *cfg);

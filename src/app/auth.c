@@ -213,7 +213,7 @@ tc_call_status tc_app__auth_session(tc_call *c, tc_session *s)
                                "the database is unavailable: could not check the session");
     } else if (err != 0) {
         if (err != APP_EDB)
-            tc_app__log(TC_LOG_ERROR, "auth", NULL, "could not check a session: %s",
+            tc_app__log(TC_LOG_ERROR, "auth", "could not check a session: %s",
                         tc_strerror(err));
         st = tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not check the session");
     } else if (!parse_session(v, len, s) || s->expires_ms <= tc_wall_ms()) {

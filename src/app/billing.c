@@ -175,7 +175,7 @@ void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
     if (uid != 0 && tc_app__write_ready(app) != 0) { /* as tc_app__call_run's */
         answer(x, 503, "%s", "cache unreachable, nothing was changed; retry later");
     } else if (tc_app__db_acquire(app, &db) != 0) {
-        tc_app__db_busy(app, "a billing event", NULL);
+        tc_app__db_busy(app, "a billing event");
         answer(x, 503, "%s", "database busy, retry later");
     } else {
         size_t len;
@@ -197,7 +197,7 @@ void tc_app__billing_webhook(void *ctx, tc_http_exchange *x)
         if (err == 0 || err == TC_DB_ECONSTRAINT || err == APP_ENOTFOUND)
             tc_app__db_ok(app);
         else
-            tc_app__db_error(app, err, tc_db_errmsg(db), "a billing event", NULL);
+            tc_app__db_error(app, err, tc_db_errmsg(db), "a billing event");
         tc_db_pool_release(app->db, db);
         /* A duplicate too: it may be the provider's retry of an event whose
          * invalidation did not go through the first time (503 below). */

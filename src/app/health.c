@@ -33,7 +33,7 @@ void tc_app__db_ok(tc_app *app)
     pthread_mutex_lock(&app->health_lock);
     if (app->db_down) {
         app->db_down = false;
-        tc_app__log(TC_LOG_INFO, "db", NULL,
+        tc_app__log(TC_LOG_INFO, "db",
                     "the database answers again after %.1f s (%llu calls failed meanwhile)",
                     (double)(tc_mono_ms() - app->db_down_since) / 1000.0,
                     (unsigned long long)app->db_failures);
@@ -41,11 +41,10 @@ void tc_app__db_ok(tc_app *app)
     pthread_mutex_unlock(&app->health_lock);
 }
 
-int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
-                     const char *request)
+int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what)
 {
     if (!tc_db_unavailable(err)) {
-        tc_app__log(TC_LOG_ERROR, "db", request, "%s failed: %s: %s", what, tc_db_strerror(err),
+        tc_app__log(TC_LOG_ERROR, "db", "%s failed: %s: %s", what, tc_db_strerror(err),
                     cause != NULL ? cause : "");
         return err;
     }
@@ -55,7 +54,7 @@ int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
         app->db_down = true;
         app->db_down_since = tc_mono_ms();
         app->db_failures = 1;
-        tc_app__log(TC_LOG_ERROR, "db", request,
+        tc_app__log(TC_LOG_ERROR, "db",
                     "the database is unavailable (%s: %s), seen by %s: reads are served from the "
                     "cache where they can be, the rest and writes get 503",
                     tc_db_strerror(err), cause != NULL ? cause : "", what);
@@ -64,9 +63,9 @@ int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
     return err;
 }
 
-void tc_app__db_busy(tc_app *app, const char *what, const char *request)
+void tc_app__db_busy(tc_app *app, const char *what)
 {
-    tc_app__log(TC_LOG_WARN, "db", request,
+    tc_app__log(TC_LOG_WARN, "db",
                 "pool exhausted: no connection of %d free within %d ms for %s (slow queries, or "
                 "too few connections for the load: --db-pool)",
                 app->cfg.db_pool, app->cfg.db_timeout_ms, what);
@@ -85,7 +84,7 @@ static void ready_probe(void *ctx, tc_http_exchange *x)
     if (rc == 0) {
         rc = tc_db_query_int64(db, "SELECT 1", NULL, 0, &one);
         if (rc != 0)
-            tc_app__db_error(app, rc, tc_db_errmsg(db), "the readiness probe", NULL);
+            tc_app__db_error(app, rc, tc_db_errmsg(db), "the readiness probe");
         else
             tc_app__db_ok(app);
         tc_db_pool_release(app->db, db);

@@ -24,6 +24,7 @@
 #include "app/app.h"
 #include "app/input.h"
 #include "app/monitor.h"
+#include "app/pagecache.h"
 #include "app/ratelimit.h"
 #include "base/time.h"
 #include "db/db.h"
@@ -50,6 +51,7 @@ struct tc_app {
     struct tc_pages *pages;   /* web/templates (pages.c) */
     tc_purger *purger;        /* tag purges to a shared cache, or NULL */
     tc_tag_header tag_header; /* how public responses carry their tags */
+    uint32_t cdn_max_age_s;   /* CDN-Cache-Control on public responses; 0: none */
     struct tc_app__neg *neg;  /* session tokens that match nothing, lately (auth.c) */
     /* health.c: the database's state as the calls see it; the stop */
     pthread_mutex_t health_lock;
@@ -129,6 +131,10 @@ typedef struct tc_proc {
     /* the mutation changes what cached queries answer: it runs only when its
      * invalidations can reach the whole fleet (tc_app__write_ready) */
     bool invalidates;
+    /* a sign-out: its answer tells the browser to forget this site's cache and
+     * cookies (Clear-Site-Data) when it ended the session or there was none
+     * (UNAUTHORIZED); not when it failed, so that it can be tried again */
+    bool clears_site;
 } tc_proc;
 
 /* procs.c */
@@ -189,10 +195,25 @@ uint64_t tc_app__assets_hash(const tc_assets *a);
 /* Serves GET/HEAD /static/<hashed name> (from memory, on the event thread). */
 tc_http_action tc_app__static_serve(tc_app *app, tc_http_exchange *x);
 
-/* pages.c: the server-rendered pages, from <web>/templates. */
+/* pages.c: the server-rendered pages, from <web>/templates. Every public page
+ * carries this shared-cache tag too: its bytes also depend on the templates and
+ * assets, which change with a deploy and not through an invalidation, so each
+ * instance purges it when it starts (app.c). */
+#define TC_APP_PAGE_TAG "page"
 typedef struct tc_pages tc_pages;
-tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen);
+/* store_bytes: the page store's budget (pagecache.h); 0: none, every 200 is rendered. */
+tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, size_t store_bytes,
+                             char *err, size_t errlen);
 void tc_app__pages_free(tc_pages *p); /* NULL is a no-op */
+/* Renders by page (indexed by tc_page_kind, paths.h: home, login, dashboard,
+ * post; [0] unused) and the page store's counters, for the monitor. */
+#define TC_APP_PAGE_KINDS 5
+typedef struct tc_app__page_stats {
+    uint64_t renders[TC_APP_PAGE_KINDS];
+    tc_pagecache_stats store;
+} tc_app__page_stats;
+void tc_app__pages_stats(tc_pages *p, tc_app__page_stats *out);
+const char *tc_app__page_name(int kind); /* "home", "login", "dashboard", "post"; NULL else */
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block);
 
 /* app.c: what every request cycle shares (tRPC, pages, the monitor) */
@@ -234,17 +255,17 @@ int tc_app__write_ready(tc_app *app);
 int tc_app__inval_commit(tc_app *app, tc_inval *inv);
 /* log.c: the operator's log (stderr), rate-limited per call site. level is
  * TC_LOG_INFO/WARN/ERROR; component names the part ("db", "billing", ...);
- * request is the request's id, or NULL. */
-void tc_app__log(int level, const char *component, const char *request, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+ * a line written while this thread runs a request ends in "(request <id>)"
+ * (tc_http_current_request_id). */
+void tc_app__log(int level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* health.c: after a use of the database that succeeded; after one that failed
  * with err (a tc_db code), cause (tc_db_errmsg), what ("load user:42"): logs
  * it (unavailable: once per outage; else rate-limited) and returns err. */
 void tc_app__db_ok(tc_app *app);
-int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what,
-                     const char *request);
+int tc_app__db_error(tc_app *app, int err, const char *cause, const char *what);
 /* No pooled connection was free in time (the pool exhausted): logged. */
-void tc_app__db_busy(tc_app *app, const char *what, const char *request);
+void tc_app__db_busy(tc_app *app, const char *what);
 /* The answer to a failed database call: 503 + Retry-After when it is
  * unavailable, 500 otherwise; logged through tc_app__db_error. */
 tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what);

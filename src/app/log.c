@@ -2,7 +2,7 @@
  * The operator's log: one line on stderr for each thing an operator may have
  * to act on, and only those (the access log is the per-request record).
  *
- *   2026-12-03T16:40:12.345Z WARN  db: unreachable: could not connect: ... (request 3f2a9c01)
+ *   2026-12-03T16:40:12.345Z WARN  db: unreachable: could not connect: ... (request 5f0c3a9e41d27b10)
  *
  * Every line: an RFC 3339 UTC time with milliseconds, a level, a component
  * (redis, bus, cache, db, http, billing, auth, app, sentinel), the message
@@ -84,8 +84,7 @@ static void rfc3339(int64_t ms, char out[25])
     snprintf(out + n, 25 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-static void vlog(uint64_t key, int level, const char *component, const char *request,
-                 const char *fmt, va_list ap)
+static void vlog(uint64_t key, int level, const char *component, const char *fmt, va_list ap)
 {
     uint64_t held = 0;
     int64_t since = 0;
@@ -96,7 +95,8 @@ static void vlog(uint64_t key, int level, const char *component, const char *req
     int n = snprintf(line, sizeof(line), "%s %s %s: ", when,
                      LEVELS[level < TC_LOG_INFO ? 0 : level > TC_LOG_ERROR ? 2 : level], component);
     n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    if (n < (int)sizeof(line) && request != NULL && request[0] != '\0')
+    const char *request = tc_http_current_request_id();
+    if (n < (int)sizeof(line) && request != NULL)
         n += snprintf(line + n, sizeof(line) - (size_t)n, " (request %s)", request);
     if (n < (int)sizeof(line) && held > 0) {
         char from[25];
@@ -113,11 +113,11 @@ static void vlog(uint64_t key, int level, const char *component, const char *req
     (void)w; /* nowhere to report a failure to write the log */
 }
 
-void tc_app__log(int level, const char *component, const char *request, const char *fmt, ...)
+void tc_app__log(int level, const char *component, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog((uintptr_t)fmt, level, component, request, fmt, ap);
+    vlog((uintptr_t)fmt, level, component, fmt, ap);
     va_end(ap);
 }
 
@@ -125,7 +125,7 @@ void tc_app_log(int level, const char *component, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vlog((uintptr_t)fmt, level, component, NULL, fmt, ap);
+    vlog((uintptr_t)fmt, level, component, fmt, ap);
     va_end(ap);
 }
 
@@ -141,7 +141,7 @@ static void line_out(int level, const char *component, const char *msg, ...)
             key = (key ^ (unsigned char)*p) * 1099511628211ull;
     va_list ap;
     va_start(ap, msg);
-    vlog(key, level, component, NULL, "%s", ap);
+    vlog(key, level, component, "%s", ap);
     va_end(ap);
 }
 

@@ -112,22 +112,16 @@ static bool tag_name_ok(const char *s, size_t n)
     return true;
 }
 
-void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag)
+/* The slot of tag's namespace (its text before ':'; len: that length), claimed
+ * on first use; slot 0, "other", when the name is not one or the table is full. */
+static mon_tagns *tagns_get(tc_monitor *m, const char *tag, size_t len)
 {
-    if (m == NULL || tag == NULL)
-        return;
-    const char *colon = strchr(tag, ':');
-    size_t len = colon != NULL ? (size_t)(colon - tag) : strlen(tag);
-    if (!tag_name_ok(tag, len)) {
-        atomic_fetch_add_explicit(&m->tags[0].n, 1, memory_order_relaxed);
-        return;
-    }
+    if (!tag_name_ok(tag, len))
+        return &m->tags[0];
     int n = atomic_load_explicit(&m->ntags, memory_order_acquire);
     for (int i = 1; i < n; i++)
-        if (strncmp(m->tags[i].name, tag, len) == 0 && m->tags[i].name[len] == '\0') {
-            atomic_fetch_add_explicit(&m->tags[i].n, 1, memory_order_relaxed);
-            return;
-        }
+        if (strncmp(m->tags[i].name, tag, len) == 0 && m->tags[i].name[len] == '\0')
+            return &m->tags[i];
     pthread_mutex_lock(&m->labels_lock);
     n = atomic_load_explicit(&m->ntags, memory_order_relaxed);
     mon_tagns *t = &m->tags[0];
@@ -141,7 +135,38 @@ void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag)
         atomic_store_explicit(&m->ntags, n + 1, memory_order_release);
     }
     pthread_mutex_unlock(&m->labels_lock);
-    atomic_fetch_add_explicit(&t->n, 1, memory_order_relaxed);
+    return t;
+}
+
+static size_t tagns_len(const char *tag)
+{
+    return strcspn(tag, ":");
+}
+
+void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag)
+{
+    if (m == NULL || tag == NULL)
+        return;
+    atomic_fetch_add_explicit(&tagns_get(m, tag, tagns_len(tag))->n, 1, memory_order_relaxed);
+}
+
+void tc_app__monitor_lookup(tc_monitor *m, const char *const *tags, int ntags, const tc_result *r)
+{
+    if (m == NULL)
+        return;
+    int k = r->source == TC_SRC_LOADER ? MON_MISS : r->stale ? MON_STALE : MON_HIT;
+    mon_tagns *seen[TC_TAGS_MAX];
+    int nseen = 0;
+    for (int i = 0; i < ntags && i < TC_TAGS_MAX; i++) {
+        mon_tagns *t = tagns_get(m, tags[i], tagns_len(tags[i]));
+        bool again = false; /* "blog" and "blog:x": one answer, counted once under blog */
+        for (int j = 0; j < nseen && !again; j++)
+            again = seen[j] == t;
+        if (again)
+            continue;
+        seen[nseen++] = t;
+        atomic_fetch_add_explicit(&t->lookups[k], 1, memory_order_relaxed);
+    }
 }
 
 static bool path_eq(const char *raw, size_t len, const char *want)
@@ -200,20 +225,25 @@ void tc_app__monitor_done(void *ctx, tc_http_exchange *x, int status, uint64_t u
         atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
         if (status >= 500)
             atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
+        int k = -1;
         switch (tc_cache_status_parse(tc_http_response_header(x, "Cache-Status"), word,
                                       sizeof(word), detail, sizeof(detail))) {
         case TC_CSTAT_HIT:
-            hist_add(&m->out[MON_HIT], us);
+            k = MON_HIT;
             break;
         case TC_CSTAT_STALE:
-            hist_add(&m->out[MON_STALE], us);
+            k = MON_STALE;
             break;
         case TC_CSTAT_MISS:
         case TC_CSTAT_FWD:
-            hist_add(&m->out[MON_MISS], us);
+            k = MON_MISS;
             break;
         default:
             break;
+        }
+        if (k >= 0) { /* by outcome, and the route's hit ratio */
+            hist_add(&m->out[k], us);
+            atomic_fetch_add_explicit(&r->cache[k], 1, memory_order_relaxed);
         }
     }
     tc_access_log_request(m->log, x, status, us, word, detail);

@@ -25,7 +25,11 @@
  * Bounded label sets: routes are the labels the app sets with
  * tc_http_set_route (procedure names, "batch", "unknown") or a fixed set of
  * paths; anything else counts as "other". At most MON_ROUTES_MAX routes and
- * MON_TAGNS_MAX tag namespaces; past that, "other".
+ * MON_TAGNS_MAX tag namespaces (families); past that, "other". Both are fixed by
+ * the code (the procedure table's names and tags), so in practice every one
+ * gets its own series; the cap keeps a future tag scheme from making one per
+ * user. A series, once made, stays (Prometheus counters must not move between
+ * labels): the page and `tiercache stats` rank them by traffic.
  *
  * The files: monitor.c (the registry, the hook, access, routes), monitor_prom.c
  * (/metrics), monitor_feed.c (the sampler and the feed), monitor_page.c (the page
@@ -69,6 +73,12 @@ void tc_app__monitor_done(void *app, tc_http_exchange *x, int status, uint64_t d
 
 /* A tag invalidation, counted by the tag's namespace (the text before ':'). */
 void tc_app__monitor_tag_invalidated(tc_monitor *m, const char *tag);
+
+/* A cached query answered (r: where from; hit, stale or miss), counted once
+ * under each namespace among the entry's tags (the tag families). */
+struct tc_result;
+void tc_app__monitor_lookup(tc_monitor *m, const char *const *tags, int ntags,
+                            const struct tc_result *r);
 
 /* ---- pure helpers (unit-tested) ----------------------------------------------------- */
 

@@ -45,6 +45,12 @@ typedef struct sample {
     int ntags; /* tag invalidations by the tag's namespace; clears */
     char tag_name[MON_TAGNS_MAX][TC_NS_NAME_MAX];
     uint64_t tag_n[MON_TAGNS_MAX], clears;
+    /* the bus delivery lag; admission; compression */
+    uint64_t bus_lag[TC_HIST_BUCKETS], l1_rejections, l2_compressed, l2_saved, l2_decode_errors;
+    /* hit ratios (take_ratios): responses by route and Cache-Status, lookups by tag family */
+    int nroutes;
+    const char *route_name[MON_ROUTES_MAX];
+    uint64_t route_cache[MON_ROUTES_MAX][MON_OUTCOMES], tag_lookups[MON_TAGNS_MAX][MON_OUTCOMES];
 } sample;
 
 struct mon_sampler {
@@ -58,6 +64,22 @@ struct mon_sampler {
 };
 
 /* ---- the sampler ------------------------------------------------------------------- */
+
+/* The hit ratios' counters into s (after the tag names: s->ntags is set). */
+static void take_ratios(tc_monitor *m, sample *s)
+{
+    s->nroutes = atomic_load_explicit(&m->nroutes, memory_order_acquire);
+    for (int i = 0; i < s->nroutes; i++) {
+        s->route_name[i] = m->routes[i].name;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            s->route_cache[i][k] =
+                atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
+    }
+    for (int i = 0; i < s->ntags; i++)
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            s->tag_lookups[i][k] =
+                atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
+}
 
 static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
 {
@@ -82,12 +104,16 @@ static void take_sample(tc_monitor *m, sample *s, tc_metrics *cm)
         s->bus_connected = cm->bus_connected;
         memcpy(s->redis, cm->redis_latency.buckets, sizeof(s->redis));
         s->clears = cm->clears;
+        memcpy(s->bus_lag, cm->bus_lag.buckets, sizeof(s->bus_lag));
+        s->l1_rejections = cm->l1_rejections, s->l2_compressed = cm->l2_compressed_writes;
+        s->l2_saved = cm->l2_compressed_saved_bytes, s->l2_decode_errors = cm->l2_decode_errors;
     }
     s->ntags = atomic_load_explicit(&m->ntags, memory_order_acquire);
     for (int i = 0; i < s->ntags; i++) {
         memcpy(s->tag_name[i], m->tags[i].name, TC_NS_NAME_MAX);
         s->tag_n[i] = atomic_load_explicit(&m->tags[i].n, memory_order_relaxed);
     }
+    take_ratios(m, s);
     s->requests = atomic_load_explicit(&m->requests, memory_order_relaxed);
     s->errors = atomic_load_explicit(&m->errors, memory_order_relaxed);
     for (int k = 0; k < MON_OUTCOMES; k++)
@@ -109,7 +135,7 @@ static void *sampler_main(void *arg)
     if (s == NULL || cm == NULL) {
         free(s);
         free(cm);
-        tc_app__log(TC_LOG_ERROR, "app", NULL, "monitor: out of memory: the monitoring page will stay empty");
+        tc_app__log(TC_LOG_ERROR, "app", "monitor: out of memory: the monitoring page will stay empty");
         return NULL;
     }
     pthread_mutex_lock(&sp->ring_lock);
@@ -428,6 +454,79 @@ static void summary_cache(json_t *sum, const sample *a, const sample *b, double 
     json_object_set_new(sum, "load_errors", json_integer((json_int_t)t.lerr));
 }
 
+/* One row of a hit-ratio table: the window's outcomes and the totals since start. */
+typedef struct ratio_row {
+    const char *name;
+    uint64_t w[MON_OUTCOMES], tot[MON_OUTCOMES], inval; /* inval: tag families only */
+} ratio_row;
+
+static uint64_t row_sum(const uint64_t v[MON_OUTCOMES])
+{
+    return v[MON_HIT] + v[MON_STALE] + v[MON_MISS];
+}
+
+/* The busiest first: the window's answers, then the totals', then the name. */
+static int row_cmp(const void *pa, const void *pb)
+{
+    const ratio_row *a = pa, *b = pb;
+    uint64_t wa = row_sum(a->w), wb = row_sum(b->w), ta = row_sum(a->tot), tb = row_sum(b->tot);
+    if (wa != wb)
+        return wa > wb ? -1 : 1;
+    if (ta != tb)
+        return ta > tb ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+static json_t *ratio_table(ratio_row *rows, int n, const char *key, bool inval)
+{
+    qsort(rows, (size_t)n, sizeof(rows[0]), row_cmp);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const ratio_row *r = &rows[i];
+        if (row_sum(r->tot) == 0)
+            continue;
+        json_t *o =
+            json_pack("{s:s,s:o,s:I,s:I,s:I,s:{s:o,s:I,s:I,s:I}}", key, r->name, "hit_ratio",
+                      ratio(r->w[MON_HIT] + r->w[MON_STALE], row_sum(r->w)), "hits",
+                      (json_int_t)r->w[MON_HIT], "stale", (json_int_t)r->w[MON_STALE], "misses",
+                      (json_int_t)r->w[MON_MISS], "totals", "hit_ratio",
+                      ratio(r->tot[MON_HIT] + r->tot[MON_STALE], row_sum(r->tot)), "hits",
+                      (json_int_t)r->tot[MON_HIT], "stale", (json_int_t)r->tot[MON_STALE], "misses",
+                      (json_int_t)r->tot[MON_MISS]);
+        if (o != NULL && inval)
+            json_object_set_new(o, "invalidations", json_integer((json_int_t)r->inval));
+        if (o != NULL)
+            json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* Hit ratios over the window: by route (Cache-Status of the responses) and by
+ * tag family (the cached queries answered), the busiest first. */
+static void summary_ratios(json_t *sum, const sample *a, const sample *b)
+{
+    ratio_row rows[MON_ROUTES_MAX > MON_TAGNS_MAX ? MON_ROUTES_MAX : MON_TAGNS_MAX];
+    for (int i = 0; i < b->nroutes; i++) {
+        rows[i] = (ratio_row){.name = b->route_name[i]};
+        for (int k = 0; k < MON_OUTCOMES; k++) { /* slots never move: i is the same route in a */
+            uint64_t before = i < a->nroutes ? a->route_cache[i][k] : 0;
+            rows[i].tot[k] = b->route_cache[i][k];
+            rows[i].w[k] = dsub(b->route_cache[i][k], before);
+        }
+    }
+    json_object_set_new(sum, "routes", ratio_table(rows, b->nroutes, "route", false));
+    for (int i = 0; i < b->ntags; i++) {
+        rows[i] = (ratio_row){.name = b->tag_name[i],
+                              .inval = dsub(b->tag_n[i], tag_count(a, b->tag_name[i]))};
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            uint64_t before = i < a->ntags ? a->tag_lookups[i][k] : 0;
+            rows[i].tot[k] = b->tag_lookups[i][k];
+            rows[i].w[k] = dsub(b->tag_lookups[i][k], before);
+        }
+    }
+    json_object_set_new(sum, "tag_families", ratio_table(rows, b->ntags, "family", true));
+}
+
 /* The layers' gauges in the latest sample b, and their counts since a: L1,
  * Redis, the HTTP server, the database, the access log. */
 static void summary_layers(tc_monitor *m, json_t *sum, const sample *a, const sample *b)
@@ -481,6 +580,54 @@ static void summary_layers(tc_monitor *m, json_t *sum, const sample *a, const sa
                                   (json_int_t)ls.lines, "dropped", (json_int_t)ls.dropped));
 }
 
+/* A top list of the engine's (tc_hot_snapshot) as [{name, count, error, share}]. */
+static json_t *hot_list(const tc_hot_item *it, int n, uint64_t total)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(
+            a, json_pack("{s:s,s:I,s:I,s:o}", "name", it[i].name, "count", (json_int_t)it[i].count,
+                         "error", (json_int_t)it[i].error, "share",
+                         total > 0 ? json_real((double)it[i].count / (double)total) : json_null()));
+    return a;
+}
+
+/* The engine's hot keys and tags (now), the bus delivery lag, admission and compression
+ * (over the window a..b, and since the start). */
+static void summary_engine(tc_monitor *m, json_t *sum, const sample *a, const sample *b)
+{
+    tc_hot *h = malloc(sizeof(*h));
+    if (h != NULL && m->app->cache != NULL) {
+        tc_hot_snapshot(m->app->cache, h);
+        json_object_set_new(
+            sum, "hot",
+            json_pack("{s:o,s:o,s:I,s:I,s:I}", "keys", hot_list(h->keys, h->nkeys, h->key_reads),
+                      "tags", hot_list(h->tags, h->ntags, h->tag_invalidations), "key_reads",
+                      (json_int_t)h->key_reads, "tag_invalidations",
+                      (json_int_t)h->tag_invalidations, "skipped", (json_int_t)h->skipped));
+    }
+    free(h);
+    uint64_t lag[TC_HIST_BUCKETS], n = 0, all = 0;
+    sub_hist(b->bus_lag, a->bus_lag, lag, TC_HIST_BUCKETS);
+    for (int i = 0; i < TC_HIST_BUCKETS; i++)
+        n += lag[i], all += b->bus_lag[i];
+    double l50 = tc_app__mon_percentile(lag, TC_HIST_BUCKETS, 1, 50);
+    double l99 = tc_app__mon_percentile(lag, TC_HIST_BUCKETS, 1, 99);
+    json_object_set_new(sum, "bus_lag",
+                        json_pack("{s:I,s:I,s:o,s:o}", "count", (json_int_t)n, "total",
+                                  (json_int_t)all, "p50_ms", num_or_null(l50 / 1000.0, l50 >= 0),
+                                  "p99_ms", num_or_null(l99 / 1000.0, l99 >= 0)));
+    json_object_set_new(
+        sum, "engine",
+        json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "admission", m->app->cfg.l1_admission,
+                  "admission_rejections", (json_int_t)b->l1_rejections,
+                  "admission_rejections_window",
+                  (json_int_t)dsub(b->l1_rejections, a->l1_rejections), "compress_min_bytes",
+                  (json_int_t)m->app->cfg.l2_compress_min_bytes, "compressed_writes",
+                  (json_int_t)b->l2_compressed, "compressed_saved_bytes", (json_int_t)b->l2_saved,
+                  "decode_errors", (json_int_t)b->l2_decode_errors));
+}
+
 static json_t *build_feed(tc_monitor *m)
 {
     sample *r = malloc(sizeof(sample) * RING);
@@ -511,7 +658,9 @@ static json_t *build_feed(tc_monitor *m)
         double per = secs > 0 ? secs : 1;
         summary_requests(sum, a, b, per);
         summary_cache(sum, a, b, per);
+        summary_ratios(sum, a, b);
         summary_layers(m, sum, a, b);
+        summary_engine(m, sum, a, b);
     }
     free(r);
     return feed;

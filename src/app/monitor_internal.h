@@ -50,11 +50,16 @@ typedef struct mon_route {
     const char *name; /* written once, under labels_lock, before nroutes covers it */
     _Atomic uint64_t codes[MON_CODES];
     mon_hist lat;
+    _Atomic uint64_t cache[MON_OUTCOMES]; /* responses by their Cache-Status */
 } mon_route;
 
+/* A tag family (the text of a tag before ':', "user" for user:42): its tag
+ * invalidations, and the cached queries answered for entries carrying one of
+ * its tags, by outcome (tc_app__monitor_lookup). */
 typedef struct mon_tagns {
     char name[TC_NS_NAME_MAX];
     _Atomic uint64_t n;
+    _Atomic uint64_t lookups[MON_OUTCOMES];
 } mon_tagns;
 
 /* The monitoring page's embedded files and their validators (monitor_page.c). */

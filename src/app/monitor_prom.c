@@ -220,6 +220,19 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
          "Records not written to Redis: the L2 budget was full (they are served from L1 and the "
          "loader).",
          cm->l2_budget_refusals},
+        {"tiercache_cache_l1_admission_rejections_total", "counter",
+         "New entries kept out of a full L1 by admission: asked for less often than what "
+         "they would evict (--l1-admission).",
+         cm->l1_rejections},
+        {"tiercache_cache_l2_compressed_writes_total", "counter",
+         "Records written to Redis with their value compressed (--l2-compress-min-bytes).",
+         cm->l2_compressed_writes},
+        {"tiercache_cache_l2_compressed_saved_bytes_total", "counter",
+         "Bytes compression took off the values of those records.", cm->l2_compressed_saved_bytes},
+        {"tiercache_cache_l2_decode_errors_total", "counter",
+         "Records read from Redis that were no record of ours or whose compressed value did "
+         "not decode: treated as misses.",
+         cm->l2_decode_errors},
     };
     SINGLES(b, l1_redis);
     family(b, "tiercache_redis_command_duration_seconds", "histogram",
@@ -255,6 +268,49 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
            "out).");
     hist_log2(b, "tiercache_cache_invalidate_duration_seconds", "", cm->invalidate_latency.buckets,
               TC_HIST_BUCKETS, cm->invalidate_latency.sum_us);
+    family(b, "tiercache_bus_lag_seconds", "histogram",
+           "Another instance's invalidation, from its sending (its clock) to its application "
+           "here: the bus delivery lag, once per invalidation.");
+    hist_log2(b, "tiercache_bus_lag_seconds", "", cm->bus_lag.buckets, TC_HIST_BUCKETS,
+              cm->bus_lag.sum_us);
+}
+
+#define HOT_LABELS 10 /* series of the hot key and tag families: the top 10 only */
+
+/* A name as a label value: escaped, and any byte that is not printable ASCII as '?'
+ * (a name cut at TC_HOT_NAME_MAX may end inside a UTF-8 sequence). */
+static void hot_label(const char *name, char *out, size_t cap)
+{
+    char clean[TC_HOT_NAME_MAX];
+    size_t n = 0;
+    for (; name[n] != '\0' && n < sizeof(clean) - 1; n++)
+        clean[n] = name[n] >= 0x20 && name[n] < 0x7f ? name[n] : '?';
+    clean[n] = '\0';
+    tc_app__mon_label_escape(clean, out, cap);
+}
+
+/* The hot keys and tags (tc_hot_snapshot): the top HOT_LABELS of each, no more. */
+static void render_hot(tc_buf *b, const tc_hot *h)
+{
+    char lab[2 * TC_HOT_NAME_MAX + 16], esc[2 * TC_HOT_NAME_MAX + 4];
+    family(b, "tiercache_cache_hot_key_reads", "gauge",
+           "Reads of the most read keys lately, estimated (counts halve as they age): the top "
+           "10 keys only.");
+    for (int i = 0; i < h->nkeys && i < HOT_LABELS; i++) {
+        hot_label(h->keys[i].name, esc, sizeof(esc));
+        snprintf(lab, sizeof(lab), "key=\"%s\"", esc);
+        series(b, "tiercache_cache_hot_key_reads", lab, h->keys[i].count);
+    }
+    family(b, "tiercache_cache_hot_tag_invalidations", "gauge",
+           "Invalidations made here of the most invalidated tags lately (\"#<key>\": a key), "
+           "estimated: the top 10 tags only.");
+    for (int i = 0; i < h->ntags && i < HOT_LABELS; i++) {
+        hot_label(h->tags[i].name, esc, sizeof(esc));
+        snprintf(lab, sizeof(lab), "tag=\"%s\"", esc);
+        series(b, "tiercache_cache_hot_tag_invalidations", lab, h->tags[i].count);
+    }
+    single(b, "tiercache_cache_hot_skipped_total", "counter",
+           "Reads not counted among the hot keys: their thread's counter was busy.", h->skipped);
 }
 
 static void render_http(tc_monitor *m, tc_buf *b)
@@ -327,9 +383,86 @@ static void render_http(tc_monitor *m, tc_buf *b)
     series(b, "tiercache_http_rejected_total", "reason=\"too_large\"", st.rejected_large);
     series(b, "tiercache_http_rejected_total", "reason=\"bad_request\"", st.rejected_bad);
     family(b, "tiercache_http_closed_total", "counter",
-           "Connections the server closed: deadline (request too slow), idle (keep-alive idle).");
+           "Connections the server closed: deadline (request too slow), idle (keep-alive "
+           "idle), shed (idle, closed to keep room near --max-connections), per_address (at "
+           "accept: the client's address already had --max-connections-per-addr open).");
     series(b, "tiercache_http_closed_total", "reason=\"deadline\"", st.closed_deadline);
     series(b, "tiercache_http_closed_total", "reason=\"idle\"", st.closed_idle);
+    series(b, "tiercache_http_closed_total", "reason=\"shed\"", st.closed_shed);
+    series(b, "tiercache_http_closed_total", "reason=\"per_address\"", st.refused_addr);
+}
+
+/* The hit ratios: responses by route and Cache-Status, cached queries by tag
+ * family. Both label sets are bounded (monitor.h); all-zero series are left out. */
+static void render_ratios(tc_monitor *m, tc_buf *b)
+{
+    char lab[200], esc[140];
+    family(b, "tiercache_route_cache_total", "counter",
+           "Responses by route and by their Cache-Status: hit, stale (a hit past its fresh "
+           "time) or miss; responses without one (mutations, static files, errors) are not "
+           "counted.");
+    int nr = atomic_load_explicit(&m->nroutes, memory_order_acquire);
+    for (int i = 0; i < nr; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->routes[i].cache[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        tc_app__mon_label_escape(m->routes[i].name, esc, sizeof(esc));
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "route=\"%s\",cache=\"%s\"", esc, OUTCOME_NAMES[k]);
+            series(b, "tiercache_route_cache_total", lab, v[k]);
+        }
+    }
+    family(b, "tiercache_tag_family_lookups_total", "counter",
+           "Cached queries answered, by the family of the entry's tags (the text before ':', "
+           "once per family) and by outcome: hit, stale or miss (the loader ran).");
+    int nt = atomic_load_explicit(&m->ntags, memory_order_acquire);
+    for (int i = 0; i < nt; i++) {
+        uint64_t v[MON_OUTCOMES], any = 0;
+        for (int k = 0; k < MON_OUTCOMES; k++)
+            any |= v[k] = atomic_load_explicit(&m->tags[i].lookups[k], memory_order_relaxed);
+        if (any == 0)
+            continue;
+        for (int k = 0; k < MON_OUTCOMES; k++) {
+            snprintf(lab, sizeof(lab), "family=\"%s\",cache=\"%s\"", m->tags[i].name,
+                     OUTCOME_NAMES[k]);
+            series(b, "tiercache_tag_family_lookups_total", lab, v[k]);
+        }
+    }
+}
+
+/* The server-rendered pages: renders by page, and the store of their bytes. */
+static void render_pages(tc_monitor *m, tc_buf *b)
+{
+    tc_app__page_stats ps;
+    tc_app__pages_stats(m->app->pages, &ps);
+    family(b, "tiercache_page_renders_total", "counter",
+           "Page bodies built from their values and templates, by page; a page answered from "
+           "the page store builds none.");
+    for (int k = 0; k < TC_APP_PAGE_KINDS; k++) {
+        const char *name = tc_app__page_name(k);
+        char lab[48];
+        if (name == NULL)
+            continue;
+        snprintf(lab, sizeof(lab), "page=\"%s\"", name);
+        series(b, "tiercache_page_renders_total", lab, ps.renders[k]);
+    }
+    const one_series store[] = {
+        {"tiercache_page_cache_hits_total", "counter",
+         "Pages answered from the bytes stored under their ETag (no JSON parsed, no template run).",
+         ps.store.hits},
+        {"tiercache_page_cache_misses_total", "counter",
+         "Pages whose ETag found no stored bytes: rendered, then stored.", ps.store.misses},
+        {"tiercache_page_cache_stores_total", "counter", "Rendered pages stored.", ps.store.stores},
+        {"tiercache_page_cache_evictions_total", "counter",
+         "Stored pages dropped to stay under the page store's limit.", ps.store.evictions},
+        {"tiercache_page_cache_entries", "gauge", "Pages in the page store.", ps.store.entries},
+        {"tiercache_page_cache_bytes", "gauge", "Bytes held by the page store.", ps.store.bytes},
+        {"tiercache_page_cache_max_bytes", "gauge",
+         "The page store's limit (--page-cache-mb; 0: no store).", ps.store.max_bytes},
+    };
+    SINGLES(b, store);
 }
 
 static void render_db(tc_buf *b)
@@ -385,9 +518,17 @@ static char *render_metrics(tc_monitor *m, size_t *len)
         tc_metrics_snapshot(m->app->cache, cm);
         render_namespaces(m, b, cm);
         render_layers(m, b, cm);
+        tc_hot *h = malloc(sizeof(*h));
+        if (h != NULL) {
+            tc_hot_snapshot(m->app->cache, h);
+            render_hot(b, h);
+        }
+        free(h);
     }
     free(cm);
     render_http(m, b);
+    render_ratios(m, b);
+    render_pages(m, b);
     single(b, "tiercache_db_available", "gauge",
            "0 while the database is unavailable as the calls see it (from the first failure to "
            "connect or to answer in time until the next success), else 1.",

@@ -17,6 +17,14 @@
  * event thread while everything it needs is in L1 and is handed to a worker
  * at the first step that would block.
  *
+ * DESIGN — pages from their bytes. Since the ETag names the bytes, a 200 is
+ * answered from the page store (pagecache.h) when it holds bytes rendered
+ * under the same ETag for the same key: the page's path, and for the personal
+ * page the signed-in user (nothing else varies: public pages name nobody, no
+ * page is content-encoded, HEAD is GET without the body). Only a miss parses
+ * the values and renders, then stores what it rendered; renders are counted
+ * per page (tc_app__pages_stats), so a test can see a hit rendered nothing.
+ *
  * Routing is strict: exactly "/", "/login", "/dashboard" and "/blog/" plus a
  * slug (a-z, 0-9, '-'); anything else, including a trailing segment, a ';'
  * parameter or a %-escape, is 404 (web cache deception: a cache keyed on
@@ -31,6 +39,7 @@
 #include <xxhash.h>
 
 #include "app/internal.h"
+#include "app/pagecache.h"
 #include "app/paths.h"
 #include "http/tmpl.h"
 
@@ -47,7 +56,9 @@ struct tc_pages {
     char *t[T_COUNT];
     size_t tlen[T_COUNT];
     const tc_assets *assets;
-    uint64_t build; /* templates + asset names: part of every page's ETag */
+    uint64_t build;      /* templates + asset names: part of every page's ETag */
+    tc_pagecache *store; /* rendered bytes by (key, ETag); NULL: none */
+    _Atomic uint64_t renders[TC_APP_PAGE_KINDS]; /* 200 bodies rendered, by tc_page_kind */
 };
 
 /* ---- loading ------------------------------------------------------------------------------- */
@@ -96,10 +107,12 @@ static int check_assets(const tc_pages *p, int t, char *err, size_t errlen)
     return 0;
 }
 
-tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, char *err, size_t errlen)
+tc_pages *tc_app__pages_load(const char *dir, const tc_assets *assets, size_t store_bytes,
+                             char *err, size_t errlen)
 {
     tc_pages *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
+    if (p == NULL || (store_bytes > 0 && (p->store = tc_pagecache_new(store_bytes)) == NULL)) {
+        free(p);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -134,7 +147,15 @@ void tc_app__pages_free(tc_pages *p)
         return;
     for (int i = 0; i < T_COUNT; i++)
         free(p->t[i]);
+    tc_pagecache_free(p->store);
     free(p);
+}
+
+void tc_app__pages_stats(tc_pages *p, tc_app__page_stats *out)
+{
+    for (int k = 0; k < TC_APP_PAGE_KINDS; k++)
+        out->renders[k] = atomic_load_explicit(&p->renders[k], memory_order_relaxed);
+    tc_pagecache_stats_get(p->store, &out->store);
 }
 
 /* ---- rendering helpers ------------------------------------------------------------------------
@@ -423,7 +444,7 @@ static const char *page_etag(const tc_pages *p, tc_page_kind k, const tc_call *c
  * tc_app__page_serve runs the steps in order, each saying what comes next. */
 typedef struct page_cycle {
     tc_app *app;
-    const tc_pages *p;
+    tc_pages *p;
     tc_http_exchange *x;
     bool may_block;
     /* resolve */
@@ -438,7 +459,7 @@ typedef struct page_cycle {
     /* validators */
     bool sec; /* the security headers are on the response */
     tc_cachehdr h;
-    char etag[TC_ETAG_MAX], tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
+    char etag[TC_ETAG_MAX], cstat[TC_CACHE_STATUS_MAX], tags[TC_TAGS_MAX][TC_TAG_MAX + 1];
     const char *tagv[TC_TAGS_MAX];
 } page_cycle;
 
@@ -530,16 +551,36 @@ static tc_step page_run(page_cycle *t)
     return STEP_NEXT;
 }
 
+/* Cache-Status of a page made of cached values: the worst of its calls, as a
+ * tRPC batch reports it; NULL for a page without calls or with the cache off. */
+static const char *page_cache_status(const page_cycle *t, char out[TC_CACHE_STATUS_MAX])
+{
+    tc_cache_outcome o = {.ttl_ms = INT64_MAX};
+    for (int i = 0; i < t->ncalls; i++) {
+        const tc_call *c = &t->calls[i];
+        if (!c->from_cache)
+            return NULL;
+        o.miss |= c->cache.source == TC_SRC_LOADER;
+        o.stale |= c->cache.stale;
+        o.source = (int)c->cache.source > o.source ? (int)c->cache.source : o.source;
+        o.ttl_ms = c->cache.ttl_ms < o.ttl_ms ? c->cache.ttl_ms : o.ttl_ms;
+    }
+    return t->ncalls > 0 ? tc_cachehdr_cache_status(&o, out) : NULL;
+}
+
 /* Step 3, validators: a public page's tags, the security headers, and the
  * ETag from the values' hashes: a revalidation that matches is answered 304
  * from the cache lookups alone. */
 static tc_step page_validators(page_cycle *t)
 {
+    t->h.cache_status = page_cache_status(t, t->cstat);
     for (int i = 0; i < t->ncalls && t->h.cls == TC_ROUTE_PAGE; i++) {
         int n = tc_app__call_tags(&t->calls[i], tc_app__proc_find(t->calls[i].path), t->tags);
         for (int j = 0; j < n && t->h.ntags < TC_TAGS_MAX; j++)
             t->tagv[t->h.ntags++] = t->tags[j];
     }
+    if (t->h.cls == TC_ROUTE_PAGE && t->h.ntags < TC_TAGS_MAX)
+        t->tagv[t->h.ntags++] = TC_APP_PAGE_TAG; /* purged at start-up: a deploy changes it */
     t->h.tags = t->tagv;
     security_headers(t->x);
     t->sec = true;
@@ -580,9 +621,34 @@ static char *page_content(const tc_pages *p, tc_page_kind kind, const json_t *d0
     }
 }
 
-/* Step 4, body: the values parsed, the content rendered inside the layout, and
- * sent; with no cached values (the cache is off) the body is the validator. */
-static void page_body(page_cycle *t)
+const char *tc_app__page_name(int kind)
+{
+    switch (kind) {
+    case TC_PAGE_HOME:
+        return "home";
+    case TC_PAGE_LOGIN:
+        return "login";
+    case TC_PAGE_DASHBOARD:
+        return "dashboard";
+    case TC_PAGE_POST:
+        return "post";
+    default:
+        return NULL;
+    }
+}
+
+/* The key of a page's bytes in the store: what they vary on besides the ETag —
+ * the page, its post, and for the personal page its user. Returns its length. */
+static size_t page_key(const page_cycle *t, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s:%s:%lld", tc_app__page_name(t->kind), t->slug,
+                     (long long)t->sess.user_id);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* The page's bytes: the values parsed, the content rendered inside the layout
+ * (counted). NULL when out of memory. */
+static char *page_render(page_cycle *t, size_t *len)
 {
     json_t *d0 = t->ncalls > 0 ? data_of(&t->calls[0]) : NULL,
            *d1 = t->ncalls > 1 ? data_of(&t->calls[1]) : NULL;
@@ -592,22 +658,48 @@ static void page_body(page_cycle *t)
     json_decref(d0);
     json_decref(d1);
     tc_buf b = {.max = PAGE_BYTES_MAX};
-    if (content == NULL ||
-        render_page(t->p, &b, title, content, script, who[0] != '\0' ? who : NULL) != 0) {
-        free(content);
+    int err = content == NULL
+                  ? TC_ENOMEM
+                  : render_page(t->p, &b, title, content, script, who[0] != '\0' ? who : NULL);
+    free(content);
+    if (err != 0) {
         free(b.data);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&t->p->renders[t->kind], 1, memory_order_relaxed);
+    *len = b.len;
+    return b.data;
+}
+
+/* Step 4, body: the bytes stored under this ETag, or rendered (and stored);
+ * with no cached values (the cache is off) the rendered body is the validator. */
+static void page_body(page_cycle *t)
+{
+    tc_pagecache *store = t->h.etag != NULL ? t->p->store : NULL;
+    char key[TC_PATH_SLUG_MAX + 64];
+    size_t klen = store != NULL ? page_key(t, key, sizeof(key)) : 0;
+    const tc_page_body *pb = klen > 0 ? tc_pagecache_get(store, key, klen, t->h.etag) : NULL;
+    char *data = NULL;
+    size_t len = 0;
+    if (pb == NULL && (data = page_render(t, &len)) == NULL) {
         error_page(t->app, t->x, 500, "Something went wrong", "Out of memory.", t->sec);
         return;
     }
-    free(content);
     if (t->h.etag == NULL) /* no cached values: the body is the validator */
-        t->h.etag = tc_cachehdr_etag(XXH3_64bits(b.data, b.len), NULL, t->etag);
-    if (tc_cachehdr_respond(t->x, &t->h) == 200) {
-        tc_http_set_content_type(t->x, "text/html; charset=utf-8");
-        tc_http_take_body(t->x, b.data, b.len);
-    } else {
-        free(b.data);
+        t->h.etag = tc_cachehdr_etag(XXH3_64bits(data, len), NULL, t->etag);
+    if (pb == NULL && klen > 0 &&
+        (pb = tc_pagecache_put(store, key, klen, t->h.etag, data, len)) != NULL)
+        data = NULL; /* the store's now */
+    if (tc_cachehdr_respond(t->x, &t->h) != 200) {
+        free(data);
+        tc_page_body_release(pb);
+        return;
     }
+    tc_http_set_content_type(t->x, "text/html; charset=utf-8");
+    if (pb != NULL) /* sent from the stored bytes; released once they are sent */
+        tc_http_set_body_ref(t->x, pb->data, pb->len, tc_page_body_release_cb, (void *)pb);
+    else
+        tc_http_take_body(t->x, data, len);
 }
 
 static void blocking_page(void *ctx, tc_http_exchange *x)
@@ -617,12 +709,14 @@ static void blocking_page(void *ctx, tc_http_exchange *x)
 
 tc_http_action tc_app__page_serve(tc_app *app, tc_http_exchange *x, bool may_block)
 {
-    page_cycle t = {
-        .app = app,
-        .p = app->pages,
-        .x = x,
-        .may_block = may_block,
-        .h = {.cls = TC_ROUTE_PAGE, .last_modified = -1, .tag_header = &app->tag_header}};
+    page_cycle t = {.app = app,
+                    .p = app->pages,
+                    .x = x,
+                    .may_block = may_block,
+                    .h = {.cls = TC_ROUTE_PAGE,
+                          .last_modified = -1,
+                          .tag_header = &app->tag_header,
+                          .cdn_max_age_s = app->cdn_max_age_s}};
     tc_step step = page_resolve(&t);
     if (step == STEP_NEXT)
         step = page_run(&t);

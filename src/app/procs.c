@@ -77,7 +77,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
     char what[TC_KEY_MAX + 8];
     if (tc_app__db_acquire(app, &db) != 0) {
         snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
-        tc_app__db_busy(app, what, NULL);
+        tc_app__db_busy(app, what);
         return APP_EDOWN;
     }
     int err = fn(db, key, out);
@@ -85,7 +85,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
         int code = tc_db_errcode(db);
         /* a session's key names its token's hash: not for a log */
         snprintf(what, sizeof(what), "load %s", strncmp(key, "session:", 8) == 0 ? "a session" : key);
-        tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what, NULL);
+        tc_app__db_error(app, code != 0 ? code : TC_DB_ERROR, tc_db_errmsg(db), what);
         if (tc_db_unavailable(code))
             err = APP_EDOWN;
     } else {
@@ -97,7 +97,7 @@ int tc_app__with_db(tc_app *app, int (*fn)(tc_db *, const char *, tc_buf *), con
 
 tc_call_status tc_app__db_fail(tc_call *c, int err, tc_db *db, const char *what)
 {
-    tc_app__db_error(c->app, err, db != NULL ? tc_db_errmsg(db) : NULL, what, NULL);
+    tc_app__db_error(c->app, err, db != NULL ? tc_db_errmsg(db) : NULL, what);
     if (tc_db_unavailable(err)) {
         tc_http_add_header(c->x, "Retry-After", "1");
         return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE,
@@ -608,7 +608,8 @@ static const tc_in_field BLOG_UPDATE_IN[] = {
 
 static const tc_proc PROCS[] = {
     {"auth.login", TC_TRPC_MUTATION, AUTH_PUBLIC, IN(LOGIN_IN), .mutate = tc_app__auth_login},
-    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true},
+    {"auth.logout", TC_TRPC_MUTATION, AUTH_USER, NO_IN, .mutate = tc_app__auth_logout, .invalidates = true,
+     .clears_site = true},
     {"user.me", TC_TRPC_QUERY, AUTH_USER, NO_IN, .key = "user:{uid}", .tags = {"user:{uid}"},
      .fresh_ms = 5 * MIN_MS, .grace_ms = GRACE_MS, .load = load_user},
     {"user.update", TC_TRPC_MUTATION, AUTH_USER, IN(USER_UPDATE_IN), .mutate = user_update, .invalidates = true},
@@ -778,6 +779,8 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
     if (err == 0) {
         c->from_cache = c->app->cache != NULL;
         c->value = c->cache.value;
+        if (c->from_cache) /* the hit ratio by tag family */
+            tc_app__monitor_lookup(c->app->monitor, pol.tags, pol.ntags, &c->cache);
         return CALL_OK;
     }
     if (err == APP_ENOTFOUND)
@@ -792,7 +795,7 @@ static tc_call_status run_query(tc_call *c, const tc_proc *p)
                                  c->path);
     }
     if (err != APP_EDB) /* APP_EDB is logged where it happened, with its cause */
-        tc_app__log(TC_LOG_ERROR, "app", NULL, "load %s failed: %s", key, tc_strerror(err));
+        tc_app__log(TC_LOG_ERROR, "app", "load %s failed: %s", key, tc_strerror(err));
     return tc_app__call_fail(c, TC_TRPC_INTERNAL_SERVER_ERROR, "could not load %s", c->path);
 }
 
@@ -819,7 +822,7 @@ tc_call_status tc_app__call_run(tc_call *c, const tc_proc *p)
     }
     tc_db *db;
     if (tc_app__db_acquire(c->app, &db) != 0) {
-        tc_app__db_busy(c->app, p->path, NULL);
+        tc_app__db_busy(c->app, p->path);
         tc_http_add_header(c->x, "Retry-After", "1");
         return tc_app__call_fail(c, TC_TRPC_SERVICE_UNAVAILABLE, "database busy, try again");
     }

@@ -5,7 +5,8 @@
  * over plain HTTP/1.1 and prints its summary: the last minute of requests,
  * hit ratio, cached and uncached latency percentiles, L1 memory,
  * stale-while-revalidate activity, Redis and the database, then one line per
- * cache namespace. --watch redraws every --interval seconds.
+ * cache namespace, and the hit ratios of the busiest routes and tag families.
+ * --watch redraws every --interval seconds.
  *
  * It is a client: no TLS (reach a remote server through an SSH tunnel, or
  * run it on the server's host), one request per redraw, bounded waits
@@ -316,6 +317,50 @@ static const char *bytes(double b, char *out, size_t cap)
     return out;
 }
 
+/* One line of a top list: the first n names with their share. */
+static void print_hot(const char *label, const json_t *list, size_t n)
+{
+    printf("  %-11s", label);
+    if (json_array_size(list) == 0)
+        printf(" %s-%s", DIM, RESET);
+    size_t i;
+    const json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        if (i == n)
+            break;
+        printf(" %s%.40s%s (%.1f %%)", i == 0 ? BOLD : "",
+               json_string_value(json_object_get(it, "name")), i == 0 ? RESET : "",
+               100.0 * dbl(it, "share"));
+    }
+    printf("\n");
+}
+
+/* The engine's lines: hot keys and tags, the bus delivery lag, admission, compression. */
+static void print_engine(const json_t *s)
+{
+    char a[32], b[32];
+    const json_t *hot = json_object_get(s, "hot"), *lag = json_object_get(s, "bus_lag");
+    const json_t *eng = json_object_get(s, "engine");
+    if (hot != NULL) {
+        print_hot("hot keys", json_object_get(hot, "keys"), 5);
+        print_hot("hot tags", json_object_get(hot, "tags"), 3);
+    }
+    if (lag != NULL)
+        printf("  %-11s p50 %-10s p99 %-10s (%lld invalidations from other instances)\n", "bus lag",
+               ms(lag, "p50_ms", a, sizeof(a)), ms(lag, "p99_ms", b, sizeof(b)),
+               integer(lag, "count"));
+    if (eng != NULL)
+        printf("  %-11s admission %s (%lld kept out)   compression %s (%lld records, %s saved, "
+               "%lld undecodable)\n",
+               "engine", json_is_true(json_object_get(eng, "admission")) ? "on" : "off",
+               integer(eng, "admission_rejections_window"),
+               integer(eng, "compress_min_bytes") > 0 ? "on" : "off",
+               integer(eng, "compressed_writes"),
+               bytes(dbl(eng, "compressed_saved_bytes"), a, sizeof(a)),
+               integer(eng, "decode_errors"));
+}
+
 static void print_summary(const json_t *feed, const char *server)
 {
     const json_t *s = json_object_get(feed, "summary");
@@ -379,6 +424,8 @@ static void print_summary(const json_t *feed, const char *server)
            json_string_value(json_object_get(db, "dialect")), integer(db, "queries"),
            ms(db, "p50_ms", a, sizeof(a)), ms(db, "p99_ms", b, sizeof(b)));
 
+    print_engine(s);
+
     const json_t *nss = json_object_get(s, "namespaces");
     if (json_array_size(nss) == 0)
         return;
@@ -395,6 +442,41 @@ static void print_summary(const json_t *feed, const char *server)
                integer(n, "l2_hits"), integer(n, "misses"), integer(n, "stale_served"),
                integer(n, "refreshes"), integer(n, "load_errors"), integer(n, "invalidations"),
                dbl(n, "lookups_ps"));
+    }
+}
+
+/* The hit ratios by route and by tag family, the busiest ten of each (the feed
+ * sorts them). */
+static void print_ratios(const json_t *feed)
+{
+    const json_t *s = json_object_get(feed, "summary");
+    static const struct {
+        const char *key, *name, *title;
+    } tables[] = {{"routes", "route", "route"}, {"tag_families", "family", "tag family"}};
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+        const json_t *rows = json_object_get(s, tables[t].key);
+        if (json_array_size(rows) == 0)
+            continue;
+        bool fam = t == 1;
+        printf("\n  %s%-20s %8s %10s %9s %9s%s%s\n", DIM, tables[t].title, "hit %", "hits", "stale",
+               "misses", fam ? "     inval" : "", RESET);
+        size_t i;
+        const json_t *r;
+        json_array_foreach(rows, i, r)
+        {
+            if (i == 10) {
+                printf("  %s... %zu more%s\n", DIM, json_array_size(rows) - 10, RESET);
+                break;
+            }
+            char p[32];
+            printf("  %-20.20s %8s %10lld %9lld %9lld",
+                   json_string_value(json_object_get(r, tables[t].name)),
+                   pct(json_object_get(r, "hit_ratio"), p, sizeof(p)), integer(r, "hits"),
+                   integer(r, "stale"), integer(r, "misses"));
+            if (fam)
+                printf(" %9lld", integer(r, "invalidations"));
+            printf("\n");
+        }
     }
 }
 
@@ -433,6 +515,7 @@ static int once(const url *u, const char *server, const char *token, bool as_jso
     if (clear)
         fputs("\033[H\033[2J", stdout);
     print_summary(feed, server);
+    print_ratios(feed);
     fflush(stdout);
     json_decref(feed);
     return 0;

@@ -78,6 +78,15 @@ static inline int64_t tc_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Microseconds since the Unix epoch (CLOCK_REALTIME): for a time sent to another
+ * process that measures a delay with it (the invalidation bus's delivery lag). */
+static inline int64_t tc_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---- deadlines ------------------------------------------------------------------------ */
 
 /* A point in monotonic time; a struct so that it is never mixed up with a

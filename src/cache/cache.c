@@ -112,6 +112,7 @@ struct tc_cache {
     int npending;
     _Atomic int pending_count;
 
+    tc__topk *hot_keys, *hot_tags; /* the most read keys, the most invalidated tags */
     tc__fleet *fleet; /* with a bus: the lease and the acknowledgements */
     tc__budget *budget; /* or NULL: no limit on what we hold in Redis */
     tc__logger log;     /* cfg.log */
@@ -450,8 +451,13 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     state = L2_MISS;
     redisReply *val = rep->element[0];
     tc__record r;
-    if (val->type != REDIS_REPLY_STRING || tc__record_decode(val->str, val->len, &r) != 0 ||
-        r.ntags != ntags || now >= r.stale_until)
+    if (val->type != REDIS_REPLY_STRING)
+        goto done;
+    if (tc__record_decode(val->str, val->len, &r) != 0) { /* not a record: a miss */
+        TC__INC(c->metrics.l2_decode_errors);
+        goto done;
+    }
+    if (r.ntags != ntags || now >= r.stale_until)
         goto done;
     for (int i = 0; i < ntags; i++)
         if (r.taglen[i] != strlen(p->tags[i]) || memcmp(r.tags[i], p->tags[i], r.taglen[i]) != 0)
@@ -459,8 +465,10 @@ static int l2_fetch(tc_cache *c, const char *key, const tc_policy *p, uint64_t n
     for (int i = 0; i < out->nversions; i++)
         if (r.versions[i] != current[i])
             goto done;
-    if ((out->value = tc__value_new(r.data, r.len, r.hash)) == NULL)
+    if (tc__record_value(&r, &out->value) != 0) { /* a frame that is not its value: a miss */
+        TC__INC(c->metrics.l2_decode_errors);
         goto done;
+    }
     out->t = (times){r.created_ms, r.fresh_until, r.stale_until, r.load_ms};
     state = now < r.fresh_until ? L2_FRESH : L2_STALE;
 done:
@@ -517,8 +525,15 @@ static void l2_store(tc_cache *c, const char *key, const tc_policy *p, const tc_
         r.tags[i] = p->tags[i];
         r.taglen[i] = (uint8_t)strlen(p->tags[i]);
     }
-    tc_buf rec = {0};
-    if (tc__record_encode(&r, &rec) != 0) {
+    tc_buf rec = {0}, z = {0};
+    if (tc__record_compress(&r, c->cfg.l2_compress_min_bytes, &z) == 1) {
+        TC__INC(c->metrics.l2_compressed);
+        atomic_fetch_add_explicit(&c->metrics.l2_compress_saved, r.raw_len - r.len,
+                                  memory_order_relaxed);
+    }
+    int err = tc__record_encode(&r, &rec);
+    free(z.data);
+    if (err != 0) {
         free(rec.data);
         return;
     }
@@ -952,6 +967,14 @@ static int l1_lookup(tc_cache *c, const char *key, uint64_t khash, const tc_poli
     return 1;
 }
 
+/* A read answered: counted among the hot keys (topk.c). Returns err. */
+static int answered(tc_cache *c, const char *key, uint64_t khash, int err)
+{
+    if (err == 0)
+        tc__topk_add(c->hot_keys, key, strlen(key), khash);
+    return err;
+}
+
 int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
 {
     memset(res, 0, sizeof(*res));
@@ -959,8 +982,8 @@ int tc_get_or_load(tc_cache *c, const char *key, const tc_policy *p, tc_result *
         return TC_EINVAL;
     uint64_t khash = tc__hash(key, strlen(key));
     if (l1_lookup(c, key, khash, p, true, res))
-        return 0;
-    return load_through(c, key, khash, p, res);
+        return answered(c, key, khash, 0);
+    return answered(c, key, khash, load_through(c, key, khash, p, res));
 }
 
 int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
@@ -969,7 +992,10 @@ int tc_peek(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
     if (!key_ok(key) || !policy_ok(p, false))
         return TC_EINVAL;
     bool may_refresh = p != NULL && p->loader != NULL;
-    return l1_lookup(c, key, tc__hash(key, strlen(key)), p, may_refresh, res) ? 0 : TC_ENOTFOUND;
+    uint64_t khash = tc__hash(key, strlen(key));
+    if (l1_lookup(c, key, khash, p, may_refresh, res))
+        return answered(c, key, khash, 0);
+    return TC_ENOTFOUND;
 }
 
 int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
@@ -979,8 +1005,8 @@ int tc_get(tc_cache *c, const char *key, const tc_policy *p, tc_result *res)
         return TC_EINVAL;
     uint64_t khash = tc__hash(key, strlen(key));
     if (l1_lookup(c, key, khash, p, false, res))
-        return 0;
-    return l2_answer(c, key, khash, p, res);
+        return answered(c, key, khash, 0);
+    return answered(c, key, khash, l2_answer(c, key, khash, p, res));
 }
 
 int tc_set(tc_cache *c, const char *key, const void *data, size_t len, const tc_policy *p)
@@ -1098,8 +1124,11 @@ static bool flush_pending(tc_cache *c)
 
 static int invalidate(tc_cache *c, const char *const *tags, int n, int wait_ms)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(tags[i]);
+        tc__topk_add(c->hot_tags, tags[i], len, tc__hash(tags[i], len));
         apply_local(c, tags[i]);
+    }
     if (c->redis == NULL)
         return 0;
     uint64_t t0 = tc_mono_us(), give_up = t0 + (uint64_t)wait_ms * 1000u;
@@ -1286,32 +1315,22 @@ static void bus_pong(void *ctx, uint64_t sent_us)
     tc__fleet_pong(c->fleet, sent_us);
 }
 
-/* "<seq> <writer id> <tag>": apply it, and acknowledge it to its writer. */
+/* "<seq> <writer id>[@<sent>] <tag>": apply it, and acknowledge it to its writer. */
 static void bus_message(void *ctx, const char *msg, size_t len)
 {
     tc_cache *c = ctx;
-    const char *end = msg + len, *sp1 = memchr(msg, ' ', len);
-    const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
-    if (sp2 == NULL || sp2 + 1 == end)
+    tc__bus_msg m;
+    if (tc__bus_msg_parse(msg, len, &m) != 0)
         return;
-    uint64_t seq = 0;
-    for (const char *p = msg; p < sp1; p++) {
-        if (*p < '0' || *p > '9')
-            return;
-        seq = seq * 10 + (uint64_t)(*p - '0');
-    }
-    const char *writer = sp1 + 1;
-    size_t wlen = (size_t)(sp2 - writer);
-    if (wlen == strlen(c->instance) && memcmp(writer, c->instance, wlen) == 0)
+    if (m.wlen == strlen(c->instance) && memcmp(m.writer, c->instance, m.wlen) == 0)
         return; /* our own: already applied */
     char tag[TC_KEY_MAX + 2];
-    size_t n = (size_t)(end - (sp2 + 1));
-    if (n >= sizeof(tag))
+    if (m.taglen >= sizeof(tag))
         return;
-    memcpy(tag, sp2 + 1, n);
-    tag[n] = '\0';
+    memcpy(tag, m.tag, m.taglen);
+    tag[m.taglen] = '\0';
     apply_local(c, tag);
-    tc__fleet_saw(c->fleet, writer, wlen, seq); /* acknowledged after the batch */
+    tc__fleet_saw(c->fleet, &m); /* acknowledged after the batch */
 }
 
 static void bus_batch_done(void *ctx)
@@ -1380,6 +1399,7 @@ void tc_config_init(tc_config *cfg)
     cfg->prefix = "tc:";
     cfg->l1_max_bytes = 64u << 20;
     cfg->l1_shards = 16;
+    cfg->l1_admission = 1;
     cfg->redis_timeout_ms = 50;
     cfg->connect_timeout_ms = 100;
     cfg->redis_pool_max = 16;
@@ -1390,6 +1410,7 @@ void tc_config_init(tc_config *cfg)
     cfg->wait_timeout_ms = 5000;
     cfg->pending_invalidations_max = 4096;
     cfg->lease_ms = 250;
+    cfg->l2_compress_min_bytes = 1024;
     cfg->cluster_refresh_ms = 1000;
 }
 
@@ -1428,6 +1449,9 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         pthread_mutex_init(&c->flights[i].lock, NULL);
     c->prefix = strdup(cfg->prefix);
     c->prefix_len = strlen(cfg->prefix);
+    /* a stripe for each of the server's threads, about; writers are few */
+    if ((c->hot_keys = tc__topk_new(16)) == NULL || (c->hot_tags = tc__topk_new(2)) == NULL)
+        goto fail;
     c->pending = calloc((size_t)cfg->pending_invalidations_max, sizeof(char *));
     c->tags = tc__tags_new();
     if (c->prefix == NULL || c->pending == NULL || c->tags == NULL ||
@@ -1439,7 +1463,8 @@ tc_cache *tc_cache_create(const tc_config *cfg, int *errp)
         tc__cluster_meta_name(c->prefix, "bus", c->channel, sizeof(c->channel));
     else
         snprintf(c->channel, sizeof(c->channel), "%s~bus:%d", c->prefix, cfg->redis_db);
-    if (cfg->l1_max_bytes > 0 && (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards)) == NULL)
+    if (cfg->l1_max_bytes > 0 &&
+        (c->l1 = tc__l1_new(cfg->l1_max_bytes, cfg->l1_shards, cfg->l1_admission != 0)) == NULL)
         goto fail;
     if ((c->pool = tc__pool_new(cfg->refresh_workers, cfg->refresh_queue)) == NULL)
         goto fail;
@@ -1535,6 +1560,8 @@ void tc_cache_destroy(tc_cache *c)
         pthread_mutex_destroy(&c->flights[i].lock);
     pthread_mutex_destroy(&c->pending_lock);
     tc__metrics_destroy(&c->metrics);
+    tc__topk_free(c->hot_keys);
+    tc__topk_free(c->hot_tags);
     free(c->prefix);
     free(c);
 }
@@ -1575,8 +1602,10 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->bus_messages = atomic_load(&c->metrics.bus_messages);
     m->bus_reconnects = atomic_load(&c->metrics.bus_reconnects);
     m->pending_invalidations = (uint64_t)atomic_load(&c->pending_count);
-    if (c->l1 != NULL)
+    if (c->l1 != NULL) {
         tc__l1_stats(c->l1, &m->l1_entries, &m->l1_bytes, &m->l1_evictions);
+        m->l1_rejections = tc__l1_rejections(c->l1);
+    }
     m->redis_errors = atomic_load(&c->metrics.redis_errors);
     m->breaker_opens = atomic_load(&c->metrics.breaker_opens);
     m->breaker_open = c->redis != NULL && tc__redis_breaker_open(c->redis);
@@ -1591,8 +1620,22 @@ void tc_metrics_snapshot(tc_cache *c, tc_metrics *m)
     m->cluster_retries = atomic_load(&c->metrics.cluster_retries);
     m->cluster_down = atomic_load(&c->metrics.cluster_down);
     m->cluster_refreshes = atomic_load(&c->metrics.cluster_refreshes);
+    m->l2_decode_errors = atomic_load(&c->metrics.l2_decode_errors);
+    m->l2_compressed_writes = atomic_load(&c->metrics.l2_compressed);
+    m->l2_compressed_saved_bytes = atomic_load(&c->metrics.l2_compress_saved);
     if (c->budget != NULL)
         tc__budget_read(c->budget, tc_mono_ms(), &m->l2_budget_bytes, &m->l2_budget_keys);
     tc__hist_copy(&c->metrics.redis_latency, &m->redis_latency);
     tc__hist_copy(&c->metrics.invalidate_latency, &m->invalidate_latency);
+    tc__hist_copy(&c->metrics.bus_lag, &m->bus_lag);
+}
+
+void tc_hot_snapshot(tc_cache *c, tc_hot *h)
+{
+    uint64_t skipped_tags;
+    memset(h, 0, sizeof(*h));
+    h->nkeys = tc__topk_read(c->hot_keys, h->keys, TC_HOT_MAX, &h->key_reads, &h->skipped);
+    h->ntags =
+        tc__topk_read(c->hot_tags, h->tags, TC_HOT_MAX, &h->tag_invalidations, &skipped_tags);
+    h->skipped += skipped_tags;
 }

@@ -90,6 +90,8 @@ struct tc__fleet {
     /* bus thread only */
     uint64_t pong_until, reg_until, last_reg;
     bool trusted;
+    char lag_writer[ID_LEN]; /* the invalidation whose lag was recorded last */
+    uint64_t lag_seq;
     struct {
         char writer[ID_LEN + 1];
         uint64_t seq;
@@ -270,10 +272,50 @@ void tc__fleet_leave(tc__fleet *f)
 
 /* ---- acknowledging others' invalidations (bus thread) --------------------- */
 
-void tc__fleet_saw(tc__fleet *f, const char *writer, size_t wlen, uint64_t seq)
+static bool all_digits(const char *p, const char *end)
 {
-    if (wlen != ID_LEN || memcmp(writer, f->instance, ID_LEN) == 0)
+    if (p == end)
+        return false;
+    for (; p < end; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+int tc__bus_msg_parse(const char *msg, size_t len, tc__bus_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    const char *end = msg + len, *sp1 = memchr(msg, ' ', len);
+    const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    if (sp2 == NULL || sp2 + 1 == end || !all_digits(msg, sp1) || sp1 - msg > 19)
+        return TC_EINVAL;
+    for (const char *p = msg; p < sp1; p++)
+        m->seq = m->seq * 10 + (uint64_t)(*p - '0');
+    m->writer = sp1 + 1;
+    const char *at = memchr(m->writer, '@', (size_t)(sp2 - m->writer));
+    m->wlen = (size_t)((at != NULL ? at : sp2) - m->writer);
+    /* A time that is no number is left out; the invalidation still counts. */
+    if (at != NULL && all_digits(at + 1, sp2) && sp2 - (at + 1) <= 18)
+        for (const char *p = at + 1; p < sp2; p++)
+            m->sent_us = m->sent_us * 10 + (*p - '0');
+    m->tag = sp2 + 1;
+    m->taglen = (size_t)(end - m->tag);
+    return 0;
+}
+
+void tc__fleet_saw(tc__fleet *f, const tc__bus_msg *msg)
+{
+    const char *writer = msg->writer;
+    uint64_t seq = msg->seq;
+    if (msg->wlen != ID_LEN || memcmp(writer, f->instance, ID_LEN) == 0)
         return; /* not an instance's id, or ours: we do not wait for ourselves */
+    /* Its delivery lag, once per invalidation: its tags come as messages in a row. */
+    if (msg->sent_us != 0 && (seq != f->lag_seq || memcmp(writer, f->lag_writer, ID_LEN) != 0)) {
+        memcpy(f->lag_writer, writer, ID_LEN);
+        f->lag_seq = seq;
+        int64_t lag = tc_wall_us() - msg->sent_us;
+        tc__hist_add(&f->m->bus_lag, lag > 0 ? (uint64_t)lag : 0);
+    }
     for (int i = 0; i < f->nto_ack; i++)
         if (f->to_ack[i].seq == seq && memcmp(f->to_ack[i].writer, writer, ID_LEN) == 0)
             return; /* the same invalidation's other tags */
@@ -384,7 +426,7 @@ int tc__fleet_send(tc__fleet *f, const char *const *tag_keys, const size_t *tag_
     /* KEYS: seq, members, n tags, the values; ARGV: channel, id, n, step, epoch, px, the tags */
     const char *argv[2 + 2 * TC_TAGS_MAX + 6 + TC_TAGS_MAX];
     size_t lens[TC_COUNTOF(argv)];
-    char num[12], step[24], epoch[24], px[24];
+    char num[12], step[24], epoch[24], px[24], sender[ID_LEN + 24];
     TC_ASSERT(n >= 1 && n <= TC_TAGS_MAX && nval >= 0 && nval <= n);
     int argc = 0;
     argv[argc] = f->seq_key, lens[argc++] = strlen(f->seq_key);
@@ -397,7 +439,9 @@ int tc__fleet_send(tc__fleet *f, const char *const *tag_keys, const size_t *tag_
     snprintf(num, sizeof(num), "%d", n);
     snprintf(step, sizeof(step), "%llu", (unsigned long long)random_step());
     argv[argc] = f->channel, lens[argc++] = strlen(f->channel);
-    argv[argc] = f->instance, lens[argc++] = strlen(f->instance);
+    /* the writer as the messages name it: our id and the time we send them */
+    snprintf(sender, sizeof(sender), "%s@%lld", f->instance, (long long)tc_wall_us());
+    argv[argc] = sender, lens[argc++] = strlen(sender);
     argv[argc] = num, lens[argc++] = strlen(num);
     argv[argc] = step, lens[argc++] = strlen(step);
     snprintf(epoch, sizeof(epoch), "%llu", (unsigned long long)tc__random_epoch());

@@ -5,8 +5,11 @@
  *
  *   value.c    reference-counted values, output buffers, hashing, errors
  *   codec.c    the L2 record format (a pure parser: fuzz/codec.c)
+ *   compress.c values stored compressed in L2 (zstd)
  *   tags.c     interned tags with their local generation counters
  *   l1.c       the sharded in-process table with its byte limit
+ *   admit.c    the frequency sketch of L1's admission policy (TinyLFU)
+ *   topk.c     hot keys and hot tags (Space-Saving, striped)
  *   metrics.c  per-namespace counters and histograms
  *   pool.c     a fixed set of threads over a bounded queue
  *   redis.c    pooled hiredis connections, timeouts, circuit breaker
@@ -33,6 +36,9 @@
 uint64_t tc__hash(const void *data, size_t len);
 /* A new value holding a copy of data, with refcount 1. hash 0 computes it. */
 const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash);
+/* A new value (refcount 1) of len bytes that the caller writes, through *bytes,
+ * and hashes (->hash) before anyone else sees it. NULL on ENOMEM. */
+tc_value *tc__value_alloc(size_t len, char **bytes);
 
 /* Where the engine's modules report a change of state (tc_config.log). */
 typedef struct tc__logger {
@@ -69,14 +75,33 @@ typedef struct tc__record {
     int ntags;                     /* policy tags */
     const char *tags[TC_TAGS_MAX]; /* point into the decoded bytes, not NUL-terminated */
     uint8_t taglen[TC_TAGS_MAX];
+    unsigned flags; /* 0, or TC__REC_ZSTD: data is a zstd frame of raw_len bytes */
+    size_t raw_len;
     const char *data; /* points into the decoded bytes */
     size_t len;
 } tc__record;
+
+#define TC__REC_ZSTD 0x1u
+/* The largest value stored compressed: a record never claims more, so a hostile
+ * or corrupt one cannot make a reader allocate more than this. */
+#define TC__RAW_MAX (16u << 20)
 
 /* Appends the encoding of r to out. */
 int tc__record_encode(const tc__record *r, tc_buf *out);
 /* Parses buf; pointers in *r point into buf. Returns 0 or TC_EINVAL. Pure. */
 int tc__record_decode(const char *buf, size_t len, tc__record *r);
+
+/* ---- compress.c --------------------------------------------------------- */
+
+/* Before r is written: when r->len >= min_bytes (min_bytes > 0), at most
+ * TC__RAW_MAX, and zstd makes it at least an eighth smaller, puts the frame in
+ * *z (the caller frees z->data) and points r at it (flags, raw_len, data, len):
+ * 1. 0: r is left as it was. */
+int tc__record_compress(tc__record *r, size_t min_bytes, tc_buf *z);
+/* The value of a decoded record, a new reference: its bytes, or for a
+ * compressed one the frame's content, which must be exactly raw_len bytes
+ * with the record's hash. TC_EINVAL (a corrupt record: a miss), TC_ENOMEM. */
+int tc__record_value(const tc__record *r, const tc_value **out);
 
 /* ---- tags.c ------------------------------------------------------------- */
 
@@ -124,7 +149,9 @@ typedef struct tc__metrics {
     _Atomic uint64_t redis_errors, breaker_opens;
     _Atomic uint64_t lease_lapses, incarnations, ack_timeouts, budget_refusals;
     _Atomic uint64_t cluster_moved, cluster_ask, cluster_retries, cluster_down, cluster_refreshes;
+    _Atomic uint64_t l2_decode_errors, l2_compressed, l2_compress_saved;
     tc__hist redis_latency, invalidate_latency;
+    tc__hist bus_lag; /* another instance's invalidation: sent (its clock) to applied here */
 } tc__metrics;
 
 void tc__metrics_init(tc__metrics *m);
@@ -136,6 +163,38 @@ void tc__hist_add(tc__hist *h, uint64_t us);
 void tc__hist_copy(const tc__hist *h, tc_histogram *out);
 
 #define TC__INC(field) atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
+
+/* ---- admit.c ------------------------------------------------------------ */
+
+/* How often a key hash was seen lately: a count-min sketch of 4-bit counters
+ * that halves itself every 10 additions per entry of its table (admit.c's
+ * DESIGN). Not thread-safe: l1.c keeps one per shard, under the shard's lock. */
+typedef struct tc__sketch {
+    uint64_t *table;
+    uint32_t mask, words; /* counters per row - 1; 64-bit words per row */
+    uint32_t additions;   /* since the last halving */
+} tc__sketch;
+
+/* Sized for a table of at most `entries` entries: 0 or TC_ENOMEM. */
+int tc__sketch_init(tc__sketch *s, size_t entries);
+void tc__sketch_free(tc__sketch *s);
+/* Counts h once; entries: what the table holds now (how often it halves). */
+void tc__sketch_add(tc__sketch *s, uint64_t h, size_t entries);
+unsigned tc__sketch_freq(const tc__sketch *s, uint64_t h); /* 0..15 */
+
+/* ---- topk.c ------------------------------------------------------------- */
+
+/* The most counted names, lately (Space-Saving, striped: topk.c's DESIGN). */
+typedef struct tc__topk tc__topk;
+
+tc__topk *tc__topk_new(int nstripes); /* NULL on ENOMEM */
+void tc__topk_free(tc__topk *t);      /* NULL is a no-op */
+/* Counts name (len bytes, hash its 64-bit hash) once, on this thread's stripe;
+ * never waits: skipped (and counted as skipped) when the stripe is busy. */
+void tc__topk_add(tc__topk *t, const char *name, size_t len, uint64_t hash);
+/* The top max names into out, most counted first; returns how many. *total:
+ * the counts they are out of; *skipped: counts skipped since the start. */
+int tc__topk_read(tc__topk *t, tc_hot_item *out, int max, uint64_t *total, uint64_t *skipped);
 
 /* ---- l1.c --------------------------------------------------------------- */
 
@@ -168,7 +227,9 @@ typedef struct tc__entry {
 
 typedef struct tc__l1 tc__l1;
 
-tc__l1 *tc__l1_new(size_t max_bytes, int nshards);
+/* admission: a new key displaces the least recently used entries only if the
+ * shard's sketch has seen it more often than each of them (TinyLFU). */
+tc__l1 *tc__l1_new(size_t max_bytes, int nshards, bool admission);
 void tc__l1_free(tc__l1 *l1);
 /* A new unlinked entry (refs 1) taking over one reference to value and to each tag. */
 tc__entry *tc__entry_new(const char *key, size_t klen, uint64_t khash, const tc_value *value);
@@ -176,12 +237,16 @@ void tc__entry_release(tc__entry *e); /* NULL is a no-op */
 /* The entry under key with a reference for the caller, or NULL. */
 tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash);
 /* Inserts e (the table takes its own reference), replacing any entry under
- * the same key, then evicts from the least recently used end to fit. */
-void tc__l1_put(tc__l1 *l1, tc__entry *e);
+ * the same key, then evicts from the least recently used end to fit. With
+ * admission, a key not in the table that would have to evict an entry seen
+ * more often than itself is not inserted (counted); returns whether e is in. */
+bool tc__l1_put(tc__l1 *l1, tc__entry *e);
 /* Unlinks the entry under key; if only is not NULL, only when it is that entry. */
 void tc__l1_remove(tc__l1 *l1, const char *key, size_t klen, uint64_t khash, tc__entry *only);
 void tc__l1_clear(tc__l1 *l1);
 void tc__l1_stats(tc__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evictions);
+/* New entries admission kept out (they were not seen as often as what they would evict). */
+uint64_t tc__l1_rejections(tc__l1 *l1);
 
 /* ---- pool.c ------------------------------------------------------------- */
 
@@ -332,6 +397,20 @@ void tc__budget_read(tc__budget *b, uint64_t now, uint64_t *bytes, uint64_t *key
 typedef struct tc__fleet tc__fleet;
 typedef struct tc__fleet_wait tc__fleet_wait;
 
+/* An invalidation message on the bus, "<seq> <writer>[@<sent>] <tag>" (published by the
+ * INVALIDATE script, redis.c): sent is the writer's wall clock, in µs since the epoch,
+ * when it sent it; messages of builds before it carry none. */
+typedef struct tc__bus_msg {
+    uint64_t seq;
+    const char *writer; /* points into the message; wlen bytes */
+    size_t wlen;
+    int64_t sent_us; /* 0: not given, or not a number (the tag still counts) */
+    const char *tag; /* points into the message; taglen bytes, at least one */
+    size_t taglen;
+} tc__bus_msg;
+/* Parses one message: 0, or TC_EINVAL when it is not one. Pure (fuzz/busmsg.c). */
+int tc__bus_msg_parse(const char *msg, size_t len, tc__bus_msg *m);
+
 /* The lease, membership and acknowledgements of this instance (cfg: lease_ms,
  * prefix, redis_db, log). NULL on ENOMEM. */
 tc__fleet *tc__fleet_new(const tc_config *cfg, tc__redis *r, tc__metrics *m, const char *instance,
@@ -345,12 +424,13 @@ void tc__fleet_node(tc__fleet *f, const char *node);
 bool tc__fleet_trusted(tc__fleet *f);
 /* Bus thread: the pong of a ping sent at sent_us; the subscription lost
  * (returns whether L1 was trusted); at least every ping interval; another
- * instance's invalidation seq applied (acknowledged at the next flush); the
- * end of a batch of messages; an acknowledgement on our own channel. */
+ * instance's invalidation applied (acknowledged at the next flush; its delivery
+ * lag recorded in bus_lag, once per invalidation); the end of a batch of
+ * messages; an acknowledgement on our own channel. */
 void tc__fleet_pong(tc__fleet *f, uint64_t sent_us);
 bool tc__fleet_lost(tc__fleet *f);
 void tc__fleet_tick(tc__fleet *f, bool subscribed);
-void tc__fleet_saw(tc__fleet *f, const char *writer, size_t wlen, uint64_t seq);
+void tc__fleet_saw(tc__fleet *f, const tc__bus_msg *msg);
 void tc__fleet_flush_acks(tc__fleet *f);
 void tc__fleet_acked(tc__fleet *f, const char *msg, size_t len);
 /* Leaves the members (a clean stop). */

@@ -10,26 +10,44 @@
  * an entry another thread is reading (DESIGN.md guarantee 10).
  *
  * This module does not judge validity (times, tags): cache.c does.
+ *
+ * DESIGN — scan resistance. Plain LRU lets a one-off scan over many cold keys
+ * (a crawler, a report, an export) push the whole hot set out. With admission
+ * on, each shard counts every lookup of a key in a small frequency sketch
+ * (admit.c), and a key not yet in the table that needs room is let in only
+ * if it was looked up more often than each entry it would evict; else it
+ * is not inserted (the caller still has its value; the next read finds it in
+ * L2). A scan's keys are seen once: they displace only entries the sketch
+ * has forgotten (halved to 0), never the hot set. Replacing an entry under
+ * the same key (a refresh, a new value after an invalidation) is always
+ * admitted, and nothing else changes: validity, invalidation, single-flight
+ * and the times are cache.c's, and an entry kept out is only a later L2 read.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/internal.h"
 
+/* What an entry is charged at least (an empty key and value): a shard of
+ * max_bytes holds at most max_bytes / this many (the sketch's size). */
+#define ENTRY_MIN_CHARGE (sizeof(tc__entry) + 64)
+
 typedef struct shard {
     pthread_mutex_t lock;
     tc__entry **buckets;
     size_t nbuckets, count, bytes, max_bytes;
     tc__lru lru; /* sentinel: lru.next is the most recently used */
-    uint64_t evictions;
+    uint64_t evictions, rejections;
+    tc__sketch sketch; /* with admission */
 } shard;
 
 struct tc__l1 {
     int nshards;
+    bool admission;
     shard *shards;
 };
 
-tc__l1 *tc__l1_new(size_t max_bytes, int nshards)
+tc__l1 *tc__l1_new(size_t max_bytes, int nshards, bool admission)
 {
     if (nshards <= 0 || (nshards & (nshards - 1)) != 0)
         return NULL;
@@ -39,6 +57,7 @@ tc__l1 *tc__l1_new(size_t max_bytes, int nshards)
         return NULL;
     }
     l1->nshards = nshards;
+    l1->admission = admission;
     for (int i = 0; i < nshards; i++) {
         shard *s = &l1->shards[i];
         pthread_mutex_init(&s->lock, NULL);
@@ -46,7 +65,8 @@ tc__l1 *tc__l1_new(size_t max_bytes, int nshards)
         s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
         s->max_bytes = max_bytes / (size_t)nshards;
         s->lru.next = s->lru.prev = &s->lru;
-        if (s->buckets == NULL) {
+        if (s->buckets == NULL ||
+            (admission && tc__sketch_init(&s->sketch, s->max_bytes / ENTRY_MIN_CHARGE) != 0)) {
             l1->nshards = i + 1;
             tc__l1_free(l1);
             return NULL;
@@ -157,6 +177,8 @@ tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash)
     shard *s = shard_of(l1, khash);
     pthread_mutex_lock(&s->lock);
     tc__entry *e = *find(s, key, klen, khash);
+    if (l1->admission)
+        tc__sketch_add(&s->sketch, khash, s->count); /* hit or miss: the key was asked for */
     if (e != NULL) {
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         if (s->lru.next != &e->lru) {
@@ -168,19 +190,40 @@ tc__entry *tc__l1_get(tc__l1 *l1, const char *key, size_t klen, uint64_t khash)
     return e;
 }
 
-void tc__l1_put(tc__l1 *l1, tc__entry *e)
+/* Whether the new entry e may evict the least recently used entries it needs
+ * the room of: it was seen more often than each of them (a tie keeps what is
+ * there: a scan's key, seen once, does not displace another seen once). The caller
+ * holds the shard lock. */
+static bool admits(shard *s, const tc__entry *e)
+{
+    size_t need = s->bytes + e->charge - s->max_bytes;
+    unsigned freq = tc__sketch_freq(&s->sketch, e->khash);
+    for (tc__lru *n = s->lru.prev; need > 0 && n != &s->lru; n = n->prev) {
+        const tc__entry *victim = LRU_ENTRY(n);
+        if (tc__sketch_freq(&s->sketch, victim->khash) >= freq)
+            return false;
+        need -= victim->charge < need ? victim->charge : need;
+    }
+    return true;
+}
+
+bool tc__l1_put(tc__l1 *l1, tc__entry *e)
 {
     shard *s = shard_of(l1, e->khash);
     tc__entry *dropped = NULL; /* unlinked entries, chained through hnext */
     if (e->charge > s->max_bytes)
-        return; /* would evict the whole shard for one value */
-    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        return false; /* would evict the whole shard for one value */
     pthread_mutex_lock(&s->lock);
     tc__entry **pp = find(s, e->key, e->klen, e->khash);
     if (*pp != NULL) {
         dropped = unlink_at(s, pp);
         dropped->hnext = NULL;
+    } else if (l1->admission && s->bytes + e->charge > s->max_bytes && !admits(s, e)) {
+        s->rejections++;
+        pthread_mutex_unlock(&s->lock);
+        return false;
     }
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed); /* the table's */
     if (s->count >= s->nbuckets)
         grow(s);
     pp = slot_of(s, e->khash);
@@ -203,6 +246,7 @@ void tc__l1_put(tc__l1 *l1, tc__entry *e)
         tc__entry_release(dropped);
         dropped = next;
     }
+    return true;
 }
 
 void tc__l1_remove(tc__l1 *l1, const char *key, size_t klen, uint64_t khash, tc__entry *only)
@@ -256,6 +300,18 @@ void tc__l1_stats(tc__l1 *l1, uint64_t *entries, uint64_t *bytes, uint64_t *evic
     }
 }
 
+uint64_t tc__l1_rejections(tc__l1 *l1)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < l1->nshards; i++) {
+        shard *s = &l1->shards[i];
+        pthread_mutex_lock(&s->lock);
+        n += s->rejections;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return n;
+}
+
 void tc__l1_free(tc__l1 *l1)
 {
     if (l1 == NULL)
@@ -263,6 +319,7 @@ void tc__l1_free(tc__l1 *l1)
     for (int i = 0; i < l1->nshards; i++) {
         clear_shard(&l1->shards[i]);
         free(l1->shards[i].buckets);
+        tc__sketch_free(&l1->shards[i].sketch);
         pthread_mutex_destroy(&l1->shards[i].lock);
     }
     free(l1->shards);

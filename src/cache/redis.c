@@ -51,12 +51,13 @@ static const char SCRIPT_WRITE[] =
     "return 1\n";
 
 /* KEYS[1] the bus sequence, KEYS[2] the members, then ARGV[3] tag counters,
- * then the values to delete; ARGV[1] channel, ARGV[2] this instance's id,
+ * then the values to delete; ARGV[1] channel, ARGV[2] this instance's id
+ * and the time it sends them ("<id>@<wall µs>", fleet.c: the receivers' lag),
  * ARGV[3] the number of tags, ARGV[4] a random step, ARGV[5] a random epoch,
  * ARGV[6] px, then the tag names. Bumps each tag that exists and creates each
  * that does not, at a random epoch for px (no entry depends on it yet, but a
  * load that saw it missing must not store what it read: WRITE sees it moved),
- * deletes the values, and publishes one message per tag, "<seq> <id> <tag>",
+ * deletes the values, and publishes one message per tag, "<seq> <id>@<µs> <tag>",
  * all under one sequence number, which the instances that apply them echo in
  * their acknowledgements (the random step keeps a number from coming back
  * after a failover to a replica that missed the last ones). Returns {seq, the

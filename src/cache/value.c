@@ -43,6 +43,19 @@ const tc_value *tc__value_new(const void *data, size_t len, uint64_t hash)
     return &b->v;
 }
 
+tc_value *tc__value_alloc(size_t len, char **bytes)
+{
+    value_box *b = malloc(sizeof(*b) + len + 1);
+    if (b == NULL)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->bytes[len] = '\0';
+    b->v.data = *bytes = b->bytes;
+    b->v.len = len;
+    b->v.hash = 0;
+    return &b->v;
+}
+
 void tc_value_retain(const tc_value *v)
 {
     atomic_fetch_add_explicit(&BOX(v)->refs, 1, memory_order_relaxed);

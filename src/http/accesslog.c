@@ -202,6 +202,8 @@ size_t tc_access_log_format(char *buf, size_t cap, const tc_access_entry *e)
     field_u(&o, "bytes", e->bytes);
     field_s(&o, "route", e->route != NULL ? e->route : "-");
     field_s(&o, "client", e->client != NULL ? e->client : "-");
+    if (e->request_id != NULL)
+        field_s(&o, "request_id", e->request_id);
     if (e->aborted)
         field_s(&o, "aborted", "true");
     buf[o.len++] = '\n';
@@ -485,6 +487,7 @@ void tc_access_log_request(tc_access_log *l, tc_http_exchange *x, int status, ui
         .route = tc_http_route(x),
         /* status 0: a worker may still hold x, and the address is allocated on demand */
         .client = status != 0 ? tc_http_client_addr(x) : NULL,
+        .request_id = tc_http_request_id(x),
         .aborted = !tc_http_response_complete(x),
     };
     tc_access_log_write(l, &e);

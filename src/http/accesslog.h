@@ -11,6 +11,7 @@
  * The line (docs/monitoring.md has the field list):
  *   time=2025-01-02T03:04:05.678Z method=GET path=/trpc/user.me status=200
  *   duration_ms=0.183 cache=hit cache_detail=l1 bytes=212 route=user.me client=127.0.0.1
+ *   request_id=5f0c3a9e41d27b10
  * Values with a space, '"', '=', '\' or a control byte are quoted, with \" \\
  * \n \r \t and \u00XX escapes; a value longer than 512 bytes as written (escapes
  * included) is cut and ends in "...", so no value pushes the others off the line.
@@ -77,6 +78,7 @@ typedef struct tc_access_entry {
     uint64_t bytes;
     const char *route;  /* or NULL */
     const char *client; /* or NULL */
+    const char *request_id; /* tc_http_request_id, or NULL */
     bool aborted;       /* the response did not go out whole */
 } tc_access_entry;
 

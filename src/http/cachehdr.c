@@ -73,6 +73,15 @@ bool tc_cachehdr_shared(tc_route_class cls)
     return cls == TC_ROUTE_STATIC || cls == TC_ROUTE_QUERY_PUBLIC || cls == TC_ROUTE_PAGE;
 }
 
+const char *tc_cachehdr_cdn_cache_control(tc_route_class cls, uint32_t max_age_s, char *out,
+                                          size_t cap)
+{
+    if (max_age_s == 0 || (cls != TC_ROUTE_QUERY_PUBLIC && cls != TC_ROUTE_PAGE))
+        return NULL;
+    snprintf(out, cap, "public, max-age=%u, stale-while-revalidate=%d", max_age_s, TC_PUBLIC_SWR);
+    return out;
+}
+
 const char *tc_cachehdr_etag(uint64_t hash, const char *suffix, char out[TC_ETAG_MAX])
 {
     snprintf(out, TC_ETAG_MAX, "\"%016llx%.8s\"", (unsigned long long)hash,
@@ -124,9 +133,14 @@ void tc_cachehdr_apply(tc_http_exchange *x, const tc_cachehdr *h)
     char cc[128];
     tc_http_add_header(x, "Cache-Control",
                        tc_cachehdr_cache_control(h->cls, h->swr_s, cc, sizeof(cc)));
+    if (tc_cachehdr_cdn_cache_control(h->cls, h->cdn_max_age_s, cc, sizeof(cc)) != NULL)
+        tc_http_add_header(x, "CDN-Cache-Control", cc);
     const char *vary = tc_cachehdr_vary(h->cls, h->encodings);
     if (vary != NULL)
         tc_http_add_header(x, "Vary", vary);
+    if (h->clear_site_data) /* a logout: the browser forgets what it kept of this site */
+        tc_http_add_header(x, "Clear-Site-Data",
+                           h->keep_cookies ? "\"cache\"" : "\"cache\", \"cookies\"");
     bool cacheable = h->cls != TC_ROUTE_NO_STORE && h->cls != TC_ROUTE_ERROR;
     if (cacheable && h->etag != NULL)
         tc_http_add_header(x, "ETag", h->etag);

@@ -24,6 +24,12 @@
  * Nothing authenticated is ever public, s-maxage or must-revalidate; the
  * tag header is sent only on classes a shared cache may store (STATIC,
  * QUERY_PUBLIC, PAGE). docs/http-caching.md gives the reasons for each number.
+ *
+ * CDN-Cache-Control (RFC 9213), only when the app gives a CDN max-age (it does
+ * when purges reach the shared cache): QUERY_PUBLIC and PAGE get
+ * "public, max-age=<N>, stale-while-revalidate=600", so a CDN that is purged
+ * by tag keeps them longer than browsers and other caches; no other class ever
+ * gets one (STATIC's Cache-Control already says a year to everyone).
  */
 #ifndef TC_HTTP_CACHEHDR_H
 #define TC_HTTP_CACHEHDR_H
@@ -52,6 +58,9 @@ typedef enum tc_route_class {
 #define TC_PUBLIC_MAX_AGE 60       /* public queries in browsers: an edit shows within a minute */
 #define TC_PUBLIC_S_MAXAGE 300     /* in shared caches, purged by tag on every change */
 #define TC_PUBLIC_SWR 600          /* serve stale while one refresh runs */
+#define TC_CDN_MAX_AGE                                                                             \
+    3600 /* public responses in a CDN that is purged by tag (the                                   \
+            default with --purge-url): a lost purge heals in an hour */
 
 const char *tc_route_class_name(tc_route_class cls); /* "static", "query-private", ... */
 
@@ -66,6 +75,12 @@ const char *tc_cachehdr_vary(tc_route_class cls, bool encodings);
 
 /* true for the classes a shared cache may store (and which carry tags). */
 bool tc_cachehdr_shared(tc_route_class cls);
+
+/* The CDN-Cache-Control value of a class into out (cap >= 96 is always
+ * enough), or NULL when the class gets none: anything but QUERY_PUBLIC and
+ * PAGE, or max_age_s 0 (no CDN is purged: it must follow Cache-Control). */
+const char *tc_cachehdr_cdn_cache_control(tc_route_class cls, uint32_t max_age_s, char *out,
+                                          size_t cap);
 
 #define TC_ETAG_MAX 32
 /* A strong entity tag from a 64-bit hash: "\"<16 hex><suffix>\"" (suffix may
@@ -103,6 +118,9 @@ typedef struct tc_cachehdr {
     const char *const *tags;  /* shared-cache tags (sent on shared classes only) */
     int ntags;
     const tc_tag_header *tag_header; /* NULL: no tags */
+    uint32_t cdn_max_age_s;          /* CDN-Cache-Control's max-age; 0: none */
+    bool clear_site_data;            /* Clear-Site-Data: "cache", "cookies" (a logout) */
+    bool keep_cookies;               /* ... without "cookies": the response sets a session */
 } tc_cachehdr;
 
 /* The request's preconditions against h's validators (If-None-Match with its

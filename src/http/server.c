@@ -83,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -219,6 +220,7 @@ struct tc_http_exchange {
     uint64_t t0_us;              /* request line read (tc_mono_us: the coarse clock
                                     ticks in 4 ms, too coarse for request durations) */
     _Atomic(const char *) route; /* tc_http_set_route; static strings only */
+    char request_id[17];         /* tc_http_request_id, set in on_uri */
     int sent_status;             /* set by send_response */
     uint64_t sent_bytes;
     bool no_response; /* on_done: nothing was sent; the response fields may be a worker's */
@@ -280,6 +282,7 @@ struct tc_http_server {
     /* stats */
     _Atomic uint64_t n_requests, n_offloaded, n_busy, n_large, n_bad, n_deadline, n_idle, n_parked;
     _Atomic uint64_t n_addr_refused, n_shed;
+    _Atomic uint64_t next_request_id; /* random start (tc_http_create) */
     _Atomic int64_t n_connections, n_in_flight;
 };
 
@@ -609,6 +612,19 @@ const char *tc_http_route(const tc_http_exchange *x)
     return atomic_load_explicit(&((tc_http_exchange *)x)->route, memory_order_relaxed);
 }
 
+const char *tc_http_request_id(const tc_http_exchange *x)
+{
+    return x->request_id;
+}
+
+/* The exchange this thread is running the handler or blocking function of. */
+static _Thread_local const tc_http_exchange *running_here;
+
+const char *tc_http_current_request_id(void)
+{
+    return running_here != NULL ? running_here->request_id : NULL;
+}
+
 const char *tc_http_response_header(const tc_http_exchange *x, const char *name)
 {
     if (x->no_response || x->foreign)
@@ -781,6 +797,8 @@ static enum MHD_Result send_response(tc_http_exchange *x)
     if (!has_connection && atomic_load_explicit(&s->stopping, memory_order_relaxed))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     int status = x->status >= 100 && x->status <= 999 ? x->status : 500;
+    if (status >= 500)
+        MHD_add_response_header(r, "X-Request-Id", x->request_id);
     enum MHD_Result ok = MHD_queue_response(x->conn, (unsigned)status, r);
     MHD_destroy_response(r);
     x->sent_status = status;
@@ -850,6 +868,7 @@ static enum MHD_Result send_cut(tc_http_exchange *x)
     MHD_add_response_header(r, "Retry-After", ra);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    MHD_add_response_header(r, "X-Request-Id", x->request_id);
     enum MHD_Result ok = MHD_queue_response(x->conn, 503, r);
     MHD_destroy_response(r);
     x->cut_sent = true;
@@ -968,7 +987,9 @@ static void *worker_main(void *arg)
         s->running[me] = x; /* where a cut finds it */
         pthread_mutex_unlock(&s->qlock);
 
+        running_here = x;
         x->blocking(s->cfg.ctx, x);
+        running_here = NULL;
         if (x->parked) { /* it will be queued again: by the unpark, or by us if that came first */
             atomic_fetch_add_explicit(&s->n_parked, 1, memory_order_relaxed);
             pthread_mutex_lock(&s->qlock);
@@ -1242,6 +1263,9 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     x->srv = s;
     x->conn = c;
     x->t0_us = tc_mono_us();
+    uint64_t id = atomic_fetch_add_explicit(&s->next_request_id, 1, memory_order_relaxed);
+    for (int i = 15; i >= 0; i--, id >>= 4)
+        x->request_id[i] = "0123456789abcdef"[id & 15];
     atomic_init(&x->refs, 1);
     atomic_init(&x->state, X_HEADERS);
     size_t n = strlen(uri);
@@ -1537,7 +1561,9 @@ static enum MHD_Result run_handler(tc_http_exchange *x)
         atomic_store_explicit(&x->ct->phase, PH_BUSY, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->n_requests, 1, memory_order_relaxed);
     x->in_handler = true;
+    running_here = x;
     tc_http_action a = s->cfg.handler(s->cfg.ctx, x);
+    running_here = NULL;
     x->in_handler = false;
     if (a == TC_HTTP_OFFLOAD) {
         if (x->blocking == NULL) {
@@ -1808,6 +1834,10 @@ tc_http_server *tc_http_start(const tc_http_config *cfg, int *err)
     s->shed_buf = calloc(s->shed_cap, sizeof *s->shed_buf);
     if (s->addr_tab == NULL || s->shed_buf == NULL)
         goto fail;
+    uint64_t start = 0; /* ids of two processes (or two runs) do not line up */
+    if (getrandom(&start, sizeof start, 0) != (ssize_t)sizeof start)
+        start = tc_mono_us() ^ ((uint64_t)getpid() << 40);
+    atomic_init(&s->next_request_id, start);
 
     int fd = open_listener(cfg, &s->port);
     if (fd < 0) {

@@ -219,11 +219,21 @@ void *tc_http_user(const tc_http_exchange *x);
  * wins; tc_http_route answers NULL until one is made. Any thread that may use x. */
 void tc_http_set_route(tc_http_exchange *x, const char *route);
 const char *tc_http_route(const tc_http_exchange *x);
+/* The request's id: 16 lowercase hex digits, unique within this process (a random
+ * start, counted up per request), the same for the exchange's whole life. The
+ * access log writes it (request_id=) and a 5xx response carries it in
+ * X-Request-Id, so a user's report of an error finds its log lines. Any thread. */
+const char *tc_http_request_id(const tc_http_exchange *x);
+/* The id of the request whose handler or blocking function this thread is
+ * running now, or NULL (another thread, or between requests): for log lines
+ * written deep below the handler (a loader's database error). */
+const char *tc_http_current_request_id(void);
 
 /* --------------------------------------------------------------------------
  * The response. Status 0 (never set) is sent as 500. Every response gets a
  * Date header (libmicrohttpd); no other header is added except Content-Length,
- * Connection when closing, and Retry-After on the server's own 503.
+ * Connection when closing, Retry-After on the server's own 503, and X-Request-Id
+ * on every 5xx (tc_http_request_id).
  */
 void tc_http_set_status(tc_http_exchange *x, int status);
 int tc_http_status(const tc_http_exchange *x);

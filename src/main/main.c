@@ -63,9 +63,16 @@ static const char USAGE[] =
     "  --redis-password P     [TIERCACHE_REDIS_PASSWORD]\n"
     "  --prefix P             Redis key prefix [TIERCACHE_PREFIX] (tc:)\n"
     "  --l1-mb N              in-process cache size in MiB [TIERCACHE_L1_MB] (64)\n"
+    "  --page-cache-mb N      rendered pages kept by their ETag, in MiB\n"
+    "                         [TIERCACHE_PAGE_CACHE_MB] (16; 0: render every page)\n"
     "  --l2-budget-mb N       what this instance may hold in Redis, in MiB; past it, new\n"
     "                         entries are not stored there [TIERCACHE_L2_BUDGET_MB] (256; 0: none)\n"
     "  --l2-budget-keys N     the same in keys [TIERCACHE_L2_BUDGET_KEYS] (500000; 0: none)\n"
+    "  --l1-admission on|off  let a new entry into a full L1 only if it was asked for more\n"
+    "                         often than what it would evict, so a scan does not flush\n"
+    "                         the hot set (TinyLFU) [TIERCACHE_L1_ADMISSION] (on)\n"
+    "  --l2-compress-min-bytes N  store values of N bytes or more compressed in Redis\n"
+    "                         (zstd) [TIERCACHE_L2_COMPRESS_MIN_BYTES] (1024; 0: never)\n"
     "  --lease-ms N           an instance trusts its L1 this long after the invalidation bus\n"
     "                         last proved it had every invalidation [TIERCACHE_LEASE_MS] (250)\n"
     "  --invalidate-wait-ms N how long a write waits for Redis to take its invalidations\n"
@@ -104,6 +111,9 @@ static const char USAGE[] =
     "                         purges [TIERCACHE_TAG_HEADER] (xkey; or Surrogate-Key, Cache-Tag)\n"
     "  --tag-separator SEP    between tags: space, comma or the characters\n"
     "                         [TIERCACHE_TAG_SEPARATOR] (space)\n"
+    "  --cdn-max-age N        CDN-Cache-Control max-age (seconds) on public responses and\n"
+    "                         pages, for a CDN that is purged by tag [TIERCACHE_CDN_MAX_AGE]\n"
+    "                         (3600 with --purge-url, else 0: none)\n"
     "  --help                 this text\n";
 
 static void die(const char *fmt, const char *a, const char *b)
@@ -227,10 +237,18 @@ static void set(options *o, const char *name, const char *v)
         o->app.prefix = v;
     } else if (strcmp(name, "l1-mb") == 0)
         o->app.l1_bytes = (size_t)to_int("--l1-mb", v, 0, 1 << 20) << 20;
+    else if (strcmp(name, "page-cache-mb") == 0)
+        o->app.page_cache_bytes = (size_t)to_int("--page-cache-mb", v, 0, 1 << 16) << 20;
     else if (strcmp(name, "l2-budget-mb") == 0)
         o->app.l2_budget_bytes = (uint64_t)to_int("--l2-budget-mb", v, 0, 1 << 20) << 20;
     else if (strcmp(name, "l2-budget-keys") == 0)
         o->app.l2_budget_keys = (uint64_t)to_int("--l2-budget-keys", v, 0, 1000000000);
+    else if (strcmp(name, "l1-admission") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            die("--l1-admission: expected on or off, got '%s'%s", v, "");
+        o->app.l1_admission = strcmp(v, "on") == 0;
+    } else if (strcmp(name, "l2-compress-min-bytes") == 0)
+        o->app.l2_compress_min_bytes = (size_t)to_int("--l2-compress-min-bytes", v, 0, 16 << 20);
     else if (strcmp(name, "lease-ms") == 0)
         o->app.lease_ms = to_int("--lease-ms", v, 5, 60000);
     else if (strcmp(name, "invalidate-wait-ms") == 0)
@@ -293,7 +311,9 @@ static void set(options *o, const char *name, const char *v)
         if (sep[0] == '\0' || strlen(sep) > 3 || strspn(sep, " ,;|") != strlen(sep))
             die("--tag-separator: space, comma, or up to 3 of ' ,;|', got '%s'%s", v, "");
         o->app.tag_sep = sep;
-    } else if (strcmp(name, "seed-users") == 0)
+    } else if (strcmp(name, "cdn-max-age") == 0)
+        o->app.cdn_max_age_s = to_int("--cdn-max-age", v, 0, 31536000);
+    else if (strcmp(name, "seed-users") == 0)
         o->seed_users = to_int("--seed-users", v, 1, 10000000);
     else if (strcmp(name, "seed-activity") == 0)
         o->seed_activity = to_int("--seed-activity", v, 1, 100000);
@@ -311,9 +331,12 @@ static void from_env(options *o)
         {"TIERCACHE_REDIS_PASSWORD", "redis-password"},
         {"TIERCACHE_PREFIX", "prefix"},
         {"TIERCACHE_L1_MB", "l1-mb"},
+        {"TIERCACHE_PAGE_CACHE_MB", "page-cache-mb"},
         {"TIERCACHE_LEASE_MS", "lease-ms"},
         {"TIERCACHE_L2_BUDGET_MB", "l2-budget-mb"},
         {"TIERCACHE_L2_BUDGET_KEYS", "l2-budget-keys"},
+        {"TIERCACHE_L1_ADMISSION", "l1-admission"},
+        {"TIERCACHE_L2_COMPRESS_MIN_BYTES", "l2-compress-min-bytes"},
         {"TIERCACHE_INVALIDATE_WAIT_MS", "invalidate-wait-ms"},
         {"TIERCACHE_CACHE", "cache"},
         {"TIERCACHE_EVENT_THREADS", "event-threads"},
@@ -329,6 +352,7 @@ static void from_env(options *o)
         {"TIERCACHE_PURGE_URL", "purge-url"},
         {"TIERCACHE_TAG_HEADER", "tag-header"},
         {"TIERCACHE_TAG_SEPARATOR", "tag-separator"},
+        {"TIERCACHE_CDN_MAX_AGE", "cdn-max-age"},
         {"TIERCACHE_ACCESS_LOG", "access-log"},
         {"TIERCACHE_METRICS_TOKEN", "metrics-token"},
         {"TIERCACHE_TEST_FRESH_MS", "test-fresh-ms"},

@@ -4,11 +4,15 @@
 //   - a second navigation loads the fingerprinted assets from the browser cache: no request
 //     for them reaches the server (the proxy's count), and Chromium says they came from its
 //     memory or disk cache (DevTools protocol events);
-//   - a reload revalidates the page with If-None-Match and gets 304;
+//   - a reload revalidates the page with If-None-Match and gets 304; a page that tells CDNs
+//     to keep it an hour (CDN-Cache-Control) is still revalidated by the browser every time;
 //   - two users signing in one after another in the same browser never see each other's
 //     data: not on the server-rendered dashboard, not through the widgets' tRPC refresh
 //     (the browser holds the first user's private, max-age=30 answer for the same URL; Vary
-//     keeps it from the second), not after signing out.
+//     keeps it from the second), not after signing out;
+//   - signing out clears the browser (Clear-Site-Data: "cache", "cookies"): a personal answer
+//     it held (private, max-age=30) is asked of the server again, and every cookie of the
+//     site is gone, the page's own included (the session cookie alone would go anyway).
 // A screenshot of the second user's dashboard is saved under the build directory
 // (e2e-artifacts/dashboard.png).
 import { describe, it, before, after } from 'node:test';
@@ -28,10 +32,11 @@ function countingProxy(targetPort) {
   const seen = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   const server = http.createServer((req, res) => {
-    const entry = { method: req.method, url: req.url, inm: req.headers['if-none-match'], cookie: req.headers.cookie ?? '', status: 0 };
+    const entry = { method: req.method, url: req.url, inm: req.headers['if-none-match'], cookie: req.headers.cookie ?? '', status: 0, headers: {} };
     seen.push(entry);
     const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers, agent }, (ur) => {
       entry.status = ur.statusCode;
+      entry.headers = ur.headers;
       res.writeHead(ur.statusCode, ur.rawHeaders);
       ur.pipe(res);
     });
@@ -53,7 +58,7 @@ describe('Chromium against the server', { skip: existsSync(CHROMIUM) ? false : `
 
   before(async () => {
     ({ chromium } = await import('playwright-core'));
-    srv = await startServer();
+    srv = await startServer({ extra: ['--cdn-max-age', '3600'] }); // as if a CDN were purged
     proxy = await countingProxy(srv.port);
     userDir = mkdtempSync(join(tmpdir(), 'tc-chromium-'));
     ctx = await chromium.launchPersistentContext(userDir, {
@@ -101,6 +106,7 @@ describe('Chromium against the server', { skip: existsSync(CHROMIUM) ? false : `
     const home = reached((s) => s.url === '/');
     assert.equal(home.length, 1);
     assert.equal(home[0].status, 304, 'the page (no-cache) was revalidated: 304');
+    assert.match(home[0].headers['cdn-cache-control'] ?? '', /max-age=3600/, 'though CDNs may keep it an hour');
   });
 
   it('a reload revalidates the page with If-None-Match and gets 304', async () => {
@@ -192,5 +198,33 @@ describe('Chromium against the server', { skip: existsSync(CHROMIUM) ? false : `
     await page.screenshot({ path: join(dir, 'dashboard.png'), fullPage: true });
     await page.goto(`${proxy.base}/`, { waitUntil: 'load' });
     await page.screenshot({ path: join(dir, 'home.png') });
+  });
+  it('signing out clears the browser: its cache forgets a personal answer, and every cookie of the site is gone', async () => {
+    await signIn('demo@example.com');
+    await page.evaluate(() => { document.cookie = 'theme=dark; path=/; max-age=86400; samesite=lax'; });
+    assert.deepEqual((await ctx.cookies()).map((c) => c.name).sort(), ['session', 'theme']);
+    // A second session of the same user, used by the page with a bearer token and no
+    // cookies (so Vary: Cookie cannot be what keeps the cached answer from being reused).
+    const { token } = await login(srv, 'demo@example.com');
+    const me = () => page.evaluate(async (t) => {
+      const r = await fetch('/trpc/user.me', { headers: { authorization: `Bearer ${t}` }, credentials: 'omit' });
+      return { status: r.status, email: (await r.json()).result?.data?.email };
+    }, token);
+    proxy.clear();
+    assert.deepEqual(await me(), { status: 200, email: 'demo@example.com' });
+    assert.deepEqual(await me(), { status: 200, email: 'demo@example.com' });
+    assert.equal(reached((s) => s.url === '/trpc/user.me').length, 1, 'the second answer came from the browser cache (private, max-age=30)');
+
+    proxy.clear();
+    await Promise.all([page.waitForURL(/\/login$/), page.click('#logout')]);
+    const out = reached((s) => s.url === '/trpc/auth.logout');
+    assert.equal(out.length, 1);
+    assert.equal(out[0].status, 200);
+    assert.equal(out[0].headers['clear-site-data'], '"cache", "cookies"');
+    assert.deepEqual(await ctx.cookies(), [], 'every cookie of the site is gone, the page\'s own too');
+
+    proxy.clear();
+    assert.deepEqual(await me(), { status: 200, email: 'demo@example.com' }, 'the bearer session still works');
+    assert.equal(reached((s) => s.url === '/trpc/user.me').length, 1, 'the browser cache no longer had the personal answer: the server was asked');
   });
 });

@@ -122,6 +122,29 @@ describe('a database outage of 10 s under load', () => {
     const back = await fetch(`${S.base}/readyz`);
     assert.equal(back.status, 200);
   });
+
+  it('the log line a failing request causes names it: "(request <id>)", the id its 503 carries', async () => {
+    const u = users[0];
+    assert.equal((await call(S, 'user.update', { token: u.token, input: { bio: 'before' } })).status, 200,
+      'the database answers (its state is "up" before the outage)');
+    const from = S.log().length;
+    outage(S, true);
+    let r;
+    try {
+      r = await call(S, 'user.update', { token: u.token, input: { bio: 'refused' } });
+    } finally {
+      outage(S, false);
+    }
+    assert.equal(r.status, 503);
+    const id = r.headers.get('x-request-id');
+    assert.match(id ?? '', /^[0-9a-f]{16}$/, 'a 5xx carries X-Request-Id');
+    const said = lines(S, from).filter((l) => /ERROR db: the database is unavailable/.test(l));
+    assert.equal(said.length, 1, lines(S, from).join('\n'));
+    assert.ok(said[0].endsWith(` (request ${id})`), `the line names the request ${id}: ${said[0]}`);
+    const ok = await call(S, 'user.update', { token: u.token, input: { bio: 'after' } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('x-request-id'), null, 'only a 5xx carries it');
+  });
 });
 
 describe('a Redis outage of 5 s under load', () => {

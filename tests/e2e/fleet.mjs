@@ -219,8 +219,10 @@ const pick = (a) => a[Math.floor(Math.random() * a.length)];
 // is below the floor taken when it was sent. fault(ctx) runs once, faultAtMs after the start.
 // Returns counts and the first stale samples; every loop stops by itself at durationMs.
 export async function checkReadYourWrites(fleet, opts = {}) {
+  // minReads/minWrites: on a slow run (sanitizers, a busy machine) the traffic goes on past
+  // durationMs until there is enough of it to tell, up to 4 x durationMs.
   const { users = 3, readers = 12, durationMs = 4000, faultAtMs = 1000, fault = null,
-    requestTimeoutMs = 8000 } = opts;
+    requestTimeoutMs = 8000, minReads = 300, minWrites = 30 } = opts;
   const srvs = fleet.instances;
   const who = [];
   for (let i = 1; i <= users; i++) who.push({ ...(await session(srvs[0], `user${i}@example.com`)), floor: 0, n: 0 });
@@ -233,12 +235,14 @@ export async function checkReadYourWrites(fleet, opts = {}) {
   stats.t0 = t0;
   // every write's end (ms since the start), whether it was answered 200, and how long it took
   const logWrite = (started, ok) => stats.writeLog.push({ at: Date.now() - t0, ok, ms: Date.now() - started });
-  const end = Date.now() + durationMs;
+  const end = Date.now() + durationMs, last = Date.now() + 4 * durationMs;
+  const going = () => Date.now() < end ||
+    (Date.now() < last && (stats.reads < minReads || stats.writes < minWrites));
   const timed = (url, init) => fetch(url, { ...init, signal: AbortSignal.timeout(requestTimeoutMs) });
   const note = (kind, s) => { if (stats[kind].length < 5) stats[kind].push(s); };
 
   async function writer(u) {
-    while (Date.now() < end) {
+    while (going()) {
       const n = ++u.n;
       const srv = pick(srvs);
       const started = Date.now();
@@ -266,7 +270,7 @@ export async function checkReadYourWrites(fleet, opts = {}) {
     }
   }
   async function blogWriter() {
-    while (Date.now() < end) {
+    while (going()) {
       const n = ++blog.n;
       const srv = pick(srvs);
       try {
@@ -315,7 +319,7 @@ export async function checkReadYourWrites(fleet, opts = {}) {
     }
   }
   async function reader(k) {
-    while (Date.now() < end) {
+    while (going()) {
       const anon = k % 4 === 3;
       await readOnce(anon ? blog : pick(who), pick(srvs), k % 2, anon);
     }

@@ -7,6 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startServer, login, sleep } from './lib.mjs';
+import { parse, value } from './prom.mjs';
 
 // Sends bytes on a new connection (from localAddress, if given) and collects everything until
 // the server closes it or ms pass: { data (string), closed }.
@@ -55,6 +56,15 @@ describe('hostile clients', () => {
   });
 
   it('one address holds at most --max-connections-per-addr; another is served meanwhile', async () => {
+    // /metrics read from 127.0.0.2: 127.0.0.1 may be at its cap (fetch keeps connections open)
+    const refusedCount = async () => {
+      const m = await exchange(srv.port, 'GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n',
+        { localAddress: '127.0.0.2', ms: 3000 });
+      return value(parse(m.data.slice(m.data.indexOf('\r\n\r\n') + 4)).samples,
+        'tiercache_http_closed_total', { reason: 'per_address' });
+    };
+    const refused0 = await refusedCount();
+    assert.equal(typeof refused0, 'number');
     const held = [];
     for (let i = 0; i < 3; i++) {
       const s = net.connect({ host: '127.0.0.1', port: srv.port, localAddress: '127.0.0.1' });
@@ -70,6 +80,8 @@ describe('hostile clients', () => {
     assert.match(other.data, /^HTTP\/1\.1 200 /);
     for (const s of held) s.destroy();
     assert.match(srv.log(), /has 3 connections open \(the cap per address\): refusing more/);
+    const closed = await refusedCount();
+    assert.ok(closed >= refused0 + 1, `counted on /metrics: closed_total{reason="per_address"} ${refused0} -> ${closed}`);
   });
 });
 

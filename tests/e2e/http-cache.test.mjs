@@ -10,7 +10,11 @@
 //   - web cache deception and poisoning probes: trailing segments, `;` parameters and
 //     encoded slashes are 404 no-store, never the parent resource; X-Forwarded-Host and
 //     friends are never reflected and change nothing;
-//   - the tRPC fast path: a matching revalidation of a cached query is a 304 from L1.
+//   - the tRPC fast path: a matching revalidation of a cached query is a 304 from L1;
+//   - CDN-Cache-Control (RFC 9213): none without a CDN that is purged; with --cdn-max-age,
+//     on public queries and public pages only (never on anything personal), repeated by 304s;
+//   - Clear-Site-Data on sign-out (ended, or no session), "cache" only when the same answer
+//     signs someone in; on nothing else.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gunzipSync } from 'node:zlib';
@@ -84,9 +88,9 @@ describe('HTTP cache semantics', () => {
       ['mutation: activity.track', 'POST', '/trpc/activity.track', { ...bearer, ...json }, JSON.stringify({ kind: 'page_view' }), 200, 'no-store', null, true, null],
       ['mutation: blog.update', 'POST', '/trpc/blog.update', { authorization: `Bearer ${admin.token}`, ...json }, JSON.stringify({ slug, body: 'Edited by the header test.' }), 200, 'no-store', null, true, null],
       ['webhook: bad signature', 'POST', '/webhooks/billing', { ...json, 'billing-signature': badSig }, '{}', 401, 'no-store', null, false, null],
-      ['page: /', 'GET', '/', {}, undefined, 200, 'no-cache', null, false, 'blog blog-list'],
-      ['page: /blog/<slug>', 'GET', `/blog/${slug}`, {}, undefined, 200, 'no-cache', null, false, `blog blog:${slug}`],
-      ['page: /login', 'GET', '/login', {}, undefined, 200, 'no-cache', null, false, null],
+      ['page: /', 'GET', '/', {}, undefined, 200, 'no-cache', null, false, 'blog blog-list page'],
+      ['page: /blog/<slug>', 'GET', `/blog/${slug}`, {}, undefined, 200, 'no-cache', null, false, `blog blog:${slug} page`],
+      ['page: /login', 'GET', '/login', {}, undefined, 200, 'no-cache', null, false, 'page'],
       ['page: /dashboard (personal)', 'GET', '/dashboard', { cookie }, undefined, 200, 'private, no-cache', CRED_VARY, true, null],
       ['page: /dashboard signed out (redirect)', 'GET', '/dashboard', {}, undefined, 303, 'no-store', null, false, null],
       ['page: unknown post', 'GET', '/blog/no-such-post', {}, undefined, 404, 'no-store', null, false, null],
@@ -100,6 +104,8 @@ describe('HTTP cache semantics', () => {
       assert.equal(r.headers['cache-control'], cc, `${name}: Cache-Control`);
       assert.equal(r.headers.vary, vary ?? undefined, `${name}: Vary`);
       assert.equal(r.headers.xkey, tags ?? undefined, `${name}: xkey`);
+      assert.equal(r.headers['cdn-cache-control'], undefined, `${name}: no CDN is purged here`);
+      assert.equal(r.headers['clear-site-data'], undefined, `${name}: not a sign-out`);
       if (authed) {
         assert.doesNotMatch(cc, /public|s-maxage|must-revalidate/, `${name}: forbidden directive`);
         if (cc !== 'no-store') { // stored by a browser: it must vary on the credentials
@@ -113,6 +119,94 @@ describe('HTTP cache semantics', () => {
         assert.match(r.headers['cache-status'], /^tiercache; (hit; ttl=-?\d+; detail=l[12](-stale)?|fwd=miss; stored; ttl=\d+)$/, `${name}: Cache-Status`);
       }
     }
+  });
+
+  it('with a CDN that is purged (--cdn-max-age): CDN-Cache-Control on public queries and public pages only', async () => {
+    const cdn = await startServer({ extra: ['--cdn-max-age', '7200'] });
+    try {
+      const g = (path, headers = {}) => raw(cdn.base, 'GET', path, headers);
+      const u = await login(cdn);
+      const bearer = { authorization: `Bearer ${u.token}` }, mine = { cookie: `session=${u.token}` };
+      const home = await g('/');
+      const css = assetUrls(home.body.toString()).find((a) => a.endsWith('.css'));
+      const s = JSON.parse((await g(q('blog.list', { limit: 1 }))).body).result.data.items[0].slug;
+      const CDN_CC = 'public, max-age=7200, stale-while-revalidate=600';
+      // [path, headers, CDN-Cache-Control, Cache-Control (what browsers and other caches follow)]
+      const rows = [
+        [q('blog.list', { limit: 3 }), {}, CDN_CC, PUBLIC_CC],
+        [q('blog.list', { limit: 3 }), mine, CDN_CC, PUBLIC_CC],
+        [q('blog.bySlug', { slug: s }), bearer, CDN_CC, PUBLIC_CC],
+        ['/', {}, CDN_CC, 'no-cache'],
+        ['/', mine, CDN_CC, 'no-cache'], // the same page for a signed-in reader
+        [`/blog/${s}`, {}, CDN_CC, 'no-cache'],
+        ['/login', {}, CDN_CC, 'no-cache'],
+        [q('user.me'), bearer, undefined, PRIVATE_CC],
+        [q('user.me'), mine, undefined, PRIVATE_CC],
+        [q('subscription.get'), bearer, undefined, PRIVATE_CC],
+        [q('dashboard.summary'), mine, undefined, SWR_CC],
+        [`/trpc/blog.list,user.me?batch=1&input=${encodeURIComponent('{"0":{"limit":2}}')}`, bearer, undefined, PRIVATE_CC],
+        [`/trpc/blog.list,blog.bySlug?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { limit: 2 }, 1: { slug: s } }))}`, {}, CDN_CC, PUBLIC_CC],
+        ['/dashboard', mine, undefined, 'private, no-cache'],
+        ['/dashboard', {}, undefined, 'no-store'],
+        [css, {}, undefined, STATIC_CC],
+        ['/static/app.css', {}, undefined, 'no-store'],
+        ['/blog/no-such-post', {}, undefined, 'no-store'],
+        [q('blog.bySlug', { slug: 'no-such-post' }), {}, undefined, 'no-store'],
+        [q('user.me'), {}, undefined, 'no-store'],
+        ['/healthz', {}, undefined, 'no-store'],
+      ];
+      for (const [path, h, want, cc] of rows) {
+        const r = await g(path, h);
+        assert.equal(r.headers['cdn-cache-control'], want, `${path} ${JSON.stringify(Object.keys(h))}: CDN-Cache-Control`);
+        assert.equal(r.headers['cache-control'], cc, `${path}: Cache-Control is unchanged`);
+      }
+      for (const path of [`/blog/${s}`, q('blog.bySlug', { slug: s })]) { // a 304 repeats it
+        const full = await g(path);
+        const r304 = await g(path, { 'if-none-match': full.headers.etag });
+        assert.equal(r304.status, 304, path);
+        assert.equal(r304.headers['cdn-cache-control'], CDN_CC, `${path}: the 304 repeats CDN-Cache-Control`);
+      }
+      const upd = await raw(cdn.base, 'POST', '/trpc/user.update', { ...bearer, 'content-type': 'application/json' }, '{"bio":"cdn"}');
+      assert.equal(upd.status, 200);
+      assert.equal(upd.headers['cdn-cache-control'], undefined, 'a mutation');
+    } finally {
+      assert.equal(await cdn.stop(), 0);
+    }
+  });
+
+  it('sign-out answers Clear-Site-Data: "cache", "cookies" (ended, or no session); "cache" only when the answer signs someone in', async () => {
+    const post = (path, h, body = '') => raw(srv.base, 'POST', path, { 'content-type': 'application/json', ...h }, body);
+    const u = await login(srv, 'user4@example.com');
+    const out = await post('/trpc/auth.logout', { authorization: `Bearer ${u.token}` });
+    assert.equal(out.status, 200, out.body.toString());
+    assert.equal(out.headers['clear-site-data'], '"cache", "cookies"');
+    assert.equal(out.headers['cache-control'], 'no-store');
+    assert.match(String(out.headers['set-cookie']), /^session=; .*Max-Age=0/);
+    // the session has ended (or there never was one): the browser forgets all the same
+    for (const h of [{ authorization: `Bearer ${u.token}` }, { cookie: `session=${u.token}` }, {}]) {
+      const r = await post('/trpc/auth.logout', h);
+      assert.equal(r.status, 401, JSON.stringify(h));
+      assert.equal(r.headers['clear-site-data'], '"cache", "cookies"', `${JSON.stringify(h)}: 401`);
+    }
+    // a batch that signs one session out and another in: clearing cookies could drop the new one
+    const v = await login(srv, 'user5@example.com');
+    const both = await post('/trpc/auth.logout,auth.login?batch=1', { cookie: `session=${v.token}` },
+      JSON.stringify({ 1: { email: 'user5@example.com', password: DEMO_PASSWORD } }));
+    assert.equal(both.status, 200, both.body.toString());
+    assert.equal(both.headers['clear-site-data'], '"cache"');
+    const fresh = JSON.parse(both.body.toString())[1].result.data.token;
+    assert.ok([].concat(both.headers['set-cookie']).some((c) => c.startsWith(`session=${fresh};`)), 'the new session cookie is set');
+    assert.equal((await call(srv, 'user.me', { token: v.token })).status, 401, 'the old session ended');
+    assert.equal((await call(srv, 'user.me', { token: fresh })).status, 200, 'the new one works');
+    // signing in, other writes and reads never clear anything
+    const w = await login(srv, 'user6@example.com');
+    for (const r of [
+      await post('/trpc/auth.login', {}, JSON.stringify({ email: 'user6@example.com', password: DEMO_PASSWORD })),
+      await post('/trpc/user.update', { authorization: `Bearer ${w.token}` }, '{"bio":"x"}'),
+      await post('/trpc/auth.login', {}, JSON.stringify({ email: 'user6@example.com', password: 'wrong-password' })),
+      await get(q('user.me'), { authorization: `Bearer ${w.token}` }),
+      await get('/dashboard', { cookie: `session=${w.token}` }),
+    ]) assert.equal(r.headers['clear-site-data'], undefined, `${r.status} ${r.body.toString().slice(0, 80)}`);
   });
 
   it('a batch mixing personal and public calls is private whichever order they come in, for each user', async () => {

@@ -1,7 +1,8 @@
 // The monitoring page in headless Chromium (Debian's chromium, driven by playwright-core)
 // while a bounded load runs on loopback: the page signs in with an admin's session cookie,
 // updates every second, and every chart is drawn from non-zero data — checked in the data the
-// page exposes (window.tcMonitor) and in the canvas pixels themselves. Screenshots (dark and
+// page exposes (window.tcMonitor) and in the canvas pixels themselves; the hit ratio tables by
+// route and by tag family list the load's routes and families. Screenshots (dark and
 // light) are saved into the build directory: <build>/e2e-artifacts/admin-cache*.png.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,6 +128,8 @@ describe('the monitoring page under load', () => {
       rows: [...document.querySelectorAll('#ns tbody tr td.ns')].map((td) => td.textContent),
       live: document.getElementById('live').dataset.state,
       health: document.getElementById('health').textContent,
+      routes: [...document.querySelectorAll('#routes tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent)),
+      families: [...document.querySelectorAll('#families tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent)),
       feed: window.tcMonitor.feed.summary,
     }));
     assert.match(view.ratio, /^\d{1,3}\.\d$/);
@@ -138,8 +141,39 @@ describe('the monitoring page under load', () => {
     assert.equal(view.live, 'ok');
     for (const ns of ['user', 'dash', 'sub', 'session', 'blog']) assert.ok(view.rows.includes(ns), `${ns} in ${view.rows}`);
     assert.match(view.health, /closed/);
+    // hit ratio by route and by tag family: the load's routes and families, a ratio each,
+    // the busiest first as the feed ranks them
+    const names = (rows) => rows.map((r) => r[0]);
+    for (const r of ['user.me', 'dashboard.summary', 'subscription.get', 'blog.list']) {
+      assert.ok(names(view.routes).includes(r), `route ${r} in ${names(view.routes)}`);
+    }
+    for (const f of ['user', 'sub', 'dash', 'blog', 'blog-list']) {
+      assert.ok(names(view.families).includes(f), `family ${f} in ${names(view.families)}`);
+    }
+    for (const row of [...view.routes, ...view.families]) assert.match(row[1], /^\d{1,3}\.\d %$/, `${row[0]}: ${row[1]}`);
+    const answered = (r) => r.hits + r.stale + r.misses;
+    for (const t of [view.feed.routes, view.feed.tag_families]) {
+      for (let i = 1; i < t.length; i++) assert.ok(answered(t[i - 1]) >= answered(t[i]), 'busiest first');
+    }
     assert.ok(view.feed.stale_served > 0 && view.feed.refreshes > 0, 'stale reads and refreshes in the last minute');
     assert.ok(view.feed.hits > view.feed.misses, 'mostly hits');
+
+    // the hot keys table: the latest feed's top list, redrawn with every poll
+    const hot = () => page.evaluate(() => ({
+      rows: [...document.querySelectorAll('#hot-keys tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent)),
+      keys: window.tcMonitor.feed.summary.hot.keys,
+      updates: window.tcMonitor.updates,
+    }));
+    const h0 = await hot();
+    assert.ok(h0.rows.length >= 5 && h0.rows.length <= 16, `${h0.rows.length} hot key rows`);
+    assert.deepEqual(h0.rows.map((r) => r[0]), h0.keys.map((k) => k.name));
+    assert.deepEqual(h0.rows.map((r) => Number(r[2].replace(/\D/g, ''))), h0.keys.map((k) => k.count));
+    for (const r of h0.rows) assert.match(r[1], /^\d+\.\d %$/);
+    await sleep(2500);
+    const h1 = await hot();
+    assert.ok(h1.updates >= h0.updates + 2, 'polled again');
+    assert.deepEqual(h1.rows.map((r) => Number(r[2].replace(/\D/g, ''))), h1.keys.map((k) => k.count), 'redrawn from the latest feed');
+    assert.notDeepEqual(h1.keys, h0.keys, 'the counts moved under the load');
 
     // a hover shows the read-out
     const box = await page.locator('#c-rps').boundingBox();

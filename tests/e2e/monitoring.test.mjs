@@ -111,6 +111,11 @@ describe('monitoring: counters, labels, format', () => {
       const b2 = await scrape(B);
       assert.equal(delta(b1, b2, 'tiercache_cache_misses_total', { namespace: 'user' }), 1, 'B reloaded once');
       assert.equal(delta(b1, b2, 'tiercache_bus_messages_total'), 1, 'exactly one message');
+      // the bus delivery lag: B timed the one invalidation it applied, A its own none
+      assert.equal(delta(b0, b2, 'tiercache_bus_lag_seconds_count'), 1, 'one lag on B');
+      assert.equal(delta(a0, await scrape(A), 'tiercache_bus_lag_seconds_count'), 0, 'none on A');
+      const lagTotal = async () => (await (await fetch(`${B.base}/admin/cache.json`)).json()).summary.bus_lag.total;
+      assert.ok(await until(async () => await lagTotal() === 1, 5000), 'the feed shows it (sampled once a second)');
     } finally {
       assert.equal(await B.stop(), 0);
     }
@@ -147,6 +152,61 @@ describe('monitoring: counters, labels, format', () => {
     assert.ok(routes.size < 25, `${routes.size} routes`);
   });
 
+  it('hit ratio by route and by tag family: the counters move as the requests say', async () => {
+    const u = await login(A, 'user3@example.com');
+    const slug = (await call(A, 'blog.list', { input: { limit: 5 } })).body.result.data.items[4].slug;
+    // both invalidate: what they read next is loaded once, then hit
+    assert.equal((await call(A, 'user.update', { token: u.token, input: { bio: 'ratios' } })).status, 200);
+    assert.equal((await call(A, 'blog.update', { token: admin.token, input: { slug, title: `Ratios ${Date.now()}` } })).status, 200);
+    const m0 = await scrape(A);
+    for (let i = 0; i < 5; i++) assert.equal((await call(A, 'user.me', { token: u.token })).status, 200);
+    for (let i = 0; i < 3; i++) assert.equal((await call(A, 'dashboard.summary', { token: u.token })).status, 200);
+    assert.equal((await fetch(`${A.base}/blog/${slug}`)).status, 200); // the page loads the post
+    assert.equal((await call(A, 'blog.bySlug', { input: { slug } })).status, 200); // the API hits it
+    assert.equal((await fetch(`${A.base}/blog/${slug}`)).status, 200); // and so does the page
+    // no Cache-Status, so no outcome: a write, a static file, an error
+    await call(A, 'activity.track', { token: u.token, input: { kind: 'ratio' } });
+    await fetch(`${A.base}/healthz`);
+    await call(A, 'user.me');
+    const m1 = await scrape(A);
+    const route = (r, cache) => delta(m0, m1, 'tiercache_route_cache_total', { route: r, cache });
+    const fam = (f, cache) => delta(m0, m1, 'tiercache_tag_family_lookups_total', { family: f, cache });
+    assert.deepEqual([route('user.me', 'hit'), route('user.me', 'stale'), route('user.me', 'miss')], [4, 0, 1]);
+    assert.deepEqual([route('dashboard.summary', 'hit'), route('dashboard.summary', 'miss')], [2, 1]);
+    assert.deepEqual([route('/blog/:slug', 'hit'), route('/blog/:slug', 'miss')], [1, 1]);
+    assert.deepEqual([route('blog.bySlug', 'hit'), route('blog.bySlug', 'miss')], [1, 0]);
+    for (const r of ['activity.track', '/healthz']) assert.equal(route(r, 'hit') + route(r, 'miss') + route(r, 'stale'), 0, r);
+    assert.equal(delta(m0, m1, 'tiercache_route_cache_total'), 4 + 1 + 2 + 1 + 1 + 1 + 1, 'nothing else counted');
+    // user.me carries user:{id}; dashboard.summary user:, sub: and dash:; a post blog and
+    // blog:<slug>, one family: counted once per answer
+    assert.deepEqual([fam('user', 'hit'), fam('user', 'miss')], [4 + 2, 1 + 1]);
+    assert.deepEqual([fam('sub', 'hit'), fam('sub', 'miss'), fam('dash', 'hit'), fam('dash', 'miss')], [2, 1, 2, 1]);
+    assert.deepEqual([fam('blog', 'hit'), fam('blog', 'miss')], [2, 1]);
+    assert.equal(delta(m0, m1, 'tiercache_tag_family_lookups_total'), 6 + 2 + 3 + 3 + 3, 'nothing else counted');
+    validate(m1.text);
+  });
+
+  it('hit ratio labels stay bounded: many users and posts are a few families, never one series each', async () => {
+    const users = [];
+    for (let i = 6; i <= 25; i++) users.push(await login(A, `user${i}@example.com`));
+    for (const u of users) {
+      await call(A, 'user.me', { token: u.token });
+      await call(A, 'dashboard.summary', { token: u.token });
+    }
+    for (const p of (await call(A, 'blog.list', { input: { limit: 30 } })).body.result.data.items) {
+      await call(A, 'blog.bySlug', { input: { slug: p.slug } });
+      await fetch(`${A.base}/blog/${p.slug}`);
+    }
+    const m = await scrape(A);
+    const labels = (name, key) => [...new Set(m.samples.filter((x) => x.name === name).map((x) => x.labels[key]))].sort();
+    assert.deepEqual(labels('tiercache_tag_family_lookups_total', 'family'), ['blog', 'blog-list', 'dash', 'sub', 'user'],
+      '20 users and 30 posts: the families of the procedure table\'s tags, nothing per user or per post');
+    for (const r of labels('tiercache_route_cache_total', 'route')) {
+      assert.match(r, /^([a-z]+\.[a-zA-Z]+|batch|\/|\/login|\/dashboard|\/blog\/:slug)$/, `route label ${r}`);
+    }
+    assert.ok(m.samples.filter((x) => x.name === 'tiercache_tag_family_lookups_total').length <= 5 * 3);
+  });
+
   it('/metrics: loopback peers may read it, a proxied request may not', async () => {
     assert.equal((await scrape(A)).status, 200);
     for (const h of [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { via: '1.1 proxy' }]) {
@@ -176,14 +236,63 @@ describe('monitoring: counters, labels, format', () => {
     assert.match(A.log(), /method=GET path=\/trpc\/user.me status=200 duration_ms=[\d.]+ cache=hit cache_detail=l1 bytes=\d+ route=user.me/);
   });
 
+  it('hot keys: the key read most is on the feed, on /metrics (the top 10 only) and in tiercache stats', async () => {
+    const me = await call(A, 'user.me', { token: demo.token });
+    const key = `user:${me.body.result.data.id}`;
+    const countOf = (f) => (f.summary.hot.keys.find((k) => k.name === key) || { count: 0 }).count;
+    const feed = async () => (await fetch(`${A.base}/admin/cache.json`)).json();
+    const before = countOf(await feed());
+    for (let i = 0; i < 300; i++) await call(A, 'user.me', { token: demo.token }); // L1 hits
+    const f = await feed();
+    assert.ok(countOf(f) - before >= 300, `${key}: ${before} -> ${countOf(f)}`);
+    const top = f.summary.hot.keys;
+    assert.ok(top.length >= 2 && top.length <= 16);
+    // the user and the session it is read with are the two most read keys now
+    assert.deepEqual(top.slice(0, 2).map((k) => k.name.split(':')[0]).sort(), ['session', 'user']);
+    assert.ok(top[0].share > 0 && top[0].share <= 1);
+    assert.ok(f.summary.hot.key_reads >= top[0].count);
+    const m = await scrape(A);
+    const hot = m.samples.filter((x) => x.name === 'tiercache_cache_hot_key_reads');
+    assert.ok(hot.length >= 2 && hot.length <= 10, `${hot.length} series`);
+    assert.ok(hot.find((x) => x.labels.key === key).value >= 300);
+    assert.ok(m.type.has('tiercache_cache_hot_tag_invalidations'));
+    assert.ok(m.type.has('tiercache_cache_hot_skipped_total'));
+    const out = await run(BIN, ['stats', '--url', A.base], { timeout: 20000 });
+    assert.match(out.stdout, /hot keys\s+(session|user):\S+ \(\d+\.\d %\)/);
+  });
+
   it('tiercache stats: the same numbers in a terminal, once, as JSON, and --watch', async () => {
     const once = await run(BIN, ['stats', '--url', A.base], { timeout: 20000 });
     assert.match(once.stdout, /hit ratio\s+\d+\.\d %/);
     assert.match(once.stdout, /latency\s+cached\s+p50 [\d.]+ ms/);
     assert.match(once.stdout, /\n\s+user\s+\d+\.\d %\s+\d+/);
     assert.match(once.stdout, /redis\s+ok: breaker closed, bus connected/);
+    // the hit ratios: the busiest routes and tag families (sampled once a second: wait for one)
+    await call(A, 'user.me', { token: demo.token });
+    await until(async () => {
+      const f = JSON.parse((await run(BIN, ['stats', '--url', A.base, '--json'], { timeout: 20000 })).stdout);
+      return (f.summary.routes ?? []).some((r) => r.route === 'user.me' && r.hits > 0);
+    }, 5000);
+    const ratios = await run(BIN, ['stats', '--url', A.base], { timeout: 20000 });
+    assert.match(ratios.stdout, /\n\s+route\s+hit %\s+hits\s+stale\s+misses\n/);
+    assert.match(ratios.stdout, /\n\s+user\.me\s+\d+\.\d %\s+\d+\s+\d+\s+\d+\n/);
+    assert.match(ratios.stdout, /\n\s+tag family\s+hit %\s+hits\s+stale\s+misses\s+inval\n/);
+    assert.match(ratios.stdout, /\n\s+user\s+\d+\.\d %\s+\d+\s+\d+\s+\d+\s+\d+\n/);
     const js = await run(BIN, ['stats', '--url', A.base, '--json'], { timeout: 20000 });
-    assert.ok(JSON.parse(js.stdout).summary.namespaces.length > 0);
+    const sum = JSON.parse(js.stdout).summary;
+    assert.ok(sum.namespaces.length > 0);
+    for (const [t, key] of [[sum.routes, 'route'], [sum.tag_families, 'family']]) {
+      assert.ok(t.length > 0, key);
+      for (const r of t) {
+        const n = r.hits + r.stale + r.misses;
+        assert.ok(r.hit_ratio === null ? n === 0 : Math.abs(r.hit_ratio - (r.hits + r.stale) / n) < 1e-6, `${r[key]}: hit_ratio`);
+        assert.ok(r.totals.hits >= r.hits && r.totals.misses >= r.misses, `${r[key]}: totals`);
+      }
+      for (let i = 1; i < t.length; i++) {
+        const w = (r) => r.hits + r.stale + r.misses;
+        assert.ok(w(t[i - 1]) >= w(t[i]), `${key}s busiest first`);
+      }
+    }
     const w = await run(BIN, ['stats', '--url', A.base, '--watch', '--interval', '0.2', '--count', '2'], { timeout: 20000 });
     assert.equal(w.stdout.match(/^tiercache /gm).length, 2, 'two frames');
     await assert.rejects(run(BIN, ['stats', '--url', 'http://127.0.0.1:1'], { timeout: 20000 }), /cannot connect/);
@@ -290,6 +399,8 @@ describe('monitoring: access rules with a metrics token, the access log, Postgre
     assert.match(hit.duration_ms, /^\d+\.\d{3}$/);
     assert.match(hit.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.equal(hit.client, '127.0.0.1');
+    for (const l of [nf, miss, hit]) assert.match(l.request_id, /^[0-9a-f]{16}$/, why);
+    assert.equal(new Set([nf, miss, hit].map((l) => l.request_id)).size, 3, 'an id per request');
     const m = await scrape(D, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.equal(value(m.samples, 'tiercache_access_log_dropped_total'), 0);
     assert.ok(value(m.samples, 'tiercache_access_log_lines_total') >= 3);

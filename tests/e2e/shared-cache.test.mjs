@@ -7,7 +7,10 @@
 // served from the shared cache to another user; public blog responses are cached (the
 // second request is a HIT); publishing or updating a post purges exactly its tags from
 // Varnish through xkey, so the next request is a MISS with the new content, while other
-// posts stay cached; deception paths are never stored.
+// posts stay cached; deception paths are never stored. CDN-Cache-Control (the server sends
+// it because it purges Varnish): Varnish keeps public pages too (nginx, which does not read
+// it, does not), an edit purges the pages that show it, and a server that starts purges
+// every page (tag `page`: a deploy changes templates and assets without an invalidation).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, login, call, freePort, sleep, redis, postBilling, eventTime, subState } from './lib.mjs';
@@ -27,13 +30,16 @@ async function eventually(fn, what) {
 }
 
 describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_NGINX ? 'varnishd or nginx is not installed (scripts/deps.sh installs them)' : false }, () => {
-  let srv, varnish, nginx, a, b, slugs;
+  let srv, varnish, nginx, a, b, slugs, vport, logFrom;
   const subs = new Map(); // user id -> the subscription (subState) a billing event gave them
   before(async () => {
-    const vport = await freePort();
+    vport = await freePort();
     srv = await startServer({ extra: ['--purge-url', `http://127.0.0.1:${vport}/`] });
     varnish = await startVarnish(srv.port, vport);
     nginx = await startNginx(srv.port);
+    // the server's start-up purge (tag page) went out before Varnish was there: judge the
+    // purges from here on
+    logFrom = srv.log().length;
     a = await login(srv, 'demo@example.com');
     b = await login(srv, 'user1@example.com');
     const list = (await call(srv, 'blog.list', { input: { limit: 5 } })).body.result.data;
@@ -130,7 +136,7 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
       batches.forEach((bt, i) => checkMixedBatch(mine[i], bt, a, slug, `${bt.name} as A`, subs.get(a.user.id)));
     });
 
-    it(`${which}: public blog responses and fingerprinted assets are cached; pages are not`, async () => {
+    it(`${which}: public blog responses and fingerprinted assets are cached; pages only where CDN-Cache-Control is read`, async () => {
       const base = front().base;
       const slug = slugs[4];
       for (const path of [q('blog.bySlug', { slug }), q('blog.list', { limit: 5 })]) {
@@ -155,8 +161,17 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
       assert.equal(again.headers['content-encoding'], 'gzip');
       const plain = await raw(base, 'GET', asset);
       assert.equal(plain.headers['content-encoding'], undefined, 'Vary: Accept-Encoding keeps the variants apart');
+      await raw(base, 'GET', '/');
+      await settle();
       const page = await raw(base, 'GET', '/');
-      assert.notEqual(status(page), 'HIT', 'no-cache pages are revalidated at the server');
+      assert.equal(page.headers['cache-control'], 'no-cache', 'browsers revalidate pages');
+      if (which === 'varnish') { // CDN-Cache-Control: this cache is purged, so it keeps pages
+        assert.equal(page.headers['cdn-cache-control'], 'public, max-age=3600, stale-while-revalidate=600');
+        assert.equal(status(page), 'HIT', 'Varnish keeps a public page (CDN-Cache-Control)');
+        assert.equal(status(await raw(base, 'GET', '/dashboard', { cookie: `session=${a.token}` })), 'PASS', 'never a personal one');
+      } else {
+        assert.notEqual(status(page), 'HIT', 'nginx does not read CDN-Cache-Control: no-cache pages are revalidated at the server');
+      }
       const reval = await raw(base, 'GET', '/', { 'if-none-match': page.headers.etag });
       assert.equal(reval.status, 304, 'and the revalidation goes through');
       assert.equal(reval.body.length, 0);
@@ -246,7 +261,48 @@ describe('shared caches in front of tiercache', { skip: !HAVE_VARNISH || !HAVE_N
     assert.equal(page.headers['x-cache'], 'MISS');
   });
 
+  it('varnish: pages are kept and purged with their data: an edit shows on its page and the home page at once', async () => {
+    const base = varnish.base;
+    const slug = slugs[2];
+    for (const p of [`/blog/${slug}`, '/']) {
+      await raw(base, 'GET', p);
+      assert.equal((await raw(base, 'GET', p)).headers['x-cache'], 'HIT', p);
+    }
+    const admin = await login(srv, 'admin@example.com');
+    const title = `Page purged ${Date.now()}`;
+    const ed = await call(srv, 'blog.update', { token: admin.token, input: { slug, title } });
+    assert.equal(ed.status, 200, JSON.stringify(ed.body));
+    for (const p of [`/blog/${slug}`, '/']) {
+      let r;
+      await eventually(async () => {
+        r = await raw(base, 'GET', p);
+        return r.headers['x-cache'] === 'MISS';
+      }, `${p} is a MISS after the edit`);
+      assert.match(r.body.toString(), new RegExp(title), `${p} shows the new title`);
+      assert.equal((await raw(base, 'GET', p)).headers['x-cache'], 'HIT', `${p} is kept again`);
+    }
+  });
+
+  it('varnish: a server that starts purges every page (tag page), and nothing else', async () => {
+    const base = varnish.base;
+    const api = q('blog.bySlug', { slug: slugs[1] });
+    const pages = ['/', '/login', `/blog/${slugs[1]}`];
+    for (const p of [...pages, api]) {
+      await raw(base, 'GET', p);
+      assert.equal((await raw(base, 'GET', p)).headers['x-cache'], 'HIT', p);
+    }
+    const next = await startServer({ extra: ['--purge-url', `http://127.0.0.1:${vport}/`] }); // a deploy
+    try {
+      for (const p of pages) {
+        await eventually(async () => (await raw(base, 'GET', p)).headers['x-cache'] === 'MISS', `${p} is a MISS after a start`);
+      }
+      assert.equal((await raw(base, 'GET', api)).headers['x-cache'], 'HIT', 'the API response is not a page');
+    } finally {
+      assert.equal(await next.stop(), 0);
+    }
+  });
+
   it('the purges were sent by the server, not expiry: the server logs no purge failure', () => {
-    assert.doesNotMatch(srv.log(), /purge .*(no answer|refused)/);
+    assert.doesNotMatch(srv.log().slice(logFrom), /purge .*(no answer|refused)/);
   });
 });

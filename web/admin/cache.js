@@ -442,6 +442,46 @@
     return el('td', cls, text);
   }
 
+  // A hit ratio as a number and a bar.
+  function ratioCell(r, color) {
+    const td = el('td', 'ratio');
+    const bar = el('span', 'rbar');
+    const track = el('span', 'track');
+    const fill = el('span', 'fill');
+    fill.style.width = finite(r) ? `${(r * 100).toFixed(1)}%` : '0';
+    fill.style.background = color;
+    track.appendChild(fill);
+    bar.append(el('span', '', finite(r) ? `${fmtPct(r)} %` : '–'), track);
+    td.appendChild(bar);
+    return td;
+  }
+
+  // Hit ratio by route and by tag family: the feed's rows, busiest first (it sorts them).
+  function renderRatios(f) {
+    const s = f.summary || {};
+    for (const [id, rows, key, inval] of [['routes', s.routes, 'route', false], ['families', s.tag_families, 'family', true]]) {
+      const body = $(id).tBodies[0];
+      body.replaceChildren();
+      if (!rows || !rows.length) {
+        const tr = el('tr');
+        const td = el('td', 'empty', f.cache ? 'No cached answers yet.' : 'The cache is turned off.');
+        td.colSpan = inval ? 6 : 5;
+        tr.appendChild(td);
+        body.appendChild(tr);
+        continue;
+      }
+      for (const r of rows) {
+        const tr = el('tr');
+        const t = r.totals || {};
+        tr.title = `since start: ${t.hit_ratio == null ? '–' : `${fmtPct(t.hit_ratio)} %`} of ${group((t.hits || 0) + (t.stale || 0) + (t.misses || 0))} (${group(t.hits || 0)} hits, ${group(t.stale || 0)} stale, ${group(t.misses || 0)} misses)`;
+        const num = (v) => cell(group(v || 0), v ? '' : 'zero');
+        tr.append(cell(r[key], 'l'), ratioCell(r.hit_ratio, colorOf(r[key])), num(r.hits), num(r.stale), num(r.misses));
+        if (inval) tr.append(num(r.invalidations));
+        body.appendChild(tr);
+      }
+    }
+  }
+
   function renderTable(f) {
     const body = $('ns').tBodies[0];
     const rows = ((f.summary || {}).namespaces || []).slice().sort((a, b) => b.lookups_ps - a.lookups_ps || a.name.localeCompare(b.name));
@@ -462,19 +502,39 @@
       const sw = el('span', 'sw');
       sw.style.background = colorOf(n.name);
       name.append(sw, document.createTextNode(n.name));
+      const num = (v, alert) => cell(group(v || 0), v ? (alert ? 'alert' : '') : 'zero');
+      tr.append(name, ratioCell(n.hit_ratio, colorOf(n.name)), num(n.l1_hits), num(n.l2_hits), num(n.misses), num(n.coalesced),
+        num(n.stale_served), num(n.refreshes), num(n.load_errors, true), num(n.invalidations),
+        cell(fmt(n.lookups_ps), n.lookups_ps ? '' : 'zero'));
+      body.appendChild(tr);
+    }
+  }
+
+  // The engine's top lists (summary.hot): one row per name, most counted first.
+  function renderHot(id, list, empty) {
+    const body = $(id).tBodies[0];
+    body.replaceChildren();
+    if (!list || !list.length) {
+      const tr = el('tr');
+      const td = el('td', 'empty', empty);
+      td.colSpan = 4;
+      tr.appendChild(td);
+      body.appendChild(tr);
+      return;
+    }
+    for (const it of list) {
+      const tr = el('tr');
+      const name = el('td', 'l', it.name);
+      name.title = it.name;
       const ratio = el('td', 'ratio');
       const bar = el('span', 'rbar');
       const track = el('span', 'track');
       const fill = el('span', 'fill');
-      fill.style.width = finite(n.hit_ratio) ? `${(n.hit_ratio * 100).toFixed(1)}%` : '0';
-      fill.style.background = colorOf(n.name);
+      fill.style.width = finite(it.share) ? `${Math.min(100, it.share * 100).toFixed(1)}%` : '0';
       track.appendChild(fill);
-      bar.append(el('span', '', finite(n.hit_ratio) ? `${fmtPct(n.hit_ratio)} %` : '–'), track);
+      bar.append(el('span', '', finite(it.share) ? `${fmtPct(it.share)} %` : '–'), track);
       ratio.appendChild(bar);
-      const num = (v, alert) => cell(group(v || 0), v ? (alert ? 'alert' : '') : 'zero');
-      tr.append(name, ratio, num(n.l1_hits), num(n.l2_hits), num(n.misses), num(n.coalesced),
-        num(n.stale_served), num(n.refreshes), num(n.load_errors, true), num(n.invalidations),
-        cell(fmt(n.lookups_ps), n.lookups_ps ? '' : 'zero'));
+      tr.append(name, ratio, cell(group(it.count || 0)), cell(group(it.error || 0), it.error ? '' : 'zero'));
       body.appendChild(tr);
     }
   }
@@ -483,6 +543,7 @@
     const s = f.summary || {};
     const rd = s.redis || {}, http = s.http || {}, db = s.db || {}, log = s.access_log || {};
     const inv = s.invalidations || { tag: 0, key: 0, clear: 0 };
+    const lag = s.bus_lag || {}, eng = s.engine || {};
     const items = [
       ['Circuit breaker', !rd.configured ? 'no Redis' : rd.breaker_open ? 'OPEN' : 'closed', !rd.configured ? '' : rd.breaker_open ? 'bad' : 'good',
         `${group(rd.breaker_opens || 0)} opens since start`],
@@ -496,6 +557,12 @@
       ['HTTP', `${group(http.connections || 0)} conn · ${group(http.in_flight || 0)} in flight`, http.queued > 0 ? 'warn' : '',
         `${group(http.queued || 0)} queued · ${group(http.rejected || 0)} rejected`],
       ['Access log', log.on ? `${group(log.lines || 0)} lines` : 'off', log.dropped ? 'warn' : '', `${group(log.dropped || 0)} dropped`],
+      ['Bus delivery lag', lag.count ? `p50 ${fmtMs(lag.p50_ms)} · p99 ${fmtMs(lag.p99_ms)} ms` : 'none last min', '',
+        `${group(lag.count || 0)} invalidations from other instances last min · ${group(lag.total || 0)} since start`],
+      ['L1 admission', eng.admission ? 'on' : 'off', '',
+        `${group(eng.admission_rejections_window || 0)} kept out last min · ${group(eng.admission_rejections || 0)} since start`],
+      ['L2 compression', eng.compress_min_bytes ? `≥ ${group(eng.compress_min_bytes)} B` : 'off', eng.decode_errors ? 'warn' : '',
+        `${group(eng.compressed_writes || 0)} records · ${fmtBytes(eng.compressed_saved_bytes || 0).join(' ')} saved · ${group(eng.decode_errors || 0)} undecodable`],
     ];
     const dl = $('health');
     dl.replaceChildren();
@@ -510,6 +577,10 @@
     renderKpis(f);
     renderCharts(f);
     renderTable(f);
+    const hot = (f.summary || {}).hot || {};
+    renderHot('hot-keys', hot.keys, f.cache ? 'No reads yet.' : 'The cache is turned off.');
+    renderHot('hot-tags', hot.tags, 'No invalidations made here yet.');
+    renderRatios(f);
     renderHealth(f);
     $('uptime').textContent = `up ${fmtAge((f.time - f.started) / 1000)}`;
   }

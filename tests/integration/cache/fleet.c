@@ -21,6 +21,10 @@
  *      valid; neither the instance that saw the invalidation nor a new one is served it.
  *      Nor does the restored list of members (from before an instance joined) let a writer
  *      forget that instance: it registers anew before it trusts its L1 again.
+ * And the bus delivery lag (issue 11, part 2): an instance records, once per invalidation
+ * it applies from another (a single-tag one and one of three tags alike), the time since
+ * that instance sent it, and nothing for its own; a message in the format of builds
+ * before the send time (no "@<µs>") is still applied, with no lag recorded.
  *
  * fleet@cluster: the same on a private Redis Cluster (3 masters, 3 replicas): the partitioned
  * instance reaches every node through a proxy of its own (tc_config.cluster_address), all
@@ -309,6 +313,58 @@ static void test_restored_redis_lists_an_instance_before_it_trusts_l1(void)
     it_server_stop(&server);
 }
 
+/* A applies nothing of its own; B records one lag per invalidation of A's; an old-format
+ * message is applied by B, and adds no lag. */
+static void test_bus_lag_recorded_once_per_invalidation(void)
+{
+    it_server server;
+    REQUIRE(it_server_start(&server) == 0);
+    tc_cache *a = fleet_cache(&server, NULL, 1000), *b = fleet_cache(&server, NULL, 1000);
+    REQUIRE(a != NULL && b != NULL);
+    it_source src;
+    it_source_init(&src, "v0");
+    tc_policy p = it_policy(&src, FRESH_MS, 0, TAG);
+    for (int n = 1; n <= 10; n++)
+        CHECK_EQ_INT(tc_invalidate_tag(a, TAG), 0);
+    const char *three[] = {"lag-1", "lag-2", "lag-3"};
+    CHECK_EQ_INT(tc_invalidate_tags(a, three, 3, 0), 0);
+    /* the writer returned after B acknowledged, i.e. after B applied (and timed) each */
+    tc_metrics mb = metrics(b), ma = metrics(a);
+    CHECK_EQ_INT(mb.bus_lag.count, 11);
+    CHECK_EQ_INT(ma.bus_lag.count, 0);
+    CHECK_EQ_INT(ma.ack_timeouts, 0);
+    uint64_t in_buckets = 0;
+    for (int i = 0; i < TC_HIST_BUCKETS; i++)
+        in_buckets += mb.bus_lag.buckets[i];
+    CHECK_EQ_INT(in_buckets, 11);
+    /* same host, same clock: each lag is under the writer's whole call (an ack round) */
+    CHECK(mb.bus_lag.sum_us < 11u * IT_CALL_BOUND_MS * 1000u);
+
+    /* A message as builds before the send time wrote them: "<seq> <id> <tag>" */
+    char want[96];
+    it_expect(want, sizeof(want), "acct:7", "v0");
+    read_want(b, "acct:7", &p, want, "before");
+    it_source_set(&src, "v1");
+    redisContext *r = it_redis(server.port, 0);
+    REQUIRE(r != NULL);
+    char chan[160];
+    if (it_on_cluster()) /* the shard channel of the meta slot */
+        snprintf(chan, sizeof(chan), "%s~{%smeta}bus", prefix, prefix);
+    else
+        snprintf(chan, sizeof(chan), "%s~bus:0", prefix);
+    CHECK(it_rint(r, "INCR %s~t:%s", prefix, TAG) > 0); /* what the script does first */
+    CHECK(it_rint(r, "%s %s %s", it_on_cluster() ? "SPUBLISH" : "PUBLISH", chan,
+                  "7 0123456789abcdef " TAG) >= 1);
+    redisFree(r);
+    it_expect(want, sizeof(want), "acct:7", "v1");
+    it_read got = it_read_until(b, "acct:7", &p, want, IT_DEADLINE_MS, NULL);
+    CHECK(strcmp(got.data, want) == 0); /* applied: L1 no longer answers v0 */
+    CHECK_EQ_INT(metrics(b).bus_lag.count, 11);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+    it_server_stop(&server);
+}
+
 int main(void)
 {
     snprintf(prefix, sizeof(prefix), "it-fleet-%ld:", (long)getpid());
@@ -317,5 +373,6 @@ int main(void)
     test_load_across_a_bus_outage_is_born_invalid();
     test_snapshot_restore_is_a_new_world();
     test_restored_redis_lists_an_instance_before_it_trusts_l1();
+    test_bus_lag_recorded_once_per_invalidation();
     return check_report();
 }

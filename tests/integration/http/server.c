@@ -1300,8 +1300,11 @@ static void test_per_addr_cap(void)
     for (int i = 0; i < 8; i++) {
         client *c = client_open_from(port, "127.0.0.1");
         send_str(c, "GET /inline HTTP/1.1\r\nHost: t\r\n\r\n"); /* may fail: closed */
-        refused += wait_closed(c, WAIT_MS) && c->len == 0;
+        bool closed = wait_closed(c, WAIT_MS) && c->len == 0;
         client_close(c);
+        if (!closed)
+            break; /* the rest would wait WAIT_MS each for the same answer */
+        refused++;
     }
     CHECK_EQ_INT(refused, 8);
     tc_http_stats st;

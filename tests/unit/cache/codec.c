@@ -6,11 +6,20 @@
  * byte, the bytes follow the documented layout, and decode rejects every
  * malformed input: truncation at every length, bad magic, nversions !=
  * ntags + 2, trailing bytes, fresh_until > stale_until, zero-length tags.
- * fuzz/codec.c explores the rest.
+ * And a value stored compressed (issue 11, part 5: "TC2", src/cache/compress.c):
+ * a compressed record round-trips to the same value and hash; a record in the
+ * format written before compression (TC1) is still decoded by this reader; a
+ * value below the threshold, or one that does not shrink, is written as TC1,
+ * byte for byte as before; a corrupt compressed record (a flipped byte, a
+ * frame that claims another size, a record that claims more than TC__RAW_MAX,
+ * an unknown flag, a hash that is not its content's) is refused, never a
+ * wrong value. fuzz/codec.c explores the rest.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "cache/internal.h"
 #include "check.h"
@@ -32,6 +41,9 @@ typedef struct raw {
     size_t len;
     long len_delta;  /* added to the length field only (not to the bytes written) */
     size_t trailing; /* junk bytes appended after the record */
+    bool tc2;        /* "TC2\0", the flags byte and raw_len (a compressed value) */
+    unsigned flags;
+    uint32_t raw_len;
 } raw;
 
 static void put_le(tc_buf *b, uint64_t v, int bytes)
@@ -44,7 +56,9 @@ static void put_le(tc_buf *b, uint64_t v, int bytes)
 
 static void raw_write(const raw *r, tc_buf *b)
 {
-    tc_buf_append(b, r->magic != NULL ? r->magic : "TC1\0", 4);
+    tc_buf_append(b, r->magic != NULL ? r->magic : r->tc2 ? "TC2\0" : "TC1\0", 4);
+    if (r->tc2)
+        put_le(b, r->flags, 1);
     put_le(b, r->created, 8);
     put_le(b, r->fresh, 8);
     put_le(b, r->stale, 8);
@@ -61,6 +75,8 @@ static void raw_write(const raw *r, tc_buf *b)
         put_le(b, n, 1);
         tc_buf_append(b, r->tags[i], n);
     }
+    if (r->tc2)
+        put_le(b, r->raw_len, 4);
     put_le(b, (uint64_t)((long)r->len + r->len_delta), 4);
     tc_buf_append(b, r->data, r->len);
     for (size_t i = 0; i < r->trailing; i++)
@@ -238,7 +254,7 @@ static void test_bad_magic(void)
 {
     raw w = valid_raw(1);
     CHECK_EQ_INT(decode_raw(&w), 0);
-    static const char *bad[] = {"XC1", "TX1", "TC2", "TC1\1", "tc1", "\0\0\0"};
+    static const char *bad[] = {"XC1", "TX1", "TC3", "TC1\1", "tc1", "\0\0\0"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         w.magic = bad[i];
         CHECK_EQ_INT(decode_raw(&w), TC_EINVAL);
@@ -314,6 +330,182 @@ static void test_zero_length_tag(void)
     free(b.data);
 }
 
+/* ---- values stored compressed (TC2) ------------------------------------------ */
+
+/* A JSON-like value of n bytes that compresses well, and its record. */
+static char *blog_like(size_t n)
+{
+    static const char part[] = "{\"id\":17,\"title\":\"Caching in layers\",\"body\":\"L1, then "
+                               "Redis, then the database; each answer carries its ETag.\"},";
+    char *v = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        v[i] = part[i % (sizeof(part) - 1)];
+    v[n] = '\0';
+    return v;
+}
+
+static tc__record record_with(const char *data, size_t len)
+{
+    raw w = valid_raw(2);
+    tc__record r = record_of(&w);
+    r.data = data;
+    r.len = len;
+    r.hash = tc__hash(data, len);
+    return r;
+}
+
+/* The value a decoded record gives, or NULL (rc in *rc). */
+static const tc_value *value_of(const char *buf, size_t len, int *rc)
+{
+    tc__record d;
+    const tc_value *v = NULL;
+    *rc = decode_exact(buf, len, &d);
+    if (*rc == 0) {
+        /* decode_exact freed its copy: decode again in place for the value */
+        tc__record_decode(buf, len, &d);
+        *rc = tc__record_value(&d, &v);
+    }
+    return v;
+}
+
+static void test_compressed_round_trip(void)
+{
+    size_t n = 4096;
+    char *val = blog_like(n);
+    tc__record r = record_with(val, n);
+    tc_buf z = {0}, enc = {0};
+    CHECK_EQ_INT(tc__record_compress(&r, 1024, &z), 1);
+    CHECK(r.flags == TC__REC_ZSTD && r.raw_len == n && r.len < n / 2 && r.data == z.data);
+    REQUIRE(tc__record_encode(&r, &enc) == 0);
+    CHECK(memcmp(enc.data, "TC2\0\x01", 5) == 0);
+    round_trip(&r); /* the TC2 bytes decode and encode back to themselves */
+    int rc;
+    const tc_value *v = value_of(enc.data, enc.len, &rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(v != NULL && v->len == n && memcmp(v->data, val, n) == 0);
+    CHECK(v != NULL && v->hash == tc__hash(val, n)); /* the ETag does not change */
+    tc_value_release(v);
+    free(enc.data);
+    free(z.data);
+    free(val);
+}
+
+/* What the code before compression wrote (TC1, by the independent writer) is read. */
+static void test_old_record_decoded_by_new_reader(void)
+{
+    size_t n = 4096;
+    char *val = blog_like(n);
+    raw w = valid_raw(2);
+    w.data = val, w.len = n, w.hash = tc__hash(val, n);
+    tc_buf b = {0};
+    raw_write(&w, &b);
+    int rc;
+    const tc_value *v = value_of(b.data, b.len, &rc);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(v != NULL && v->len == n && memcmp(v->data, val, n) == 0 && v->hash == w.hash);
+    tc_value_release(v);
+    free(b.data);
+
+    /* Below the threshold, or off, or not shrinking: written as TC1, as before. */
+    tc__record r = record_with(val, 1023);
+    tc_buf z = {0};
+    CHECK_EQ_INT(tc__record_compress(&r, 1024, &z), 0);
+    CHECK(r.flags == 0 && r.data == val && z.data == NULL);
+    r = record_with(val, n);
+    CHECK_EQ_INT(tc__record_compress(&r, 0, &z), 0);
+    CHECK(r.flags == 0 && r.data == val);
+    char noise[2048];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof(noise); i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        noise[i] = (char)x;
+    }
+    r = record_with(noise, sizeof(noise));
+    CHECK_EQ_INT(tc__record_compress(&r, 1024, &z), 0);
+    CHECK(r.flags == 0 && r.data == noise);
+    tc_buf enc = {0}, ref = {0};
+    REQUIRE(tc__record_encode(&r, &enc) == 0);
+    w = valid_raw(2);
+    w.data = noise, w.len = sizeof(noise), w.hash = r.hash;
+    raw_write(&w, &ref);
+    CHECK(enc.len == ref.len && memcmp(enc.data, ref.data, ref.len) == 0);
+    free(enc.data);
+    free(ref.data);
+    free(val);
+}
+
+/* A raw TC2 record around frame (raw_len claimed), for the corruption cases. */
+static raw tc2_raw(const char *frame, size_t flen, uint32_t raw_len, uint64_t hash)
+{
+    raw w = valid_raw(1);
+    w.tc2 = true, w.flags = TC__REC_ZSTD, w.raw_len = raw_len;
+    w.data = frame, w.len = flen, w.hash = hash;
+    return w;
+}
+
+static int value_rc(const raw *w)
+{
+    tc_buf b = {0};
+    raw_write(w, &b);
+    int rc;
+    const tc_value *v = value_of(b.data, b.len, &rc);
+    if (v != NULL)
+        tc_value_release(v);
+    free(b.data);
+    return rc;
+}
+
+static void test_corrupt_compressed_record_refused(void)
+{
+    size_t n = 3000;
+    char *val = blog_like(n);
+    uint64_t h = tc__hash(val, n);
+    size_t cap = ZSTD_compressBound(n);
+    char *frame = malloc(cap);
+    size_t flen = ZSTD_compress(frame, cap, val, n, 3);
+    REQUIRE(!ZSTD_isError(flen));
+    raw w = tc2_raw(frame, flen, (uint32_t)n, h);
+    CHECK_EQ_INT(value_rc(&w), 0); /* the good one, written independently */
+
+    int refused = 0, flips = 0;
+    for (size_t i = 0; i < flen; i += 7, flips++) { /* a byte flipped anywhere in the frame */
+        frame[i] ^= 0x5a;
+        refused += value_rc(&w) == TC_EINVAL;
+        frame[i] ^= 0x5a;
+    }
+    CHECK_EQ_INT(refused, flips);
+    w = tc2_raw(frame, flen, (uint32_t)n - 1, h); /* the frame holds another size */
+    CHECK_EQ_INT(value_rc(&w), TC_EINVAL);
+    w = tc2_raw(frame, flen, (uint32_t)n, h ^ 1); /* a value that is not the record's */
+    CHECK_EQ_INT(value_rc(&w), TC_EINVAL);
+    w = tc2_raw(frame, flen - 1, (uint32_t)n, h); /* cut short */
+    CHECK_EQ_INT(value_rc(&w), TC_EINVAL);
+    w = tc2_raw(frame, flen, TC__RAW_MAX + 1, h); /* claims more than any reader allocates */
+    CHECK_EQ_INT(decode_raw(&w), TC_EINVAL);
+    w = tc2_raw(frame, flen, 0, h);
+    CHECK_EQ_INT(decode_raw(&w), TC_EINVAL);
+    static const unsigned bad_flags[] = {0, 2, 3, 0x81};
+    for (size_t i = 0; i < sizeof(bad_flags) / sizeof(bad_flags[0]); i++) {
+        w = tc2_raw(frame, flen, (uint32_t)n, h);
+        w.flags = bad_flags[i];
+        CHECK_EQ_INT(decode_raw(&w), TC_EINVAL);
+    }
+    /* a frame that holds (and claims) more than the record says: nothing more is
+     * allocated than the record's raw_len, and it is refused */
+    w = tc2_raw(frame, flen, 100, h);
+    CHECK_EQ_INT(value_rc(&w), TC_EINVAL);
+    /* the encoder writes no record the reader would refuse */
+    tc__record r = record_with(val, n);
+    r.flags = TC__REC_ZSTD, r.raw_len = TC__RAW_MAX + 1;
+    tc_buf b = {0};
+    CHECK_EQ_INT(tc__record_encode(&r, &b), TC_EINVAL);
+    r.flags = 2, r.raw_len = n;
+    CHECK_EQ_INT(tc__record_encode(&r, &b), TC_EINVAL);
+    free(b.data);
+    free(frame);
+    free(val);
+}
+
 int main(void)
 {
     test_round_trip();
@@ -325,5 +517,8 @@ int main(void)
     test_trailing_bytes();
     test_fresh_after_stale();
     test_zero_length_tag();
+    test_compressed_round_trip();
+    test_old_record_decoded_by_new_reader();
+    test_corrupt_compressed_record_refused();
     return check_report();
 }

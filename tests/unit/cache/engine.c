@@ -13,7 +13,11 @@
  *       XFetch refreshes early while still answering fresh;
  *   5   an invalidated entry is never served stale;
  *   11  exact per-namespace metrics for a scripted sequence;
- * and the validation of keys, tags and policies (TC_EINVAL).
+ * and the validation of keys, tags and policies (TC_EINVAL). And, through the
+ * public API, the scan-resistant L1 (issue 11, part 4): with l1_admission (the
+ * default) a scan of cold keys read through tc_get_or_load costs a hot set
+ * that is still being read no miss; with l1_admission = 0 the same reads miss
+ * (the knob works, and the test can fail); kept-out entries are counted.
  *
  * The fake clock decides every result; real time only bounds waits
  * (DEADLINE_MS), and a wait that runs out is a failed CHECK, never a hang.
@@ -1037,6 +1041,69 @@ static void test_metrics_per_namespace(void)
     world_free(&w);
 }
 
+/* Hot keys missed while 800 cold keys are read through, one hot read every 4. */
+static uint64_t hot_misses_during_scan(int admission, uint64_t *rejections)
+{
+    fake_clock clock;
+    atomic_store(&clock.now, T0);
+    source src;
+    source_init(&src);
+    tc_policy p = {.fresh_ms = 1u << 30, .loader = loader, .loader_ctx = &src};
+    tc_config cfg;
+    tc_config_init(&cfg);
+    cfg.redis_host = NULL;
+    cfg.clock = fake_now;
+    cfg.clock_ctx = &clock;
+    cfg.l1_shards = 1;
+    cfg.l1_max_bytes = 1u << 20;
+    cfg.l1_admission = admission;
+    /* the bytes of one entry, from a cache that holds one: then room for 60 */
+    tc_cache *c = tc_cache_create(&cfg, NULL);
+    REQUIRE(c != NULL);
+    tc_result r;
+    REQUIRE(tc_get_or_load(c, "hot:00", &p, &r) == 0);
+    tc_value_release(r.value);
+    tc_metrics m;
+    tc_metrics_snapshot(c, &m);
+    tc_cache_destroy(c);
+    cfg.l1_max_bytes = 60 * m.l1_bytes + m.l1_bytes / 2;
+    REQUIRE((c = tc_cache_create(&cfg, NULL)) != NULL);
+    char k[16];
+    for (int round = 0; round < 8; round++)
+        for (int i = 0; i < 30; i++) {
+            snprintf(k, sizeof(k), "hot:%02d", i);
+            REQUIRE(tc_get_or_load(c, k, &p, &r) == 0);
+            tc_value_release(r.value);
+        }
+    uint64_t before = ns_of(c, "hot").misses;
+    for (int i = 0; i < 800; i++) {
+        snprintf(k, sizeof(k), "cold:%03d", i); /* the same length as hot keys */
+        REQUIRE(tc_get_or_load(c, k, &p, &r) == 0);
+        tc_value_release(r.value);
+        if (i % 4 == 3) {
+            snprintf(k, sizeof(k), "hot:%02d", (i / 4) % 30);
+            REQUIRE(tc_get_or_load(c, k, &p, &r) == 0);
+            tc_value_release(r.value);
+        }
+    }
+    uint64_t misses = ns_of(c, "hot").misses - before;
+    tc_metrics_snapshot(c, &m);
+    *rejections = m.l1_rejections;
+    tc_cache_destroy(c);
+    source_destroy(&src);
+    return misses;
+}
+
+static void test_scan_resistant_l1(void)
+{
+    begin(__func__, NULL);
+    uint64_t rej_on, rej_off;
+    CHECK_EQ_INT(hot_misses_during_scan(1, &rej_on), 0);
+    CHECK(hot_misses_during_scan(0, &rej_off) >= 180); /* of 200 hot reads */
+    CHECK(rej_on > 500);
+    CHECK_EQ_INT(rej_off, 0);
+}
+
 int main(void)
 {
     test_fresh_stale_expired();
@@ -1058,5 +1125,6 @@ int main(void)
     test_cleared_not_served_stale();
     test_validation();
     test_metrics_per_namespace();
+    test_scan_resistant_l1();
     return check_report();
 }

@@ -6,9 +6,18 @@
  * by a reader keeps its bytes intact after it is evicted, removed or cleared,
  * and is freed after the last release (observed through its tag, and by ASan);
  * a value larger than a shard's budget is not stored. The last test hammers
- * one table from several threads for TSan/ASan.
+ * one table from several threads for TSan/ASan, with and without admission.
+ *
+ * Admission (issue 11, part 4: a scan-resistant L1): a scan of 2,000 cold keys,
+ * each looked up once and then inserted as the engine does after a load, while
+ * a 50-key hot set is still read, leaves every hot key in a table that holds 100
+ * entries and costs it no miss — and the same scan without admission evicts
+ * most of them and makes nearly every hot read a miss (so the test can fail). A new
+ * key looked up more often than the coldest entry still gets in; a key already
+ * in the table is always replaced; every key kept out is counted.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +89,7 @@ static stats stats_of(tc__l1 *l1)
 /* The charge of one entry with this key and value (all keys below have the same length). */
 static uint64_t charge_of(const char *key, const char *val)
 {
-    tc__l1 *l1 = tc__l1_new(1 << 20, 1);
+    tc__l1 *l1 = tc__l1_new(1 << 20, 1, false);
     put(l1, key, val);
     uint64_t c = stats_of(l1).bytes;
     tc__l1_free(l1);
@@ -96,7 +105,7 @@ static void key_name(char *out, int i)
 
 static void test_put_get_remove_clear(void)
 {
-    tc__l1 *l1 = tc__l1_new(1 << 20, 4);
+    tc__l1 *l1 = tc__l1_new(1 << 20, 4, false);
     REQUIRE(l1 != NULL);
     CHECK(!has(l1, "a"));
     put(l1, "a", "alpha");
@@ -137,7 +146,7 @@ static void test_put_get_remove_clear(void)
     CHECK(!has(l1, "k000") && !has(l1, "k199"));
     tc__l1_free(l1);
     tc__l1_free(NULL);
-    CHECK(tc__l1_new(1024, 3) == NULL); /* shards: a power of two */
+    CHECK(tc__l1_new(1024, 3, false) == NULL); /* shards: a power of two */
 }
 
 /* ---- the byte limit and LRU order ----------------------------------------- */
@@ -145,7 +154,7 @@ static void test_put_get_remove_clear(void)
 static void test_evicts_least_recently_used(void)
 {
     uint64_t c = charge_of("k000", "value-0123456789");
-    tc__l1 *l1 = tc__l1_new(4 * c + c / 2, 1); /* room for four entries */
+    tc__l1 *l1 = tc__l1_new(4 * c + c / 2, 1, false); /* room for four entries */
     char k[8];
     for (int i = 0; i < 4; i++) {
         key_name(k, i);
@@ -192,7 +201,7 @@ static void test_evicts_least_recently_used(void)
 static void test_bytes_stay_within_limit(void)
 {
     const size_t max = 64 * 1024;
-    tc__l1 *l1 = tc__l1_new(max, 4);
+    tc__l1 *l1 = tc__l1_new(max, 4, false);
     char val[700];
     int over = 0;
     for (int i = 0; i < 2000; i++) {
@@ -213,7 +222,7 @@ static void test_bytes_stay_within_limit(void)
 
 static void test_value_larger_than_shard_budget(void)
 {
-    tc__l1 *l1 = tc__l1_new(4096, 4); /* 1024 bytes a shard */
+    tc__l1 *l1 = tc__l1_new(4096, 4, false); /* 1024 bytes a shard */
     put(l1, "small", "s");
     char big[2000];
     memset(big, 'b', sizeof(big) - 1);
@@ -241,7 +250,7 @@ static void reader_outlives(enum how how)
     static const char payload[] = "payload that must survive";
     tc__tags *tags = tc__tags_new();
     uint64_t c = charge_of("k000", payload);
-    tc__l1 *l1 = tc__l1_new(2 * c + c / 2, 1); /* two entries */
+    tc__l1 *l1 = tc__l1_new(2 * c + c / 2, 1, false); /* two entries */
 
     tc__entry *e = mk("k000", payload);
     e->tags[0] = tc__tag_get(tags, "held", 4); /* the entry owns this reference */
@@ -362,10 +371,11 @@ static void *hammer_run(void *arg)
     return NULL;
 }
 
-static void test_concurrent_readers_and_writers(void)
+static void test_concurrent_readers_and_writers(bool admission)
 {
     uint64_t c = charge_of("h00", "h00=h00");
-    tc__l1 *l1 = tc__l1_new(2 * 16 * c, 2); /* well under HAMMER_KEYS: constant eviction */
+    /* well under HAMMER_KEYS: constant eviction */
+    tc__l1 *l1 = tc__l1_new(2 * 16 * c, 2, admission);
     hammer h[HAMMER_THREADS];
     pthread_t th[HAMMER_THREADS];
     for (int i = 0; i < HAMMER_THREADS; i++) {
@@ -384,6 +394,96 @@ static void test_concurrent_readers_and_writers(void)
     tc__l1_free(l1);
 }
 
+/* ---- admission -------------------------------------------------------------- */
+
+#define HOT 50
+
+/* A lookup and, on a miss, an insert: what the engine does for a read. */
+static void read_through(tc__l1 *l1, const char *key)
+{
+    tc__entry *e = get(l1, key);
+    if (e == NULL)
+        put(l1, key, "value-0123456789");
+    tc__entry_release(e);
+}
+
+/* A 100-entry table, a 50-key hot set read 10 times, then a scan of 2,000 cold keys
+ * during which the hot set is still read (one hot read every 4 scanned keys): how many
+ * hot reads missed during the scan, and how many hot keys are left after it. */
+static int hot_left_after_scan(bool admission, int *hot_misses, uint64_t *rejections)
+{
+    uint64_t c = charge_of("hot:000", "value-0123456789");
+    tc__l1 *l1 = tc__l1_new(100 * c + c / 2, 1, admission);
+    char k[16];
+    for (int round = 0; round < 10; round++)
+        for (int i = 0; i < HOT; i++) {
+            snprintf(k, sizeof(k), "hot:%03d", i);
+            read_through(l1, k);
+        }
+    *hot_misses = 0;
+    for (int i = 0; i < 2000; i++) {
+        snprintf(k, sizeof(k), "cold:%04d", i); /* same length as the hot keys */
+        read_through(l1, k);
+        if (i % 4 == 3) {
+            snprintf(k, sizeof(k), "hot:%03d", (i / 4) % HOT);
+            *hot_misses += !has(l1, k);
+            read_through(l1, k);
+        }
+    }
+    int left = 0;
+    for (int i = 0; i < HOT; i++) {
+        snprintf(k, sizeof(k), "hot:%03d", i);
+        left += has(l1, k);
+    }
+    CHECK(stats_of(l1).bytes <= 100 * c + c / 2);
+    *rejections = tc__l1_rejections(l1);
+    tc__l1_free(l1);
+    return left;
+}
+
+static void test_scan_does_not_evict_hot_set(void)
+{
+    uint64_t rej_on, rej_off;
+    int miss_on, miss_off;
+    CHECK_EQ_INT(hot_left_after_scan(true, &miss_on, &rej_on), HOT);
+    CHECK_EQ_INT(miss_on, 0);
+    /* plain LRU: 200 scanned keys between two reads of a hot key push it out; only the
+     * hot keys read in the scan's last 100 lookups are left */
+    CHECK(hot_left_after_scan(false, &miss_off, &rej_off) < HOT / 2);
+    CHECK(miss_off >= 450);
+    CHECK(rej_on > 1000); /* most of the scan was kept out */
+    CHECK_EQ_INT(rej_off, 0);
+}
+
+static void test_admission_lets_frequent_and_replaced_keys_in(void)
+{
+    uint64_t c = charge_of("hot:000", "value-0123456789");
+    tc__l1 *l1 = tc__l1_new(4 * c + c / 2, 1, true); /* four entries */
+    char k[16];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 4; i++) {
+            snprintf(k, sizeof(k), "hot:%03d", i);
+            read_through(l1, k); /* each looked up 3 times */
+        }
+    CHECK(!has(l1, "new:000")); /* looked up: 1 */
+    put(l1, "new:000", "value-0123456789");
+    CHECK(!has(l1, "new:000")); /* 2: kept out, hot:000 was seen 3 times */
+    CHECK_EQ_INT(tc__l1_rejections(l1), 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(!has(l1, "new:000")); /* 5 now: more than any entry here */
+    put(l1, "new:000", "value-0123456789");
+    CHECK(holds(l1, "new:000", "value-0123456789"));
+    CHECK_EQ_INT(stats_of(l1).entries, 4);
+    CHECK_EQ_INT(stats_of(l1).evictions, 1);
+    /* a key in the table is always replaced, however cold */
+    tc__entry *e = mk("hot:001", "value-ABCDEFGHIJ");
+    CHECK(tc__l1_put(l1, e));
+    tc__entry_release(e);
+    CHECK(holds(l1, "hot:001", "value-ABCDEFGHIJ"));
+    CHECK_EQ_INT(tc__l1_rejections(l1), 1);
+    tc__l1_free(l1);
+}
+
 int main(void)
 {
     test_put_get_remove_clear();
@@ -395,6 +495,9 @@ int main(void)
     test_reader_outlives_clear();
     test_reader_outlives_replacement();
     test_reader_outlives_table();
-    test_concurrent_readers_and_writers();
+    test_concurrent_readers_and_writers(false);
+    test_concurrent_readers_and_writers(true);
+    test_scan_does_not_evict_hot_set();
+    test_admission_lets_frequent_and_replaced_keys_in();
     return check_report();
 }

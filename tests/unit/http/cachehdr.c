@@ -1,7 +1,9 @@
 /*
  * Unit tests of src/http/cachehdr.c's table: every route class's exact
  * Cache-Control and Vary, no forbidden directive on anything authenticated,
- * which classes carry shared-cache tags, the ETag and Cache-Status texts.
+ * which classes carry shared-cache tags, which get CDN-Cache-Control (public
+ * queries and pages only, and only with a CDN max-age), the ETag and
+ * Cache-Status texts.
  * Applying them to real responses (and the 304 step) is proven end to end in
  * tests/e2e/http-cache.test.mjs.
  */
@@ -66,6 +68,25 @@ static void test_authenticated(void)
     }
 }
 
+/* CDN-Cache-Control: on the public query and the public page, with the max-age
+ * given; never on anything else (a personal response above all), never without
+ * a max-age (no CDN is purged). */
+static void test_cdn(void)
+{
+    char out[128];
+    for (int c = 0; c <= TC_ROUTE_CLASS_COUNT; c++) {
+        tc_route_class cls = (tc_route_class)c;
+        const char *v = tc_cachehdr_cdn_cache_control(cls, 3600, out, sizeof(out));
+        if (cls == TC_ROUTE_QUERY_PUBLIC || cls == TC_ROUTE_PAGE)
+            CHECK_EQ_STR(v, "public, max-age=3600, stale-while-revalidate=600");
+        else
+            CHECK(v == NULL);
+        CHECK(tc_cachehdr_cdn_cache_control(cls, 0, out, sizeof(out)) == NULL);
+    }
+    CHECK_EQ_STR(tc_cachehdr_cdn_cache_control(TC_ROUTE_PAGE, 31536000, out, sizeof(out)),
+                 "public, max-age=31536000, stale-while-revalidate=600");
+}
+
 static void test_texts(void)
 {
     char e[TC_ETAG_MAX];
@@ -87,6 +108,7 @@ int main(void)
 {
     test_table();
     test_authenticated();
+    test_cdn();
     test_texts();
     return check_report();
 }
