@@ -261,6 +261,21 @@ static void render_layers(tc_monitor *m, tc_buf *b, const tc_metrics *cm)
          "Times a different Redis process answered (restart, restore, failover): nothing "
          "cached before was trusted.",
          cm->incarnations},
+        /* on a Redis Cluster; 0 on one Redis */
+        {"tiercache_redis_cluster_moved_total", "counter",
+         "Redis Cluster: MOVED redirections followed (a slot has a new master).",
+         cm->cluster_moved},
+        {"tiercache_redis_cluster_ask_total", "counter",
+         "Redis Cluster: ASK redirections followed (a slot being migrated).", cm->cluster_ask},
+        {"tiercache_redis_cluster_retries_total", "counter",
+         "Redis Cluster: commands sent again (TRYAGAIN; an invalidation held back while the "
+         "bus's slot moves).",
+         cm->cluster_retries},
+        {"tiercache_redis_cluster_down_total", "counter",
+         "Redis Cluster: commands failed because their slot had no master (CLUSTERDOWN).",
+         cm->cluster_down},
+        {"tiercache_redis_cluster_slot_map_reads_total", "counter",
+         "Redis Cluster: slot maps read (CLUSTER SLOTS).", cm->cluster_refreshes},
     };
     SINGLES(b, bus_lease);
     family(b, "tiercache_cache_invalidate_duration_seconds", "histogram",

@@ -2,10 +2,11 @@
 // private cluster scripts/test.sh starts (TC_CLUSTER_NODES: 3 masters, 3 replicas).
 // Proves: two instances on one database and the cluster share the L2 (what one loaded, the
 // other is served from L2) and a write on one is read at once on the other (its L1 entry
-// dropped over the sharded bus); the environment variable works as the flag does; a malformed
-// cluster address, or a database other than 0, stops the server at start with a message that
-// says why. And e2e/fleet's read-your-writes checker (fleet.mjs) over three instances on the
-// cluster, with no fault: zero stale reads, zero errors.
+// dropped over the sharded bus), and /metrics counts the cluster's work; the environment
+// variable works as the flag does; a malformed cluster address, or a database other than 0,
+// stops the server at start with a message that says why. And e2e/fleet's read-your-writes
+// checker (fleet.mjs) over three instances on the cluster, with no fault: zero stale reads,
+// zero errors.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -43,6 +44,11 @@ describe('the server on a Redis Cluster', { skip: NODES ? false : 'TC_CLUSTER_NO
       assert.equal(r.body.result.data.name, name, 'B reads the write A returned from');
       assert.match(r.headers.get('cache-status'), /fwd=miss/);
     }
+    // /metrics counts the cluster's work: slot maps read, no slot without a master
+    const text = await (await fetch(`${b.base}/metrics`)).text();
+    const value = (name) => Number((text.match(new RegExp(`^${name} (\\d+)$`, 'm')) ?? [])[1]);
+    assert.ok(value('tiercache_redis_cluster_slot_map_reads_total') >= 1, 'a slot map was read');
+    assert.equal(value('tiercache_redis_cluster_down_total'), 0);
   });
 
   it('refuses a malformed cluster address, or another database, at start', () => {
