@@ -19,23 +19,9 @@ while getopts "d:u:" o; do
     case $o in d) dur=$OPTARG ;; u) users=$OPTARG ;; *) exit 2 ;; esac
 done
 
-bash "$root/scripts/deps.sh" >/dev/null
-cmake -S "$root" -B "$root/build" >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target tiercache >/dev/null
-bin=$root/build/tiercache
-work=$(mktemp -d "${TMPDIR:-/tmp}/tc-bench.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-source "$root/scripts/redis.sh"
-start_redis "$work" || { echo "bench: could not start redis-server" >&2; exit 1; }
+source "$root/bench/lib.sh"
+bench_begin bench
 rport=$redis_port
-pids+=("$redis_pid")
 taskset -pc 1 "$redis_pid" >/dev/null
 
 # The default demo set (10k users, ~1M activity rows): an uncached dashboard costs ms.

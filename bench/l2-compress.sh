@@ -13,20 +13,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cg=0
 [[ ${1:-} == --callgrind ]] && { cg=1; shift; }
 rounds=${1:-20}
-bash "$root/scripts/deps.sh" >/dev/null
-cmake -S "$root" -B "$root/build" >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target tiercache bench_l2-compress >/dev/null
-work=$(mktemp -d "${TMPDIR:-/tmp}/tc-l2z.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-source "$root/scripts/redis.sh"
-start_redis "$work" || { echo "l2-compress: no redis" >&2; exit 1; }
-pids+=("$redis_pid")
+source "$root/bench/lib.sh"
+bench_begin l2z bench_l2-compress
 "$root/build/tiercache" seed --db "sqlite:$work/app.db" --seed-users 20 --seed-activity 5 \
     --fast-password-hash >/dev/null 2>&1
 port=$((21000 + RANDOM % 9000))

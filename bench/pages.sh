@@ -20,22 +20,8 @@ while getopts "d:r:" o; do
 done
 command -v wrk >/dev/null || { echo "pages: needs wrk (scripts/deps.sh installs it)" >&2; exit 1; }
 
-bash "$root/scripts/deps.sh" >/dev/null
-cmake -S "$root" -B "$root/build" >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target tiercache >/dev/null
-bin=$root/build/tiercache
-work=$(mktemp -d "${TMPDIR:-/tmp}/tc-pages.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-source "$root/scripts/redis.sh"
-start_redis "$work" || { echo "pages: could not start redis-server" >&2; exit 1; }
-pids+=("$redis_pid")
+source "$root/bench/lib.sh"
+bench_begin pages
 taskset -pc 1 "$redis_pid" >/dev/null
 "$bin" seed --db "sqlite:$work/app.db" --seed-users 200 --seed-activity 20 --fast-password-hash \
     >/dev/null 2>&1
